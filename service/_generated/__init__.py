@@ -1,0 +1,1 @@
+"""protoc output for protos/: regenerate with `./dev protos`, never edit by hand."""

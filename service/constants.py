@@ -1,0 +1,29 @@
+"""Constants of the MNIST form and of the network, defined once for training, serving and tests."""
+
+from typing import Final
+
+#: Side of an MNIST image in pixels; images are IMAGE_SIDE x IMAGE_SIDE.
+IMAGE_SIDE: Final = 28
+#: MNIST digits are scaled to fit a DIGIT_BOX x DIGIT_BOX box inside the 28x28 image.
+DIGIT_BOX: Final = 20
+#: Number of input pixels (28 * 28).
+N_PIXELS: Final = IMAGE_SIDE * IMAGE_SIDE
+#: The classes, in the order of the probability vector.
+LABELS: Final = tuple(range(10))
+N_CLASSES: Final = len(LABELS)
+#: The two hidden layers of 3Blue1Brown's network.
+HIDDEN_LAYERS: Final = (16, 16)
+LAYER_SIZES: Final = (N_PIXELS, *HIDDEN_LAYERS, N_CLASSES)
+#: Weights plus biases of 784-16-16-10: 784*16+16 + 16*16+16 + 16*10+10.
+N_PARAMETERS: Final = sum(a * b + b for a, b in zip(LAYER_SIZES, LAYER_SIZES[1:]))
+ACTIVATIONS: Final = ("relu", "logistic")
+
+# The ONNX artifact's interface (see service/model.py, which owns the contract).
+INPUT_NAME: Final = "pixels"
+OUTPUT_PROBABILITIES: Final = "probabilities"
+OUTPUT_LABEL: Final = "label"
+OUTPUT_HIDDEN: Final = ("hidden1", "hidden2")
+#: Key of the model card in the ONNX file's metadata_props.
+CARD_METADATA_KEY: Final = "digitnet.card"
+
+assert N_PARAMETERS == 13_002

@@ -1,0 +1,93 @@
+"""ONNX export: parity with scikit-learn, hidden-layer outputs, verification, atomic writes, the card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from sklearn.neural_network import MLPClassifier
+
+from digitnet.service.card import read_card
+from digitnet.service.constants import CARD_METADATA_KEY, INPUT_NAME, N_PARAMETERS, OUTPUT_HIDDEN
+from digitnet.service.errors import ExportVerificationError
+from digitnet.service.model import Model
+from digitnet.training import export
+from digitnet.training.data import Dataset
+from digitnet.training.train import TrainConfig, split_dataset, train
+
+
+@pytest.fixture(scope="module", params=["relu", "logistic"])
+def fitted(request: pytest.FixtureRequest, small_dataset: Dataset) -> tuple[MLPClassifier, np.ndarray]:
+    split = split_dataset(small_dataset, seed=0)
+    result = train(split, TrainConfig(activation=request.param, max_epochs=3, distorted_copies=0))
+    return result.classifier, split.val_x
+
+
+def _numpy_forward(classifier: MLPClassifier, x: np.ndarray) -> list[np.ndarray]:
+    squash = (lambda z: np.maximum(z, 0)) if classifier.activation == "relu" else (lambda z: 1 / (1 + np.exp(-z)))
+    layers = []
+    for w, b in zip(classifier.coefs_[:-1], classifier.intercepts_[:-1]):
+        x = squash(x @ w + b)
+        layers.append(x)
+    return layers
+
+
+def test_onnx_matches_sklearn_and_numpy(fitted: tuple[MLPClassifier, np.ndarray]) -> None:
+    classifier, val_x = fitted
+    onnx_model = export.to_onnx_model(classifier)
+    assert export.verify_export(onnx_model, classifier, val_x) <= export.PROBABILITY_TOLERANCE
+    out = Model.from_bytes(onnx_model.SerializeToString()).run(val_x)
+    np.testing.assert_allclose(out.probabilities, classifier.predict_proba(val_x), atol=1e-5)
+    np.testing.assert_array_equal(out.labels, classifier.predict(val_x))
+    for got, want in zip(out.hidden, _numpy_forward(classifier, val_x.astype(np.float64))):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_graph_interface(fitted: tuple[MLPClassifier, np.ndarray]) -> None:
+    graph = export.to_onnx_model(fitted[0]).graph
+    assert [i.name for i in graph.input] == [INPUT_NAME]
+    assert [o.name for o in graph.output] == ["label", "probabilities", *OUTPUT_HIDDEN]
+    assert not any(node.op_type == "ZipMap" for node in graph.node)
+
+
+def test_verification_catches_a_mismatch(fitted: tuple[MLPClassifier, np.ndarray]) -> None:
+    classifier, val_x = fitted
+    onnx_model = export.to_onnx_model(classifier)
+    # A classifier whose output layer is perturbed no longer matches the exported graph.
+    tampered = MLPClassifier(hidden_layer_sizes=(16, 16))
+    tampered.__dict__.update(classifier.__dict__)
+    tampered.coefs_ = [w.copy() for w in classifier.coefs_]
+    tampered.coefs_[-1][:, 3] += 0.5  # favour digit 3 (a shift of every column would cancel in softmax)
+    with pytest.raises(ExportVerificationError, match="differ from scikit-learn's"):
+        export.verify_export(onnx_model, tampered, val_x)
+
+
+def test_atomic_write_keeps_old_file_on_interrupt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"old model")
+
+    def interrupted(fd: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export.os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export.atomic_write(target, b"new model, half written")
+    assert target.read_bytes() == b"old model"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"], "the temporary file was left behind"
+
+
+def test_trained_artifact_and_card(small_model: Path) -> None:
+    card = read_card(small_model)
+    model = Model.load(small_model)
+    assert card.model_sha256 == model.sha256
+    assert card.architecture.parameters == N_PARAMETERS and card.architecture.layers == [784, 16, 16, 10]
+    assert card.data.images == 800 and card.data.train_images + card.data.validation_images == 800
+    assert np.sum(card.validation.confusion_matrix) == card.validation.images
+    assert card.validation.max_probability_difference <= export.PROBABILITY_TOLERANCE
+    assert {"scikit-learn", "skl2onnx", "onnxruntime"} <= card.libraries.keys()
+    assert card.input.dtype == "float32" and card.input.shape == [-1, 784]
+    embedded = {p.key: p.value for p in onnx.load(small_model).metadata_props}[CARD_METADATA_KEY]
+    assert json.loads(embedded) == {k: v for k, v in json.loads(card.to_json()).items() if k != "model_sha256"}

@@ -1,0 +1,111 @@
+"""Export a fitted MLPClassifier to ONNX with hidden-layer outputs, verify it, and write it with its card.
+
+Usage:
+    onnx_model = to_onnx_model(classifier)
+    verify_export(onnx_model, classifier, split.val_x)       # raises ExportVerificationError
+    write_artifact(onnx_model, card, Path("models/default.onnx"))
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+from skl2onnx import to_onnx
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.neural_network import MLPClassifier
+
+from digitnet.service.card import ModelCard, card_path_for
+from digitnet.service.constants import (
+    CARD_METADATA_KEY,
+    HIDDEN_LAYERS,
+    INPUT_NAME,
+    N_PIXELS,
+    OUTPUT_HIDDEN,
+    OUTPUT_LABEL,
+    OUTPUT_PROBABILITIES,
+)
+from digitnet.service.errors import ExportVerificationError
+from digitnet.service.model import Model
+
+#: Largest allowed |p_onnx - p_sklearn| on any probability.
+PROBABILITY_TOLERANCE = 1e-5
+#: The ONNX activation op for each scikit-learn activation.
+_ACTIVATION_OPS = {"relu": "Relu", "logistic": "Sigmoid"}
+
+
+def to_onnx_model(classifier: MLPClassifier) -> onnx.ModelProto:
+    """Convert to ONNX (float32 input, no ZipMap) and expose both hidden layers as named outputs."""
+    model = to_onnx(
+        classifier,
+        initial_types=[(INPUT_NAME, FloatTensorType([None, N_PIXELS]))],
+        # zipmap=False: a plain [N, 10] probability tensor instead of a list of dicts.
+        options={id(classifier): {"zipmap": False}},
+    )
+    graph = model.graph
+    op = _ACTIVATION_OPS[classifier.activation]
+    hidden = [node.output[0] for node in graph.node if node.op_type == op]
+    if len(hidden) != len(HIDDEN_LAYERS):
+        raise ExportVerificationError(f"expected {len(HIDDEN_LAYERS)} {op} nodes in the converted graph, found {len(hidden)}")
+    for source, name, width in zip(hidden, OUTPUT_HIDDEN, HIDDEN_LAYERS):
+        graph.node.append(helper.make_node("Identity", [source], [name], name=f"expose_{name}"))
+        graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, width]))
+    names = [o.name for o in graph.output]
+    if names[:2] != [OUTPUT_LABEL, OUTPUT_PROBABILITIES]:
+        raise ExportVerificationError(f"unexpected converter outputs {names}: expected {OUTPUT_LABEL}, {OUTPUT_PROBABILITIES}")
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def verify_export(model: onnx.ModelProto, classifier: MLPClassifier, inputs: np.ndarray) -> float:
+    """Check ONNX against scikit-learn on the given inputs; return the largest probability difference."""
+    runner = Model.from_bytes(model.SerializeToString())
+    output = runner.run(inputs)
+    expected = classifier.predict_proba(inputs)
+    difference = float(np.max(np.abs(output.probabilities - expected)))
+    if difference > PROBABILITY_TOLERANCE:
+        raise ExportVerificationError(
+            f"ONNX probabilities differ from scikit-learn's by up to {difference:.2e} (allowed {PROBABILITY_TOLERANCE:.0e}); nothing written"
+        )
+    mismatched = int(np.sum(output.labels != classifier.predict(inputs)))
+    if mismatched:
+        raise ExportVerificationError(f"ONNX and scikit-learn disagree on {mismatched} of {len(inputs)} labels; nothing written")
+    return difference
+
+
+def embed_card(model: onnx.ModelProto, card: ModelCard) -> None:
+    """Store the card (without the file's own sha256, which cannot be known yet) in the ONNX metadata."""
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {CARD_METADATA_KEY: card.to_json(include_file_hash=False)})
+    model.producer_name = "digitnet"
+
+
+def write_artifact(model: onnx.ModelProto, card: ModelCard, path: Path) -> ModelCard:
+    """Atomically write the model and its JSON card beside it; return the card with the file's sha256."""
+    data = model.SerializeToString()
+    final_card = card.with_file_hash(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Model first, then card: a crash between the two leaves a card whose sha256 no longer matches,
+    # which Model.load refuses loudly, rather than a silently mismatched pair.
+    atomic_write(path, data)
+    atomic_write(card_path_for(path), final_card.to_json().encode())
+    return final_card
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write a file so readers see the old or the new content, never a partial one (temp file + rename)."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; an artifact is meant to be read by others (e.g. a container user)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:  # including KeyboardInterrupt: never leave the temporary file behind
+        Path(temp).unlink(missing_ok=True)
+        raise
