@@ -1,8 +1,10 @@
-"""The `digitnet` command: train, evaluate (and, as the service grows, serve and predict).
+"""The `digitnet` command: train, evaluate, serve, predict.
 
 Usage:
     digitnet train --data mnist5k --activation relu --seed 0 --out models/default.onnx
     digitnet evaluate --model models/default.onnx --data idx:/data/mnist
+    digitnet serve --port 50051 --workers 2
+    digitnet predict --server localhost:50051 seven.png three.jpg
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import argparse
 import dataclasses
 import logging
 import sys
+
+import pydantic
 from collections.abc import Sequence
 from pathlib import Path
 
 from digitnet.service import __version__
 from digitnet.service.constants import ACTIVATIONS, LABELS
-from digitnet.service.errors import DigitnetError
+from digitnet.service.errors import ConfigurationError, DigitnetError
 
 log = logging.getLogger("digitnet")
 
@@ -62,6 +66,29 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from digitnet.service.server import serve
+    from digitnet.service.settings import ServerSettings
+
+    flags = {name: getattr(args, name) for name in ("model", "host", "port", "provider", "workers") if getattr(args, name) is not None}
+    try:
+        settings = ServerSettings(**flags)  # flags win over DIGITNET_* variables, which win over defaults
+    except pydantic.ValidationError as err:
+        raise ConfigurationError(_settings_problem(err)) from err
+    return serve(settings)
+
+
+def _settings_problem(err: pydantic.ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'setting'}: {e['msg']} (got {e['input']!r})" for e in err.errors())
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from digitnet.service.predict import predict_files
+
+    failed = predict_files(args.images, server=args.server, model=args.model, min_confidence=args.min_confidence, out=sys.stdout)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the `digitnet` command."""
     parser = argparse.ArgumentParser(prog="digitnet", description="Handwritten digits with the 784-16-16-10 network.")
@@ -85,6 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default="mnist5k", help="'mnist5k': the model's validation split (default); 'idx:DIR': the 10,000 t10k test digits"
     )
     evaluate.set_defaults(handler=_evaluate)
+
+    serve = commands.add_parser("serve", help="serve the model over gRPC (each flag also from DIGITNET_<FLAG>)")
+    serve.add_argument("--model", type=Path, help=f"ONNX model with its card beside it (default: {DEFAULT_MODEL})")
+    serve.add_argument("--host", help="address to bind (default: 127.0.0.1; 0.0.0.0 for all interfaces)")
+    serve.add_argument("--port", type=int, help="TCP port (default: 50051; 0 picks a free one)")
+    serve.add_argument("--provider", choices=("auto", "cpu", "cuda"), help="onnxruntime execution provider (default: auto)")
+    serve.add_argument("--workers", type=int, help="server processes sharing the port (default: 1)")
+    serve.set_defaults(handler=_serve)
+
+    predict = commands.add_parser("predict", help="classify image files; one JSON object per image on stdout")
+    where = predict.add_mutually_exclusive_group()
+    where.add_argument("--server", metavar="HOST:PORT", help="ask a running server")
+    where.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"run this model in-process (default: {DEFAULT_MODEL})")
+    predict.add_argument("--min-confidence", type=float, default=0.0, help="answer 'unknown' below this top probability")
+    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    predict.set_defaults(handler=_predict)
     return parser
 
 
@@ -98,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"digitnet {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print(f"digitnet {args.command}: interrupted; nothing was written", file=sys.stderr)
+        print(f"digitnet {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -38,3 +38,21 @@ def small_model(tmp_path_factory: pytest.TempPathFactory, small_dataset: Dataset
         patch.setattr(pipeline, "load_dataset", lambda spec, part="train": small_dataset)
         pipeline.train_and_export("mnist5k", config, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def mnist5k_validation_pngs(mnist5k: Dataset) -> list[tuple[bytes, int]]:
+    """The 1,000 mnist5k validation digits (seed 0 split) as 28x28 PNG files with their labels."""
+    import io
+
+    from PIL import Image
+
+    from digitnet.training.train import split_dataset
+
+    split = split_dataset(mnist5k, seed=0)
+    pngs = []
+    for pixels, label in zip(split.val_x, split.val_y):
+        buffer = io.BytesIO()
+        Image.fromarray((pixels.reshape(28, 28) * 255).round().astype(np.uint8)).save(buffer, "PNG")
+        pngs.append((buffer.getvalue(), int(label)))
+    return pngs

@@ -28,9 +28,10 @@ from digitnet.service.card import (
 )
 from digitnet.service.constants import N_CLASSES
 from digitnet.service.model import Model
+from digitnet.service.preprocess import scale_uint8
 from digitnet.training.data import load_dataset
 from digitnet.training.export import embed_card, to_onnx_model, verify_export, write_artifact
-from digitnet.training.train import EpochStats, TrainConfig, count_parameters, split_dataset, to_float, train
+from digitnet.training.train import EpochStats, TrainConfig, count_parameters, split_dataset, train
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def train_and_export(
     predicted = result.classifier.predict(split.val_x)
     card = ModelCard(
         name=out.stem,
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         architecture=Architecture(activation=config.activation, parameters=count_parameters(result.classifier)),
         data=DataInfo(
             source=dataset.source,
@@ -112,7 +113,7 @@ def evaluate(model_path: Path, data_spec: str = "mnist5k") -> Evaluation:
         pixels, truth, described = split.val_x, split.val_y, "mnist5k validation split"
     else:
         dataset = load_dataset(data_spec, part="test")
-        pixels, truth, described = to_float(dataset.images), dataset.labels.astype(np.int64), dataset.source
+        pixels, truth, described = scale_uint8(dataset.images), dataset.labels.astype(np.int64), dataset.source
     predicted = model.run(pixels).labels
     return Evaluation(float(np.mean(predicted == truth)), len(truth), confusion_matrix(truth, predicted), described)
 

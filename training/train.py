@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from digitnet.service.constants import ACTIVATIONS, HIDDEN_LAYERS, LABELS, N_PARAMETERS
 from digitnet.service.errors import ConfigurationError
+from digitnet.service.preprocess import scale_uint8
 from digitnet.training.augment import AugmentConfig, distort
 from digitnet.training.data import Dataset
 
@@ -39,11 +40,6 @@ class Split:
     validation_fraction: float
 
 
-def to_float(images: np.ndarray) -> np.ndarray:
-    """Scale uint8 MNIST pixels to the model's float32 [0, 1] input."""
-    return images.astype(np.float32) / np.float32(255.0)
-
-
 def split_dataset(dataset: Dataset, seed: int = 0, validation_fraction: float = 0.2) -> Split:
     """Split a dataset into stratified train and validation parts, the same for the same seed."""
     if not 0.0 < validation_fraction < 1.0:
@@ -53,9 +49,9 @@ def split_dataset(dataset: Dataset, seed: int = 0, validation_fraction: float = 
         index, test_size=validation_fraction, random_state=seed, stratify=dataset.labels
     )
     return Split(
-        train_x=to_float(dataset.images[train_idx]),
+        train_x=scale_uint8(dataset.images[train_idx]),
         train_y=dataset.labels[train_idx].astype(np.int64),
-        val_x=to_float(dataset.images[val_idx]),
+        val_x=scale_uint8(dataset.images[val_idx]),
         val_y=dataset.labels[val_idx].astype(np.int64),
         seed=seed,
         validation_fraction=validation_fraction,

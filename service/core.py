@@ -1,0 +1,172 @@
+"""Classify and explain digit images on arrays and bytes; the core the server and the batch CLI share.
+
+It knows nothing of gRPC: inputs are bytes (an encoded image) or MNIST-form arrays, outputs plain
+dataclasses, and failures DigitnetError subclasses.
+
+Usage:
+    classifier = Classifier(Model.load(Path("models/default.onnx")))
+    [prediction] = classifier.classify([Path("seven.png").read_bytes()], min_confidence=0.5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from digitnet.service.constants import N_CLASSES, N_PIXELS
+from digitnet.service.errors import DigitnetError, InvalidInput, LimitExceeded
+from digitnet.service.model import Model
+from digitnet.service.preprocess import Limits, from_float, from_uint8, scale_uint8, to_mnist
+
+#: An input image: encoded bytes (PNG, JPEG, ...), or MNIST-form pixels as uint8 or float32 [784].
+ImageInput = bytes | np.ndarray
+
+
+class Outcome(Enum):
+    """What a prediction says."""
+
+    DIGIT = "digit"
+    UNKNOWN = "unknown"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer for one image."""
+
+    outcome: Outcome
+    label: int | None = None
+    confidence: float = 0.0
+    probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    reason: str = ""
+    error: DigitnetError | None = None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A prediction plus what the network saw and how its hidden neurons responded."""
+
+    prediction: Prediction
+    input: np.ndarray  # float32 [784]: the preprocessed image
+    hidden1: np.ndarray  # float32 [16]
+    hidden2: np.ndarray  # float32 [16]
+
+
+@dataclass(frozen=True)
+class PackedPredictions:
+    """Answers for N MNIST-form images as parallel arrays (the fast batch path)."""
+
+    labels: np.ndarray  # int32 [N]: the digit, or -1 for UNKNOWN (blank, or under min_confidence)
+    confidences: np.ndarray  # float32 [N]: top probability, 0 for blank images
+    probabilities: np.ndarray  # float32 [N, 10]: all 0 for blank images
+
+
+BLANK_REASON = "blank image: no ink found"
+
+
+def prepare(image: ImageInput, limits: Limits) -> np.ndarray | None:
+    """Turn one input into MNIST-form float32 [784]; None when it is blank."""
+    if isinstance(image, bytes | bytearray | memoryview):
+        return to_mnist(bytes(image), limits)
+    array = np.asarray(image)
+    if array.dtype == np.uint8:
+        return from_uint8(array.tobytes())
+    if array.dtype == np.float32:
+        return from_float(array)
+    raise InvalidInput(f"pixels must be uint8 or float32, got {array.dtype}")
+
+
+def decide(probabilities: np.ndarray, min_confidence: float) -> Prediction:
+    """Turn one probability vector into a digit, or UNKNOWN when the top one is below min_confidence."""
+    label = int(np.argmax(probabilities))
+    confidence = float(probabilities[label])
+    if confidence < min_confidence:
+        reason = f"confidence {confidence:.3f} is below min_confidence {min_confidence:.3f} (best guess {label})"
+        return Prediction(Outcome.UNKNOWN, None, confidence, probabilities, reason)
+    return Prediction(Outcome.DIGIT, label, confidence, probabilities)
+
+
+def check_min_confidence(value: float) -> float:
+    """Validate a min_confidence request field."""
+    if not 0.0 <= value <= 1.0 or value != value:
+        raise InvalidInput(f"min_confidence must be in [0, 1], got {value}")
+    return value
+
+
+class Classifier:
+    """Preprocess, batch and run images through a model; safe to call from many threads."""
+
+    def __init__(self, model: Model, limits: Limits = Limits(), max_batch: int = 4096) -> None:
+        self.model = model
+        self.limits = limits
+        self.max_batch = max_batch
+
+    def classify(self, images: Sequence[ImageInput | DigitnetError], min_confidence: float = 0.0) -> list[Prediction]:
+        """Classify images in one model call; a bad image (or an error already met decoding it) becomes
+        an ERROR prediction, not an exception."""
+        check_min_confidence(min_confidence)
+        if len(images) > self.max_batch:
+            raise LimitExceeded(f"batch of {len(images)} images is over the limit of {self.max_batch}")
+        pixels: list[np.ndarray | None | DigitnetError] = []
+        for image in images:
+            if isinstance(image, DigitnetError):
+                pixels.append(image)
+                continue
+            try:
+                pixels.append(prepare(image, self.limits))
+            except DigitnetError as err:
+                pixels.append(err)
+        return self._run(pixels, min_confidence)
+
+    def classify_one(self, image: ImageInput, min_confidence: float = 0.0) -> Prediction:
+        """Classify one image, raising DigitnetError for bad input."""
+        check_min_confidence(min_confidence)
+        return self._run([prepare(image, self.limits)], min_confidence)[0]
+
+    def classify_packed(self, pixels: bytes, min_confidence: float = 0.0) -> PackedPredictions:
+        """Classify N MNIST-form uint8 images packed row-major (N x 784 bytes) in one vectorised pass."""
+        check_min_confidence(min_confidence)
+        if len(pixels) % N_PIXELS:
+            raise InvalidInput(f"packed mnist_uint8 must be a multiple of {N_PIXELS} bytes (N x 28 x 28), got {len(pixels)}")
+        count = len(pixels) // N_PIXELS
+        if count > self.max_batch:
+            raise LimitExceeded(f"batch of {count} images is over the limit of {self.max_batch}")
+        images = np.frombuffer(pixels, dtype=np.uint8).reshape(count, N_PIXELS)
+        probabilities = self.model.run(scale_uint8(images)).probabilities
+        blank = ~images.any(axis=1)
+        probabilities[blank] = 0.0
+        labels = probabilities.argmax(axis=1).astype(np.int32)
+        confidences = probabilities.max(axis=1, initial=0.0)
+        labels[blank | (confidences < min_confidence)] = -1
+        return PackedPredictions(labels, confidences, probabilities)
+
+    def explain(self, image: ImageInput, min_confidence: float = 0.0) -> Explanation:
+        """Classify one image and return the network's view of it."""
+        check_min_confidence(min_confidence)
+        pixels = prepare(image, self.limits)
+        blank = pixels is None
+        seen = np.zeros(N_PIXELS, dtype=np.float32) if pixels is None else pixels
+        out = self.model.run(seen[None, :])  # a blank image still has activations worth showing
+        prediction = Prediction(Outcome.UNKNOWN, reason=BLANK_REASON) if blank else decide(out.probabilities[0], min_confidence)
+        return Explanation(prediction, seen, out.hidden[0][0], out.hidden[1][0])
+
+    def _run(self, pixels: Sequence[np.ndarray | None | DigitnetError], min_confidence: float) -> list[Prediction]:
+        ready = [i for i, p in enumerate(pixels) if isinstance(p, np.ndarray)]
+        probabilities = (
+            self.model.run(np.stack([pixels[i] for i in ready])).probabilities  # type: ignore[misc]
+            if ready
+            else np.zeros((0, N_CLASSES), dtype=np.float32)
+        )
+        results: list[Prediction] = []
+        row = iter(probabilities)
+        for item in pixels:
+            if isinstance(item, DigitnetError):
+                results.append(Prediction(Outcome.ERROR, reason=str(item), error=item))
+            elif item is None:
+                results.append(Prediction(Outcome.UNKNOWN, reason=BLANK_REASON))
+            else:
+                results.append(decide(next(row), min_confidence))
+        return results

@@ -1,0 +1,182 @@
+"""Turn any digit image into the model's MNIST form; shared by the server, the batch CLI and evaluation.
+
+MNIST form: 28x28 float32 in [0, 1], white ink on black, the digit scaled to fit 20x20 keeping its
+aspect ratio (anti-aliased) and placed so that its centre of mass is the image centre.
+
+Usage:
+    pixels = to_mnist(Path("seven.jpg").read_bytes())      # float32 [784], or None when blank
+    pixels = from_uint8(raw_784_bytes)                      # already MNIST form
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from digitnet.service.constants import DIGIT_BOX, IMAGE_SIDE, N_PIXELS
+from digitnet.service.errors import InvalidInput, LimitExceeded
+
+#: Formats accepted for encoded images (Pillow's names).
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+#: Below this grey-level spread (out of 255) an image is treated as blank: no ink to read.
+MIN_CONTRAST = 32
+#: Share of the image's side used as the border that decides the background colour.
+_BORDER = 0.08
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on untrusted image input."""
+
+    max_encoded_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 25_000_000  # width x height before decoding: stops decompression bombs
+
+
+def to_mnist(data: bytes, limits: Limits = Limits()) -> np.ndarray | None:
+    """Decode an encoded image and return MNIST-form float32 [784], or None if it holds no digit."""
+    return normalise(decode(data, limits))
+
+
+def decode(data: bytes, limits: Limits = Limits()) -> np.ndarray:
+    """Decode image bytes to greyscale uint8 [H, W]; alpha composited against the ink."""
+    if len(data) == 0:
+        raise InvalidInput("empty image: 0 bytes")
+    if len(data) > limits.max_encoded_bytes:
+        raise LimitExceeded(f"encoded image is {len(data)} bytes, over the limit of {limits.max_encoded_bytes}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
+            if image.width * image.height > limits.max_pixels:
+                raise LimitExceeded(
+                    f"image is {image.width}x{image.height} = {image.width * image.height} pixels, "
+                    f"over the limit of {limits.max_pixels}"
+                )
+            image.load()  # decode now, inside the try: truncated files fail here
+    except UnidentifiedImageError as err:
+        raise InvalidInput(f"not a readable image: expected one of {', '.join(FORMATS)}") from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise LimitExceeded(f"image rejected as a decompression bomb: {err}") from err
+    except (OSError, SyntaxError, ValueError, EOFError) as err:  # Pillow's ways of saying "corrupt"
+        raise InvalidInput(f"cannot decode the image: {err}") from err
+    image = ImageOps.exif_transpose(image)  # phone photos: honour the orientation tag
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        return _flatten_alpha(image.convert("RGBA"))
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def _flatten_alpha(image: Image.Image) -> np.ndarray:
+    # Ink drawn on a transparent canvas: the alpha channel is the drawing. Put it on a background
+    # that contrasts with the ink colour (white for dark ink, black for light ink), so neither vanishes.
+    rgba = np.asarray(image, dtype=np.float32)
+    alpha = rgba[..., 3] / 255.0
+    grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    opaque = alpha > 0.5
+    ink_is_light = opaque.any() and float(np.median(grey[opaque])) > 127
+    background = 0.0 if ink_is_light else 255.0
+    return np.round(grey * alpha + background * (1.0 - alpha)).astype(np.uint8)
+
+
+def normalise(grey: np.ndarray) -> np.ndarray | None:
+    """Make a greyscale uint8 image [H, W] look like MNIST; None if it is blank."""
+    ink = _ink_on_black(grey)
+    # One histogram answers every grey-level question below (percentiles, Otsu), without sorting pixels.
+    histogram = np.bincount(ink.ravel(), minlength=256)
+    if _level_at(histogram, 0.999) - _level_at(histogram, 0.01) < MIN_CONTRAST:
+        return None
+    threshold = _otsu(histogram)
+    strokes = ink > threshold  # Otsu separates ink from paper (shading, texture, sensor noise)
+    rows, cols = np.flatnonzero(strokes.any(axis=1)), np.flatnonzero(strokes.any(axis=0))
+    if rows.size == 0:
+        return None
+    # Keep the strokes' anti-aliased edges, as MNIST has them: subtract the paper's level rather than
+    # the threshold, stretch the ink to full white, and blank out everything not next to a stroke.
+    paper = _level_at(histogram[: threshold + 1], 0.5)
+    peak = threshold + 1 + _level_at(histogram[threshold + 1 :], 0.99)
+    margin = max(1, round(max(ink.shape) / IMAGE_SIDE))  # about one MNIST pixel at this resolution
+    top, left = max(0, rows[0] - margin), max(0, cols[0] - margin)
+    window = (slice(top, rows[-1] + 1 + margin), slice(left, cols[-1] + 1 + margin))
+    scaled = np.clip((ink[window].astype(np.float32) - paper) / max(peak - paper, 1), 0.0, 1.0)
+    scaled *= ndimage.binary_dilation(strokes[window], iterations=margin)
+    digit = scaled[rows[0] - top : rows[-1] + 1 - top, cols[0] - left : cols[-1] + 1 - left]
+    return _centre_by_mass(_fit_box(digit)).reshape(N_PIXELS)
+
+
+def _ink_on_black(grey: np.ndarray) -> np.ndarray:
+    # MNIST is white ink on black. The border is mostly background: if it is light, the ink is dark.
+    h, w = grey.shape
+    band = max(1, int(round(min(h, w) * _BORDER)))
+    border = np.concatenate([grey[:band].ravel(), grey[-band:].ravel(), grey[:, :band].ravel(), grey[:, -band:].ravel()])
+    return 255 - grey if np.median(border) > 127 else grey
+
+
+def _level_at(histogram: np.ndarray, fraction: float) -> int:
+    """Return the grey level below which `fraction` of the histogram's pixels lie."""
+    cumulative = np.cumsum(histogram)
+    return int(np.searchsorted(cumulative, fraction * cumulative[-1])) if cumulative[-1] else 0
+
+
+def _otsu(histogram: np.ndarray) -> int:
+    """Return the grey level that best splits a 256-bin histogram into two classes (Otsu's method)."""
+    counts = histogram.astype(np.float64)
+    levels = np.arange(counts.size)
+    weight_low = np.cumsum(counts)
+    weight_high = weight_low[-1] - weight_low
+    mass_low = np.cumsum(counts * levels)
+    mean_low = mass_low / np.maximum(weight_low, 1)
+    mean_high = (mass_low[-1] - mass_low) / np.maximum(weight_high, 1)
+    between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    return int(np.argmax(between))
+
+
+def _fit_box(ink: np.ndarray) -> np.ndarray:
+    # Scale the longer side to DIGIT_BOX, keeping the aspect ratio; Pillow's LANCZOS anti-aliases.
+    h, w = ink.shape
+    scale = DIGIT_BOX / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    image = Image.fromarray(np.round(ink * 255).astype(np.uint8), mode="L")
+    return np.asarray(image.resize(size, Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
+
+
+def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
+    # Place the digit in 28x28 so its centre of mass sits at the centre, at whole-pixel offsets (no blur).
+    h, w = digit.shape
+    cy, cx = ndimage.center_of_mass(digit) if digit.sum() > 0 else ((h - 1) / 2, (w - 1) / 2)
+    centre = (IMAGE_SIDE - 1) / 2
+    top = int(np.clip(round(centre - cy), 0, IMAGE_SIDE - h))
+    left = int(np.clip(round(centre - cx), 0, IMAGE_SIDE - w))
+    canvas = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
+    canvas[top : top + h, left : left + w] = digit
+    return canvas
+
+
+def scale_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Scale uint8 MNIST pixels (0-255) to the model's float32 [0, 1], the one way every path does it."""
+    return pixels.astype(np.float32) / np.float32(255.0)
+
+
+def from_uint8(data: bytes) -> np.ndarray | None:
+    """Check and scale 784 MNIST-form bytes to float32 [784]; None if all black (blank)."""
+    if len(data) != N_PIXELS:
+        raise InvalidInput(f"mnist_uint8 must be exactly {N_PIXELS} bytes (28x28), got {len(data)}")
+    pixels = scale_uint8(np.frombuffer(data, dtype=np.uint8))
+    return pixels if pixels.any() else None
+
+
+def from_float(values: np.ndarray) -> np.ndarray | None:
+    """Check MNIST-form floats [784] in [0, 1]; None if all zero (blank)."""
+    pixels = np.asarray(values, dtype=np.float32).reshape(-1)
+    if pixels.size != N_PIXELS:
+        raise InvalidInput(f"mnist_float must hold exactly {N_PIXELS} values (28x28), got {pixels.size}")
+    if not np.all(np.isfinite(pixels)):
+        raise InvalidInput("mnist_float holds NaN or infinite values; expected floats in [0, 1]")
+    if pixels.min() < 0.0 or pixels.max() > 1.0:
+        raise InvalidInput(
+            f"mnist_float values must be in [0, 1], got [{pixels.min():g}, {pixels.max():g}] (scale 0-255 pixels by 1/255)"
+        )
+    return pixels if pixels.any() else None

@@ -1,0 +1,135 @@
+"""Preprocessing into MNIST form: golden images in four forms, blank input, and every kind of bad input."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitnet.service.core import Classifier
+from digitnet.service.errors import InvalidInput, LimitExceeded
+from digitnet.service.model import Model
+from digitnet.service.preprocess import Limits, from_float, from_uint8, to_mnist
+
+from ..conftest import DEFAULT_MODEL
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+FORMS = ("mnist.png", "scan.png", "scan.jpg", "rgba.png")
+
+
+def _encode(array: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def classifier() -> Classifier:
+    return Classifier(Model.load(DEFAULT_MODEL, threads=1))
+
+
+@pytest.mark.parametrize("label", range(10))
+def test_golden_digit_gets_its_label_in_every_form(classifier: Classifier, label: int) -> None:
+    images = [(GOLDEN / f"{label}_{form}").read_bytes() for form in FORMS]
+    assert [p.label for p in classifier.classify(images)] == [label] * len(FORMS)
+
+
+def test_mnist_form_survives_preprocessing(mnist5k_validation_pngs: list[tuple[bytes, int]], classifier: Classifier) -> None:
+    # Real MNIST digits sent as PNG files lose little accuracy to the re-normalisation.
+    predictions = classifier.classify([png for png, _ in mnist5k_validation_pngs])
+    accuracy = np.mean([p.label == label for p, (_, label) in zip(predictions, mnist5k_validation_pngs)])
+    assert accuracy >= 0.92
+
+
+def test_output_is_mnist_form() -> None:
+    pixels = to_mnist((GOLDEN / "3_scan.jpg").read_bytes())
+    assert pixels is not None and pixels.shape == (784,) and pixels.dtype == np.float32
+    assert pixels.min() == 0.0 and pixels.max() == pytest.approx(1.0, abs=0.02)
+    image = pixels.reshape(28, 28)
+    rows, cols = np.nonzero(image)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 <= 22  # fits the 20x20 box (+ edge)
+    assert abs(np.average(np.arange(28), weights=image.sum(axis=1)) - 13.5) <= 1.0
+    assert abs(np.average(np.arange(28), weights=image.sum(axis=0)) - 13.5) <= 1.0
+
+
+@pytest.mark.parametrize("colour", [0, 255, 128])
+def test_uniform_image_is_blank(colour: int) -> None:
+    assert to_mnist(_encode(np.full((40, 30), colour, dtype=np.uint8))) is None
+
+
+def test_white_ink_on_transparent_is_not_lost() -> None:
+    digit = np.asarray(Image.open(GOLDEN / "7_mnist.png"))
+    rgba = np.zeros((28, 28, 4), dtype=np.uint8)
+    rgba[..., :3] = 255
+    rgba[..., 3] = digit
+    pixels = to_mnist(_encode(rgba, mode="RGBA"))
+    assert pixels is not None and pixels.sum() > 20
+
+
+def test_gif_and_other_formats_decode() -> None:
+    digit = np.asarray(Image.open(GOLDEN / "4_mnist.png"))
+    for fmt in ("GIF", "BMP", "TIFF", "WEBP"):
+        assert to_mnist(_encode(digit, fmt)) is not None, fmt
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty image: 0 bytes"),
+        (b"definitely not an image", "not a readable image: expected one of PNG, JPEG"),
+        ((GOLDEN / "5_scan.png").read_bytes()[:300], "cannot decode"),
+    ],
+    ids=["empty", "garbage", "truncated"],
+)
+def test_bad_bytes_are_invalid_input(data: bytes, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        to_mnist(data)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    # A tiny PNG that claims to be huge: a decompression bomb must be refused before decoding.
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_refused() -> None:
+    with pytest.raises(LimitExceeded, match="6000x6000 = 36000000 pixels, over the limit of 25000000"):
+        to_mnist(_png_header_only(6000, 6000))
+    with pytest.raises(LimitExceeded, match="decompression bomb"):  # Pillow's own guard, far larger
+        to_mnist(_png_header_only(100_000, 100_000))
+
+
+def test_encoded_size_limit() -> None:
+    with pytest.raises(LimitExceeded, match="over the limit of 100"):
+        to_mnist((GOLDEN / "1_scan.png").read_bytes(), Limits(max_encoded_bytes=100))
+
+
+def test_raw_uint8() -> None:
+    pixels = from_uint8(np.asarray(Image.open(GOLDEN / "2_mnist.png")).tobytes())
+    assert pixels is not None and pixels.max() == 1.0
+    assert from_uint8(bytes(784)) is None
+    with pytest.raises(InvalidInput, match="exactly 784 bytes .* got 783"):
+        from_uint8(bytes(783))
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (np.full(700, 0.5), "exactly 784 values .* got 700"),
+        (np.full(784, np.nan), "NaN or infinite"),
+        (np.full(784, np.inf), "NaN or infinite"),
+        (np.full(784, 255.0), r"must be in \[0, 1\], got \[255, 255\]"),
+    ],
+    ids=["short", "nan", "inf", "0-255 scale"],
+)
+def test_raw_float_errors(values: np.ndarray, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        from_float(values)
