@@ -89,6 +89,40 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from digitnet.service.batch import EXIT_RUN_FAILED, Backend, LocalBackend, ServerBackend
+    from digitnet.service.model import available_cpus
+    from digitnet.service.score import ScoreJob, run_job
+
+    job = ScoreJob(
+        roots=args.dirs, out=args.out, fmt=args.format, batch_size=args.batch_size, min_confidence=args.min_confidence,
+        labels_from_dirs=args.labels_from_dirs, resume=args.resume, force=args.force, quiet=args.quiet,
+    )
+    workers = args.workers or available_cpus()
+    backend: Backend
+    if args.cluster:
+        from digitnet.service.cluster import ClusterBackend
+
+        backend = ClusterBackend(args.cluster, args.model)
+    elif args.server:
+        backend = ServerBackend(args.server, workers)
+    else:
+        backend = LocalBackend(args.model, workers)
+    try:
+        summary = run_job(job, backend)
+    except KeyboardInterrupt:
+        print("digitnet score: interrupted; the rows written so far are whole: rerun with --resume to finish", file=sys.stderr)
+        return 130
+    except DigitnetError as err:  # e.g. the server went away mid-run
+        print(f"digitnet score: error: {err}; rerun with --resume to finish", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    finally:
+        backend.close()
+    if not args.quiet or summary.error:
+        print(summary.text(args.labels_from_dirs), file=sys.stderr)
+    return summary.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the `digitnet` command."""
     parser = argparse.ArgumentParser(prog="digitnet", description="Handwritten digits with the 784-16-16-10 network.")
@@ -128,6 +162,28 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--min-confidence", type=float, default=0.0, help="answer 'unknown' below this top probability")
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     predict.set_defaults(handler=_predict)
+
+    score = commands.add_parser(
+        "score",
+        help="score folders of images into CSV or JSON Lines",
+        description="Score every non-hidden file under DIRs (images recognised by content). "
+        "Exit status: 0 every file scored, 1 some files could not be (error rows), 2 the run itself failed.",
+    )
+    score.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
+    score.add_argument("--out", type=Path, help="output file (default: standard output)")
+    score.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="output format (default: csv)")
+    where = score.add_mutually_exclusive_group()
+    where.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"score in-process with this model (default: {DEFAULT_MODEL})")
+    where.add_argument("--server", metavar="HOST:PORT", help="score through a running digitnet server")
+    where.add_argument("--cluster", metavar="tcp://SCHEDULER:8786", help="score on a Dask distributed cluster")
+    score.add_argument("--workers", type=int, help="processes (local) or requests in flight (--server); default: the CPUs available")
+    score.add_argument("--batch-size", type=int, default=64, help="images per model call or request (default: 64)")
+    score.add_argument("--labels-from-dirs", action="store_true", help="each file's parent folder is its true digit: report accuracy")
+    score.add_argument("--resume", action="store_true", help="finish an interrupted job: skip files already in --out")
+    score.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    score.add_argument("--min-confidence", type=float, default=0.0, help="answer 'unknown' below this top probability")
+    score.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary (errors still reported)")
+    score.set_defaults(handler=_score)
     return parser
 
 

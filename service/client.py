@@ -97,10 +97,18 @@ class DigitClient:
         request = pb.ClassifyRequest(image=encode_image(image), min_confidence=min_confidence)
         return decode_prediction(self._call(self._stub.Classify, request).prediction)
 
-    def classify_batch(self, images: Sequence[ImageInput], min_confidence: float = 0.0) -> list[Prediction]:
-        """Classify many images in one request; bad images come back as ERROR predictions."""
-        request = pb.ClassifyBatchRequest(images=[encode_image(i) for i in images], min_confidence=min_confidence)
-        return [decode_prediction(p) for p in self._call(self._stub.ClassifyBatch, request).predictions]
+    def classify_batch(self, images: Sequence[ImageInput | DigitnetError], min_confidence: float = 0.0) -> list[Prediction]:
+        """Classify many images in one request. Bad images, and items that are already errors (an
+        unreadable file, say), come back in place as ERROR predictions."""
+        sendable = [image for image in images if not isinstance(image, DigitnetError)]
+        answers: Iterator[pb.Prediction] = iter(())
+        if sendable:
+            request = pb.ClassifyBatchRequest(images=[encode_image(i) for i in sendable], min_confidence=min_confidence)
+            answers = iter(self._call(self._stub.ClassifyBatch, request).predictions)
+        return [
+            Prediction(Outcome.ERROR, reason=str(image), error=image) if isinstance(image, DigitnetError) else decode_prediction(next(answers))
+            for image in images
+        ]
 
     def classify_packed(self, pixels: np.ndarray, min_confidence: float = 0.0) -> PackedPredictions:
         """Classify MNIST-form uint8 images [N, 784] (or [N, 28, 28]) through the packed fast path."""

@@ -1,0 +1,206 @@
+"""Score folders of digit images: walk, preprocess and classify in parallel batches, write rows as they come.
+
+The work is split into chunks of file paths; a backend turns each chunk into rows:
+- local: N processes, each loading the model once (decoding, preprocessing and inference in batches);
+- server: a running digitnet server, N ClassifyBatch requests in flight;
+- cluster: a Dask distributed cluster, each worker loading the model once.
+Chunks are consumed in order with a bounded window, so memory stays flat however large the folder.
+
+Usage:
+    job = ScoreJob(roots=[Path("scans")], out=Path("scores.csv"))
+    summary = run(job, LocalBackend(Path("models/default.onnx"), workers=2))
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Protocol
+
+from digitnet.service.core import Classifier, Outcome, Prediction
+from digitnet.service.errors import DigitnetError
+from digitnet.service.model import Model
+
+#: Exit statuses of `digitnet score`.
+EXIT_OK, EXIT_SOME_FAILED, EXIT_RUN_FAILED = 0, 1, 2
+#: Status words in the output, by outcome.
+STATUS = {Outcome.DIGIT: "ok", Outcome.UNKNOWN: "unknown", Outcome.ERROR: "error"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One scored file, as written to the output."""
+
+    path: str
+    status: str  # ok, unknown or error
+    label: int | None = None
+    confidence: float | None = None
+    probabilities: tuple[float, ...] = ()
+    error: str = ""  # why the file could not be scored (status error)
+    reason: str = ""  # why there is no digit (status unknown)
+    true_label: int | None = None
+
+
+def walk(roots: Sequence[Path]) -> Iterator[Path | Row]:
+    """Yield every non-hidden file under the roots in a deterministic order; unlistable folders as error rows."""
+    for root in roots:
+        if root.is_file():
+            yield root
+            continue
+        if not root.is_dir():
+            yield Row(str(root), "error", error=f"no such file or folder: {root}")
+            continue
+        failures: list[OSError] = []
+        for folder, subfolders, files in os.walk(root, onerror=failures.append):
+            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+            for name in sorted(files):
+                if not name.startswith("."):
+                    yield Path(folder) / name
+            while failures:
+                failure = failures.pop()
+                yield Row(str(failure.filename), "error", error=f"cannot list folder: {failure.strerror}")
+
+
+def true_label_of(path: str) -> int | None:
+    """Return the digit named by a file's parent folder (DIR/7/x.png -> 7), or None."""
+    parent = Path(path).parent.name
+    return int(parent) if len(parent) == 1 and parent.isdigit() else None
+
+
+def to_row(path: str, prediction: Prediction, labels_from_dirs: bool) -> Row:
+    """Turn a prediction into an output row."""
+    truth = true_label_of(path) if labels_from_dirs else None
+    if prediction.outcome is Outcome.ERROR:
+        return Row(path, "error", error=prediction.reason, true_label=truth)
+    return Row(
+        path,
+        STATUS[prediction.outcome],
+        label=prediction.label,
+        confidence=float(prediction.confidence) if prediction.probabilities.size else None,
+        probabilities=tuple(float(p) for p in prediction.probabilities),
+        reason=prediction.reason,
+        true_label=truth,
+    )
+
+
+def read_images(paths: Sequence[str]) -> list[bytes | DigitnetError]:
+    """Read files as bytes; an unreadable file becomes its error."""
+    images: list[bytes | DigitnetError] = []
+    for path in paths:
+        try:
+            images.append(Path(path).read_bytes())
+        except OSError as err:
+            images.append(DigitnetError(f"cannot read file: {err.strerror}"))
+    return images
+
+
+def score_paths(classifier: Classifier, paths: Sequence[str], min_confidence: float, labels_from_dirs: bool) -> list[Row]:
+    """Read, preprocess and classify a chunk of files in one model call."""
+    predictions = classifier.classify(read_images(paths), min_confidence)
+    return [to_row(path, prediction, labels_from_dirs) for path, prediction in zip(paths, predictions)]
+
+
+class Backend(Protocol):
+    """Turns chunks of paths into rows, in order."""
+
+    def score(self, chunks: Iterable[list[str]], min_confidence: float, labels_from_dirs: bool) -> Iterator[list[Row]]:
+        """Yield the rows of each chunk, in the order of the chunks."""
+        ...
+
+    def close(self) -> None:
+        """Release processes, connections and threads."""
+        ...
+
+
+def in_order(submit: Callable[[list[str]], Future[list[Row]]], chunks: Iterable[list[str]], window: int) -> Iterator[list[Row]]:
+    """Submit chunks with at most `window` in flight and yield their results in submission order."""
+    pending: deque[Future[list[Row]]] = deque()
+    for chunk in chunks:
+        pending.append(submit(chunk))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+# Each local worker process loads the model once, in its initializer.
+_worker_classifier: Classifier | None = None
+
+
+def _init_local_worker(model_path: Path) -> None:
+    global _worker_classifier
+    _worker_classifier = Classifier(Model.load(model_path, threads=1))
+
+
+def _worker_ready() -> None:
+    time.sleep(0.2)  # hold this worker so that the next submission has to start another
+
+
+def _score_in_worker(paths: list[str], min_confidence: float, labels_from_dirs: bool) -> list[Row]:
+    assert _worker_classifier is not None, "worker initializer did not run"
+    return score_paths(_worker_classifier, paths, min_confidence, labels_from_dirs)
+
+
+@dataclass
+class LocalBackend:
+    """Score in N local processes (spawned: onnxruntime and fork do not mix well)."""
+
+    model_path: Path
+    workers: int
+    _pool: Executor = field(init=False)
+
+    def __post_init__(self) -> None:
+        Model.load(self.model_path, threads=1)  # fail fast, in this process, on a bad model or card
+        self._pool = ProcessPoolExecutor(
+            self.workers, mp_context=get_context("spawn"), initializer=_init_local_worker, initargs=(self.model_path,)
+        )
+
+    def start(self) -> None:
+        """Start every worker process and load its model now, rather than on the first chunks."""
+        for future in [self._pool.submit(_worker_ready) for _ in range(self.workers)]:
+            future.result()
+
+    def score(self, chunks: Iterable[list[str]], min_confidence: float, labels_from_dirs: bool) -> Iterator[list[Row]]:
+        """Yield each chunk's rows, in order."""
+        submit = lambda chunk: self._pool.submit(_score_in_worker, chunk, min_confidence, labels_from_dirs)  # noqa: E731
+        return in_order(submit, chunks, window=2 * self.workers)
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        self._pool.shutdown(cancel_futures=True)
+
+
+@dataclass
+class ServerBackend:
+    """Score through a running digitnet server: files are sent as they are, the server preprocesses them."""
+
+    address: str
+    workers: int
+    _pool: Executor = field(init=False)
+
+    def __post_init__(self) -> None:
+        from digitnet.service.client import DigitClient
+
+        self._client = DigitClient(self.address, timeout=60)
+        self._client.model_info()  # fail fast: unreachable server, wrong address
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="digitnet-score")
+
+    def _score(self, paths: list[str], min_confidence: float, labels_from_dirs: bool) -> list[Row]:
+        predictions = self._client.classify_batch(read_images(paths), min_confidence)
+        return [to_row(path, prediction, labels_from_dirs) for path, prediction in zip(paths, predictions)]
+
+    def score(self, chunks: Iterable[list[str]], min_confidence: float, labels_from_dirs: bool) -> Iterator[list[Row]]:
+        """Yield each chunk's rows, in order."""
+        submit = lambda chunk: self._pool.submit(self._score, chunk, min_confidence, labels_from_dirs)  # noqa: E731
+        return in_order(submit, chunks, window=2 * self.workers)
+
+    def close(self) -> None:
+        """Close the channel and the request threads."""
+        self._pool.shutdown(cancel_futures=True)
+        self._client.close()

@@ -1,0 +1,187 @@
+"""`digitnet score`: mixed folders, CSV and JSONL, labels, exit codes, resume after kill -9, server and cluster modes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitnet.service import batch
+from digitnet.service.cli import main
+from digitnet.service.score_output import drop_torn_line
+
+from ..conftest import DEFAULT_MODEL, REPO
+from .conftest import running_server
+from .test_preprocess import _png_header_only
+
+GOLDEN = REPO / "tests" / "golden"
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Labelled folders of golden images plus every kind of bad file, a hidden file and a hidden folder."""
+    root = tmp_path_factory.mktemp("mixed")
+    for label in range(10):
+        (root / str(label)).mkdir()
+        for form in ("mnist.png", "scan.jpg"):
+            shutil.copy(GOLDEN / f"{label}_{form}", root / str(label) / f"{label}_{form}")
+    shutil.copy(GOLDEN / "7_rgba.png", root / "7" / "no-extension")  # recognised by content
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "empty.png").write_bytes(b"")
+    (bad / "truncated.png").write_bytes((GOLDEN / "4_scan.png").read_bytes()[:200])
+    (bad / "notes.txt").write_text("not an image")
+    (bad / "bomb.png").write_bytes(_png_header_only(20_000, 20_000))
+    Image.new("L", (40, 40), 255).save(bad / "blank.png")
+    (root / ".hidden.png").write_bytes((GOLDEN / "1_mnist.png").read_bytes())
+    (root / ".cache").mkdir()
+    shutil.copy(GOLDEN / "1_mnist.png", root / ".cache" / "x.png")
+    return root
+
+
+def _score(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["score", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.open()))
+
+
+def test_mixed_folder_csv(mixed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "scores.csv"
+    code, _, err = _score(capsys, str(mixed), "--out", str(out), "--workers", "2", "--batch-size", "4", "--labels-from-dirs")
+    assert code == batch.EXIT_SOME_FAILED
+    rows = _rows(out)
+    paths = [Path(r["path"]).relative_to(mixed).as_posix() for r in rows]
+    assert paths == sorted(paths, key=lambda p: (p.split("/")[0], p)) and len(paths) == 26  # 20 + 1 + 5 bad, no hidden
+    assert not any(".hidden" in p or ".cache" in p for p in paths)
+    by_name = {Path(r["path"]).name: r for r in rows}
+    for name in ("empty.png", "truncated.png", "notes.txt", "bomb.png"):
+        assert by_name[name]["status"] == "error" and by_name[name]["error"], name
+    assert "over the limit" in by_name["bomb.png"]["error"] and "0 bytes" in by_name["empty.png"]["error"]
+    assert by_name["blank.png"]["status"] == "unknown" and by_name["blank.png"]["label"] == ""
+    assert by_name["blank.png"]["reason"] == "blank image: no ink found" and by_name["blank.png"]["error"] == ""
+    assert by_name["no-extension"]["label"] == "7"
+    good = [r for r in rows if r["true_label"]]
+    assert all(r["label"] == r["true_label"] for r in good) and len(good) == 21
+    report = json.loads((tmp_path / "scores.csv.report.json").read_text())
+    assert report["accuracy"] == 1.0 and report["labelled"] == 21 and report["error"] == 4
+    assert np.trace(np.array(report["confusion_matrix"])) == 21
+    assert "4 error" in err and "accuracy 1.0000 on 21 labelled files" in err
+
+
+def test_jsonl_and_stdout(mixed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _score(capsys, str(mixed / "3"), "--format", "jsonl", "--workers", "1", "--quiet")
+    assert code == batch.EXIT_OK
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["label"] for r in records] == [3, 3] and all(len(r["probabilities"]) == 10 for r in records)
+
+
+def test_exit_code_2_when_output_not_writable(mixed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _score(capsys, str(mixed / "1"), "--out", str(tmp_path / "missing" / "x.csv"), "--workers", "1")
+    assert code == batch.EXIT_RUN_FAILED and "cannot write" in err
+
+
+def test_existing_output_is_never_overwritten_silently(mixed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "keep.csv"
+    out.write_text("precious\n")
+    code, _, err = _score(capsys, str(mixed / "1"), "--out", str(out), "--workers", "1")
+    assert code == batch.EXIT_RUN_FAILED and "--resume" in err and out.read_text() == "precious\n"
+
+
+def test_unreadable_file_becomes_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Tests run as root, for whom chmod 000 denies nothing: simulate the denial instead.
+    def denied(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    [error] = batch.read_images([str(tmp_path / "x.png")])
+    assert isinstance(error, Exception) and "cannot read file: Permission denied" in str(error)
+
+
+def test_drop_torn_line(tmp_path: Path) -> None:
+    out = tmp_path / "o.csv"
+    out.write_text("a,b\n1,2\n3,")
+    drop_torn_line(out)
+    assert out.read_text() == "a,b\n1,2\n"
+
+
+def _make_many(folder: Path, count: int) -> None:
+    digits = [np.asarray(Image.open(GOLDEN / f"{d}_mnist.png")) for d in range(10)]
+    for i in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(np.roll(digits[i % 10], i % 3, axis=1)).save(buffer, "PNG")
+        (folder / str(i % 10)).mkdir(exist_ok=True)
+        (folder / str(i % 10) / f"{i:05d}.png").write_bytes(buffer.getvalue())
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_gives_the_uninterrupted_result(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    _make_many(data, 3000)
+    command = [sys.executable, "-m", "digitnet.service.cli", "score", str(data), "--model", str(DEFAULT_MODEL), "--workers", "1", "--batch-size", "8"]
+    reference = tmp_path / "reference.csv"
+    subprocess.run([*command, "--out", str(reference), "--quiet"], check=True, cwd=REPO)
+
+    out = tmp_path / "killed.csv"
+    process = subprocess.Popen([*command, "--out", str(out), "--quiet"], cwd=REPO)
+    deadline = time.monotonic() + 60
+    while (not out.exists() or out.read_text().count("\n") < 200) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = out.read_text().count("\n")
+    assert 200 <= written < 3001, "the kill did not land mid-run"
+    with out.open("a") as handle:
+        handle.write(str(data / "9" / "torn-row.png") + ",ok,9,0.9")  # as if killed mid-write
+    resumed = subprocess.run([*command, "--out", str(out), "--resume", "--quiet"], cwd=REPO)
+    assert resumed.returncode == 0
+    assert out.read_text() == reference.read_text(), "resume lost, duplicated or reordered rows"
+
+
+@pytest.mark.slow
+def test_server_mode_agrees_with_in_process(mixed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    local, remote = tmp_path / "local.jsonl", tmp_path / "remote.jsonl"
+    _score(capsys, str(mixed), "--out", str(local), "--format", "jsonl", "--workers", "2", "--quiet")
+    with running_server() as server:
+        code, _, _ = _score(capsys, str(mixed), "--out", str(remote), "--format", "jsonl", "--server", server.address, "--quiet")
+    assert code == batch.EXIT_SOME_FAILED
+    _assert_same_rows(local, remote)
+
+
+def test_unreachable_server_is_a_run_failure(mixed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _score(capsys, str(mixed / "1"), "--server", "127.0.0.1:1", "--quiet")
+    assert code == batch.EXIT_RUN_FAILED and "UNAVAILABLE" in err
+
+
+def _assert_same_rows(a: Path, b: Path) -> None:
+    rows_a = [json.loads(line) for line in a.read_text().splitlines()]
+    rows_b = [json.loads(line) for line in b.read_text().splitlines()]
+    assert [(r["path"], r["status"], r["label"]) for r in rows_a] == [(r["path"], r["status"], r["label"]) for r in rows_b]
+    for ra, rb in zip(rows_a, rows_b):
+        np.testing.assert_allclose(ra["probabilities"], rb["probabilities"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_dask_cluster_agrees_with_in_process(mixed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from distributed import LocalCluster
+
+    local, remote = tmp_path / "local.jsonl", tmp_path / "cluster.jsonl"
+    _score(capsys, str(mixed), "--out", str(local), "--format", "jsonl", "--workers", "1", "--quiet")
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", protocol="tcp", dashboard_address=None) as cluster:
+        code, _, _ = _score(capsys, str(mixed), "--out", str(remote), "--format", "jsonl", "--cluster", cluster.scheduler_address, "--quiet")
+    assert code == batch.EXIT_SOME_FAILED
+    _assert_same_rows(local, remote)
