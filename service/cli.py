@@ -123,6 +123,31 @@ def _score(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from digitnet.service.explain import explain_to_file, headline
+
+    explanation = explain_to_file(args.image, args.out, model=None if args.server else args.model, server=args.server,
+                                  min_confidence=args.min_confidence)
+    print(f"{args.image}: {headline(explanation)}; wrote {args.out}")
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from digitnet.service.explain import weights_to_file
+
+    weights_to_file(args.model, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from digitnet.training.report import write_report
+
+    write_report(args.model, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the `digitnet` command."""
     parser = argparse.ArgumentParser(prog="digitnet", description="Handwritten digits with the 784-16-16-10 network.")
@@ -184,6 +209,25 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--min-confidence", type=float, default=0.0, help="answer 'unknown' below this top probability")
     score.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary (errors still reported)")
     score.set_defaults(handler=_score)
+
+    explain = commands.add_parser("explain", help="draw the network at work on one image")
+    explain.add_argument("image", type=Path, metavar="IMAGE")
+    where = explain.add_mutually_exclusive_group()
+    where.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"run this model in-process (default: {DEFAULT_MODEL})")
+    where.add_argument("--server", metavar="HOST:PORT", help="ask a running server (its Explain RPC and its weights)")
+    explain.add_argument("-o", "--out", type=Path, default=Path("explain.png"), help="picture to write (default: explain.png)")
+    explain.add_argument("--min-confidence", type=float, default=0.0, help="answer 'unknown' below this top probability")
+    explain.set_defaults(handler=_explain)
+
+    weights = commands.add_parser("weights", help="draw what each hidden neuron looks for")
+    weights.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"model (default: {DEFAULT_MODEL})")
+    weights.add_argument("-o", "--out", type=Path, default=Path("weights.png"), help="picture to write (default: weights.png)")
+    weights.set_defaults(handler=_weights)
+
+    report = commands.add_parser("report", help="write the model card as a self-contained HTML page")
+    report.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"model (default: {DEFAULT_MODEL})")
+    report.add_argument("-o", "--out", type=Path, default=Path("report.html"), help="page to write (default: report.html)")
+    report.set_defaults(handler=_report)
     return parser
 
 

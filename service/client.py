@@ -137,9 +137,9 @@ class DigitClient:
         as_array = lambda values: np.array(values, dtype=np.float32)  # noqa: E731
         return Explanation(decode_prediction(reply.prediction), as_array(reply.input), as_array(reply.hidden1), as_array(reply.hidden2))
 
-    def model_info(self) -> pb.ModelInfo:
-        """Describe the served model."""
-        return self._call(self._stub.GetModelInfo, pb.GetModelInfoRequest())
+    def model_info(self, include_model: bool = False) -> pb.ModelInfo:
+        """Describe the served model; with include_model, also fetch the ONNX file itself."""
+        return self._call(self._stub.GetModelInfo, pb.GetModelInfoRequest(include_model=include_model))
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> object:
         try:

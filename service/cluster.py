@@ -50,7 +50,7 @@ class ClusterBackend:
         except OSError as err:
             raise ConfigurationError(f"cannot reach the Dask scheduler at {self.address}: {err}") from err
         # Ship the model once to every worker, not once per chunk.
-        self._model = self._client.scatter((self.model_path.read_bytes(), model.card), broadcast=True)
+        self._model = self._client.scatter((model.data, model.card), broadcast=True)
         if not self.window:
             self.window = 2 * max(1, sum(self._client.nthreads().values()))
 

@@ -75,6 +75,7 @@ class Model:
 
     def __init__(self, data: bytes, card: ModelCard | None, provider: Provider = "cpu", threads: int | None = None) -> None:
         self.card = card
+        self.data = data
         self.sha256 = sha256_hex(data)
         options = ort.SessionOptions()
         # Threads come from the CPUs this process may use, not the host's core count (containers).

@@ -196,6 +196,7 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
             layers=card.architecture.layers if card else [],
             activation=card.architecture.activation if card else "",
             parameters=card.architecture.parameters if card else 0,
+            model_onnx=model.data if request.include_model else b"",
         )
 
 

@@ -117,11 +117,13 @@ class ExplainResponse(_message.Message):
     def __init__(self, prediction: _Optional[_Union[Prediction, _Mapping]] = ..., input: _Optional[_Iterable[float]] = ..., hidden1: _Optional[_Iterable[float]] = ..., hidden2: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("include_model",)
+    INCLUDE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    include_model: bool
+    def __init__(self, include_model: _Optional[bool] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("card_json", "model_sha256", "execution_provider", "server_version", "layers", "activation", "parameters")
+    __slots__ = ("card_json", "model_sha256", "execution_provider", "server_version", "layers", "activation", "parameters", "model_onnx")
     CARD_JSON_FIELD_NUMBER: _ClassVar[int]
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +131,7 @@ class ModelInfo(_message.Message):
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     ACTIVATION_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ONNX_FIELD_NUMBER: _ClassVar[int]
     card_json: str
     model_sha256: str
     execution_provider: str
@@ -136,4 +139,5 @@ class ModelInfo(_message.Message):
     layers: _containers.RepeatedScalarFieldContainer[int]
     activation: str
     parameters: int
-    def __init__(self, card_json: _Optional[str] = ..., model_sha256: _Optional[str] = ..., execution_provider: _Optional[str] = ..., server_version: _Optional[str] = ..., layers: _Optional[_Iterable[int]] = ..., activation: _Optional[str] = ..., parameters: _Optional[int] = ...) -> None: ...
+    model_onnx: bytes
+    def __init__(self, card_json: _Optional[str] = ..., model_sha256: _Optional[str] = ..., execution_provider: _Optional[str] = ..., server_version: _Optional[str] = ..., layers: _Optional[_Iterable[int]] = ..., activation: _Optional[str] = ..., parameters: _Optional[int] = ..., model_onnx: _Optional[bytes] = ...) -> None: ...
