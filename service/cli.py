@@ -70,7 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
     from digitnet.service.server import serve
     from digitnet.service.settings import ServerSettings
 
-    flags = {name: getattr(args, name) for name in ("model", "host", "port", "provider", "workers") if getattr(args, name) is not None}
+    names = ("model", "host", "port", "provider", "workers", "max_batch_size", "max_batch_delay_ms")
+    flags = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     try:
         settings = ServerSettings(**flags)  # flags win over DIGITNET_* variables, which win over defaults
     except pydantic.ValidationError as err:
@@ -178,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="TCP port (default: 50051; 0 picks a free one)")
     serve.add_argument("--provider", choices=("auto", "cpu", "cuda"), help="onnxruntime execution provider (default: auto)")
     serve.add_argument("--workers", type=int, help="server processes sharing the port (default: 1)")
+    serve.add_argument("--max-batch-size", type=int, help="adaptive batching: most images per merged onnxruntime call (default: 64)")
+    serve.add_argument("--max-batch-delay-ms", type=float, help="adaptive batching: longest wait for a batch to fill; 0 = off (default)")
     serve.set_defaults(handler=_serve)
 
     predict = commands.add_parser("predict", help="classify image files; one JSON object per image on stdout")

@@ -19,8 +19,8 @@ from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.constants import N_CLASSES, N_PIXELS
 from digitnet.service.core import Explanation, ImageInput, Outcome, PackedPredictions, Prediction
 from digitnet.service.errors import DigitnetError
+from digitnet.service.state import SERVICE_NAME
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DigitClassifier"].full_name
 _OUTCOMES = {pb.OUTCOME_DIGIT: Outcome.DIGIT, pb.OUTCOME_UNKNOWN: Outcome.UNKNOWN, pb.OUTCOME_ERROR: Outcome.ERROR}
 
 

@@ -99,17 +99,16 @@ def check_min_confidence(value: float) -> float:
 class Classifier:
     """Preprocess, batch and run images through a model; safe to call from many threads."""
 
-    def __init__(self, model: Model, limits: Limits = Limits(), max_batch: int = 4096) -> None:
+    def __init__(self, model: Model, limits: Limits = Limits(), max_request_images: int = 4096) -> None:
         self.model = model
         self.limits = limits
-        self.max_batch = max_batch
+        self.max_request_images = max_request_images
 
     def classify(self, images: Sequence[ImageInput | DigitnetError], min_confidence: float = 0.0) -> list[Prediction]:
         """Classify images in one model call; a bad image (or an error already met decoding it) becomes
         an ERROR prediction, not an exception."""
         check_min_confidence(min_confidence)
-        if len(images) > self.max_batch:
-            raise LimitExceeded(f"batch of {len(images)} images is over the limit of {self.max_batch}")
+        self.check_count(len(images))
         pixels: list[np.ndarray | None | DigitnetError] = []
         for image in images:
             if isinstance(image, DigitnetError):
@@ -120,6 +119,11 @@ class Classifier:
             except DigitnetError as err:
                 pixels.append(err)
         return self._run(pixels, min_confidence)
+
+    def check_count(self, count: int) -> None:
+        """Refuse a request of more images than the configured limit."""
+        if count > self.max_request_images:
+            raise LimitExceeded(f"batch of {count} images is over the limit of {self.max_request_images}")
 
     def classify_one(self, image: ImageInput, min_confidence: float = 0.0) -> Prediction:
         """Classify one image, raising DigitnetError for bad input."""
@@ -132,8 +136,7 @@ class Classifier:
         if len(pixels) % N_PIXELS:
             raise InvalidInput(f"packed mnist_uint8 must be a multiple of {N_PIXELS} bytes (N x 28 x 28), got {len(pixels)}")
         count = len(pixels) // N_PIXELS
-        if count > self.max_batch:
-            raise LimitExceeded(f"batch of {count} images is over the limit of {self.max_batch}")
+        self.check_count(count)
         images = np.frombuffer(pixels, dtype=np.uint8).reshape(count, N_PIXELS)
         probabilities = self.model.run(scale_uint8(images)).probabilities
         blank = ~images.any(axis=1)

@@ -25,6 +25,10 @@ class InvalidInput(DigitnetError):
     """A request's input cannot be turned into a 28x28 MNIST image (bad bytes, shape, dtype or values)."""
 
 
+class NotFound(DigitnetError):
+    """A request names a model or version this server does not serve."""
+
+
 class LimitExceeded(DigitnetError):
     """A request is over a configured limit (message size, encoded bytes, pixels, batch size)."""
 

@@ -20,33 +20,33 @@ from concurrent import futures
 from contextlib import closing
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from digitnet.service import __version__
 from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
-from digitnet.service.client import SERVICE_NAME
+from digitnet.service.batching import MicroBatcher
 from digitnet.service.core import Classifier
 from digitnet.service.model import Model
+from digitnet.service.oip import OipServicer, add_oip_to_server
 from digitnet.service.servicer import DigitClassifierServicer
 from digitnet.service.settings import ServerSettings
+from digitnet.service.state import SERVICE_NAME, ServingState
 
 log = logging.getLogger(__name__)
 
 
-async def create_server(
-    settings: ServerSettings, health_servicer: health.aio.HealthServicer | None = None
-) -> tuple[grpc.aio.Server, int]:
+async def create_server(settings: ServerSettings, state: ServingState | None = None) -> tuple[grpc.aio.Server, int]:
     """Load, verify and warm the model, then build a bound (not yet started) server; return it and its port.
 
-    The health service reports SERVING for "" and digitnet.v1.DigitClassifier once this returns; pass
-    your own `health_servicer` to drive it (serve() does, to report NOT_SERVING while draining).
+    Health (grpc.health.v1) and OIP readiness report SERVING once this returns; pass your own `state`
+    to turn them off again (serve() does, while draining).
     """
     # ORT runs single-threaded per call: parallelism comes from concurrent requests and worker
     # processes, and a shared intra-op pool under concurrency was measured to blow up p99 latency.
     model = Model.load(settings.model, provider=settings.provider, threads=1)
     model.warm_up()
-    classifier = Classifier(model, settings.limits, settings.max_batch)
+    classifier = Classifier(model, settings.limits, settings.max_request_images)
     executor = futures.ThreadPoolExecutor(settings.thread_count, thread_name_prefix="digitnet-work")
     server = grpc.aio.server(
         options=[
@@ -56,16 +56,18 @@ async def create_server(
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ]
     )
+    state = state or ServingState()
     pb_grpc.add_DigitClassifierServicer_to_server(DigitClassifierServicer(classifier, executor), server)
-    health_servicer = health_servicer or health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    batcher = MicroBatcher(model, settings.max_batch_size, settings.max_batch_delay_ms / 1000) if settings.max_batch_delay_ms else None
+    add_oip_to_server(OipServicer(classifier, state, batcher), server)
+    health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
-    for service in ("", SERVICE_NAME):
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    await state.serving()
     log.info(
-        "model %s sha256 %s on %s, %d worker threads, bound to %s:%d",
-        settings.model, model.sha256[:12], model.provider, settings.thread_count, settings.host, port,
+        "model %s sha256 %s on %s, %d worker threads, adaptive batching %s, bound to %s:%d",
+        settings.model, model.sha256[:12], model.provider, settings.thread_count,
+        f"up to {settings.max_batch_size} images / {settings.max_batch_delay_ms} ms" if batcher else "off", settings.host, port,
     )
     return server, port
 
@@ -76,8 +78,8 @@ def serve(settings: ServerSettings) -> int:
 
 
 async def _serve_one(settings: ServerSettings) -> int:
-    health_servicer = health.aio.HealthServicer()
-    server, port = await create_server(settings, health_servicer)
+    state = ServingState()
+    server, port = await create_server(settings, state)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -86,7 +88,7 @@ async def _serve_one(settings: ServerSettings) -> int:
     log.info("digitnet %s serving on port %d", __version__, port)
     await stop.wait()
     log.info("draining: NOT_SERVING, finishing in-flight requests (up to %.0f s)", settings.grace_seconds)
-    await health_servicer.enter_graceful_shutdown()
+    await state.draining()
     await server.stop(settings.grace_seconds)
     log.info("stopped")
     return 0

@@ -28,6 +28,7 @@ from digitnet.service.errors import (
     InvalidInput,
     LimitExceeded,
     ModelError,
+    NotFound,
     Unavailable,
 )
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 STATUS_CODES: dict[type[DigitnetError], grpc.StatusCode] = {
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    NotFound: grpc.StatusCode.NOT_FOUND,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     ModelError: grpc.StatusCode.FAILED_PRECONDITION,
     ConfigurationError: grpc.StatusCode.FAILED_PRECONDITION,

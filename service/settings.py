@@ -37,8 +37,12 @@ class ServerSettings(BaseSettings):
     """Largest encoded image accepted."""
     max_image_pixels: int = Field(Limits.max_pixels, ge=1)
     """Largest decoded image (width x height) accepted: stops decompression bombs."""
-    max_batch: int = Field(4096, ge=1)
-    """Most images in one ClassifyBatch request."""
+    max_request_images: int = Field(4096, ge=1)
+    """Most images in one request (ClassifyBatch, or an OIP ModelInfer tensor)."""
+    max_batch_size: int = Field(64, ge=1)
+    """Adaptive batching: most images merged from concurrent OIP requests into one onnxruntime call."""
+    max_batch_delay_ms: float = Field(0.0, ge=0)
+    """Adaptive batching: how long a request may wait for others to join its batch; 0 turns it off."""
     grace_seconds: float = Field(10.0, ge=0)
     """On SIGTERM/SIGINT, how long in-flight requests get to finish."""
 

@@ -43,7 +43,7 @@ def test_drain_finishes_in_flight_requests(monkeypatch: pytest.MonkeyPatch) -> N
         with futures.ThreadPoolExecutor(4) as pool:
             calls = [pool.submit(stub.Classify, pb.ClassifyRequest(image=image), timeout=10) for _ in range(4)]
             time.sleep(0.2)  # all four are now inside the slow handler
-            server.call(server.health.enter_graceful_shutdown())
+            server.call(server.state.draining())
             status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
             assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
             stopping = asyncio.run_coroutine_threadsafe(server.server.stop(5), server.loop)

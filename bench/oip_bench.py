@@ -1,0 +1,184 @@
+"""Benchmark the Open Inference Protocol endpoint against Seldon MLServer, with the real tritonclient.
+
+Run: ./dev run python bench/oip_bench.py [--seconds 3] [--concurrency 1 8 32]
+
+It builds its own virtual environment for MLServer under bench/out/ (MLServer needs protobuf < 7 and,
+measured here, uvloop 0.21.0 to load models), gives MLServer the committed model as a scikit-learn
+MLPClassifier (the ONNX weights copied into it: the same trained model), and measures one
+tritonclient.grpc.aio client process sending single FP32 [1, 784] images. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+import joblib
+import numpy as np
+import tritonclient.grpc.aio as triton
+from PIL import Image
+from sklearn.neural_network import MLPClassifier
+
+from digitnet.service.network import Network
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "models" / "default.onnx"
+OUT = REPO / "bench" / "out"
+MLSERVER = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0", "scikit-learn==1.9.1"]
+
+
+def free_port() -> int:
+    """Ask the kernel for a free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sklearn_twin(network: Network) -> MLPClassifier:
+    """An MLPClassifier with exactly the ONNX model's weights (fitted once on noise to set its attributes)."""
+    classifier = MLPClassifier(hidden_layer_sizes=(16, 16), activation=network.activation, max_iter=1)
+    rng = np.random.default_rng(0)
+    classifier.fit(rng.random((20, 784)), np.arange(20) % 10)
+    classifier.coefs_ = [w.astype(np.float64) for w in network.weights]
+    classifier.intercepts_ = [b.astype(np.float64) for b in network.biases]
+    return classifier
+
+
+def mlserver_python() -> Path:
+    """A virtual environment with MLServer, made once under bench/out/."""
+    home = OUT / "mlserver-venv"
+    python = home / "bin" / "python"
+    if not python.exists():
+        venv.create(home, with_pip=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *MLSERVER], check=True)
+    return python
+
+
+def start_mlserver(folder: Path, parallel_workers: int) -> tuple[subprocess.Popen[bytes], int]:
+    """Serve the scikit-learn twin with MLServer; return the process and its gRPC port."""
+    grpc_port, http_port = free_port(), free_port()
+    (folder / "settings.json").write_text(json.dumps({
+        "http_port": http_port, "grpc_port": grpc_port, "metrics_port": free_port(), "parallel_workers": parallel_workers,
+    }))
+    (folder / "model-settings.json").write_text(json.dumps({
+        "name": "digitnet", "implementation": "mlserver_sklearn.SKLearnModel", "parameters": {"uri": "./model.joblib", "version": "1"},
+    }))
+    python = mlserver_python()
+    process = subprocess.Popen([str(python.parent / "mlserver"), "start", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return process, grpc_port
+
+
+def start_digitnet(*flags: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Serve the committed model with `digitnet serve`."""
+    port = free_port()
+    command = [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(MODEL), "--port", str(port), *flags]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO), port
+
+
+async def wait_ready(port: int, timeout: float = 120) -> None:
+    """Poll the OIP ModelReady RPC until the model answers."""
+    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if await client.is_model_ready("digitnet"):
+                    return
+            except Exception:  # not up yet
+                pass
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"no model ready on port {port} after {timeout} s")
+    finally:
+        await client.close()
+
+
+async def load(port: int, output: str, concurrency: int, seconds: float) -> tuple[list[float], int, float]:
+    """Send single-image requests from `concurrency` tasks for `seconds`; return latencies, errors, elapsed."""
+    pixels = (np.asarray(Image.open(REPO / "tests" / "golden" / "7_mnist.png"), dtype=np.float32) / 255).reshape(1, 784)
+    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        tensor = triton.InferInput("pixels", [1, 784], "FP32")
+        tensor.set_data_from_numpy(pixels)
+        wanted = [triton.InferRequestedOutput(output)]
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            try:
+                result = await client.infer("digitnet", [tensor], outputs=wanted)
+                assert int(np.argmax(result.as_numpy(output))) == 7
+            except Exception:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    await client.close()
+    return latencies, errors, elapsed
+
+
+def row(name: str, concurrency: int, latencies: list[float], errors: int, elapsed: float) -> str:
+    """Format one markdown table row."""
+    ordered = sorted(latencies)
+    p50 = statistics.median(ordered) * 1e3
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e3
+    return f"| {name} | {concurrency} | {p50:.2f} | {p99:.2f} | {len(ordered) / elapsed:,.0f} | {errors} |"
+
+
+async def measure(name: str, port: int, output: str, concurrencies: list[int], seconds: float) -> list[str]:
+    """Warm up, then one row per concurrency."""
+    await wait_ready(port)
+    await load(port, output, 4, 1.0)
+    rows = []
+    for concurrency in concurrencies:
+        rows.append(row(name, concurrency, *await load(port, output, concurrency, seconds)))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    """Measure digitnet (plain and with adaptive batching) and MLServer (both worker settings) in one run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args()
+    folder = OUT / "mlserver-model"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    joblib.dump(sklearn_twin(Network.from_onnx(MODEL)), folder / "model.joblib")
+    mlserver_python()  # build the environment before any clock runs
+    print("| server | concurrency | p50 ms | p99 ms | requests/s | errors |")
+    print("|---|---|---|---|---|---|")
+    configurations = [
+        ("digitnet (OIP)", lambda: start_digitnet(), "probabilities"),
+        ("digitnet (OIP), adaptive batching 32 / 2 ms", lambda: start_digitnet("--max-batch-size", "32", "--max-batch-delay-ms", "2"), "probabilities"),
+        ("MLServer 1.7.1, parallel_workers=0", lambda: start_mlserver(folder, 0), "predict_proba"),
+        ("MLServer 1.7.1, parallel_workers=1 (default)", lambda: start_mlserver(folder, 1), "predict_proba"),
+    ]
+    for name, start, output in configurations:
+        process, port = start()
+        try:
+            asyncio.run(measure(name, port, output, args.concurrency, args.seconds))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,86 @@
+"""Adaptive batching: merge concurrent requests' images into one onnxruntime call (asyncio, no gRPC).
+
+A request waits at most `max_delay` for others to join; a batch closes early once it holds
+`max_size` images. Each caller gets back exactly its own rows, in its own order: the batch
+remembers which rows belong to whom (mixing them up is a known bug class in other servers).
+
+Usage:
+    batcher = MicroBatcher(model, max_size=64, max_delay=0.002)
+    output = await batcher.run(pixels)        # float32 [n, 784] -> ModelOutput of n rows
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+
+from digitnet.service.model import Model, ModelOutput
+
+
+@dataclass
+class _Pending:
+    pixels: np.ndarray
+    done: asyncio.Future[ModelOutput]
+
+
+class MicroBatcher:
+    """Queue of pending requests drained by one task on the running event loop."""
+
+    def __init__(self, model: Model, max_size: int, max_delay: float) -> None:
+        self.model = model
+        self.max_size = max_size
+        self.max_delay = max_delay
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        #: Model calls made and images they held, for the average batch size (images / calls).
+        self.calls = 0
+        self.images = 0
+
+    async def run(self, pixels: np.ndarray) -> ModelOutput:
+        """Run `pixels` [n, 784] through the model together with whatever else arrives in time."""
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.get_running_loop().create_task(self._drain(), name="digitnet-batcher")
+        done: asyncio.Future[ModelOutput] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(pixels, done))
+        return await done
+
+    async def _drain(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            size = len(batch[0].pixels)
+            deadline = loop.time() + self.max_delay
+            while size < self.max_size:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), timeout)
+                except TimeoutError:
+                    break
+                batch.append(item)
+                size += len(item.pixels)
+            self._run(batch)
+
+    def _run(self, batch: list[_Pending]) -> None:
+        try:
+            output = self.model.run(np.concatenate([item.pixels for item in batch]))
+        except Exception as err:  # hand the failure to every waiting caller; keep the batcher alive
+            for item in batch:
+                if not item.done.done():
+                    item.done.set_exception(err)
+            return
+        self.calls += 1
+        self.images += len(output.labels)
+        start = 0
+        for item in batch:
+            rows = slice(start, start + len(item.pixels))
+            start = rows.stop
+            if not item.done.done():  # the caller may have been cancelled (deadline, disconnect)
+                item.done.set_result(
+                    ModelOutput(output.probabilities[rows], output.labels[rows], (output.hidden[0][rows], output.hidden[1][rows]))
+                )

@@ -1,0 +1,182 @@
+"""The Open Inference Protocol (KServe V2) over gRPC, beside digitnet.v1 on the same port.
+
+Model `digitnet`, version `1`: input `pixels`, FP32 (in [0, 1]) or UINT8, shape [-1, 784] or
+[-1, 28, 28], already in MNIST form; outputs `probabilities` FP32 [-1, 10] and `label` INT64 [-1],
+plus `hidden1` and `hidden2` FP32 [-1, 16] when requested. Raw inputs get raw outputs (the Python
+tritonclient decodes only those); typed inputs get typed outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import numpy as np
+
+from digitnet.service import __version__
+from digitnet.service._generated import oip_pb2 as pb
+from digitnet.service.batching import MicroBatcher
+from digitnet.service.constants import IMAGE_SIDE, INPUT_NAME, N_PIXELS, OUTPUT_HIDDEN, OUTPUT_LABEL, OUTPUT_PROBABILITIES
+from digitnet.service.core import Classifier
+from digitnet.service.errors import DigitnetError, InvalidInput, NotFound
+from digitnet.service.model import ModelOutput
+from digitnet.service.servicer import grpc_errors, status_for
+from digitnet.service.state import ServingState
+
+#: The service name tritonclient and KServe clients call (method paths /inference.GRPCInferenceService/...).
+OIP_SERVICE = "inference.GRPCInferenceService"
+MODEL_NAME = "digitnet"
+MODEL_VERSION = "1"
+_DTYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
+_DEFAULT_OUTPUTS = (OUTPUT_PROBABILITIES, OUTPUT_LABEL)
+_ALL_OUTPUTS = (OUTPUT_PROBABILITIES, OUTPUT_LABEL, *OUTPUT_HIDDEN)
+
+
+def check_model(name: str, version: str) -> None:
+    """Refuse any model or version but ours."""
+    if name != MODEL_NAME:
+        raise NotFound(f"unknown model {name!r}: this server serves {MODEL_NAME!r}")
+    if version not in ("", MODEL_VERSION):
+        raise NotFound(f"unknown version {version!r} of {MODEL_NAME!r}: available versions: {MODEL_VERSION}")
+
+
+def decode_pixels(request: pb.ModelInferRequest, check_count: Callable[[int], None]) -> tuple[np.ndarray, bool]:
+    """Return the request's images as float32 [N, 784] in [0, 1], and whether they came raw."""
+    if len(request.inputs) != 1 or request.inputs[0].name != INPUT_NAME:
+        raise InvalidInput(f"expected one input tensor named {INPUT_NAME!r}, got {[i.name for i in request.inputs]}")
+    tensor = request.inputs[0]
+    if tensor.datatype not in _DTYPES:
+        raise InvalidInput(f"input {INPUT_NAME!r} must be FP32 or UINT8, got {tensor.datatype or 'no datatype'}")
+    shape = list(tensor.shape)
+    if not (len(shape) == 2 and shape[1] == N_PIXELS or len(shape) == 3 and shape[1:] == [IMAGE_SIDE, IMAGE_SIDE]) or shape[0] < 1:
+        raise InvalidInput(f"input {INPUT_NAME!r} must have shape [N, {N_PIXELS}] or [N, {IMAGE_SIDE}, {IMAGE_SIDE}], got {shape}")
+    count = shape[0]
+    check_count(count)
+    dtype = _DTYPES[tensor.datatype]
+    raw = len(request.raw_input_contents) > 0
+    if raw:
+        if len(request.raw_input_contents) != 1:
+            raise InvalidInput(f"expected 1 raw_input_contents entry, got {len(request.raw_input_contents)}")
+        data = request.raw_input_contents[0]
+        expected = count * N_PIXELS * dtype.itemsize
+        if len(data) != expected:
+            raise InvalidInput(f"raw input {INPUT_NAME!r} is {len(data)} bytes; {shape} {tensor.datatype} needs {expected}")
+        values = np.frombuffer(data, dtype=dtype)
+    else:
+        typed = tensor.contents.fp32_contents if tensor.datatype == "FP32" else tensor.contents.uint_contents
+        if len(typed) != count * N_PIXELS:
+            field = "fp32_contents" if tensor.datatype == "FP32" else "uint_contents"
+            raise InvalidInput(f"input {INPUT_NAME!r} has {len(typed)} values in {field}; shape {shape} needs {count * N_PIXELS}")
+        values = np.array(typed, dtype=np.float32 if tensor.datatype == "FP32" else np.int64)
+    if tensor.datatype == "UINT8":
+        if not raw and (values.min() < 0 or values.max() > 255):
+            raise InvalidInput("UINT8 values must be 0-255")
+        return values.astype(np.float32).reshape(count, N_PIXELS) / np.float32(255.0), raw
+    if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
+        raise InvalidInput("FP32 pixels must be finite and in [0, 1] (MNIST form: scale 0-255 by 1/255)")
+    return values.astype(np.float32, copy=False).reshape(count, N_PIXELS), raw
+
+
+def requested_outputs(request: pb.ModelInferRequest) -> list[str]:
+    """The outputs asked for (default: probabilities and label), checked against what the model has."""
+    names = [output.name for output in request.outputs] or list(_DEFAULT_OUTPUTS)
+    unknown = [name for name in names if name not in _ALL_OUTPUTS]
+    if unknown:
+        raise InvalidInput(f"unknown outputs {unknown}: this model has {', '.join(_ALL_OUTPUTS)}")
+    return names
+
+
+def encode_response(request: pb.ModelInferRequest, output: ModelOutput, names: list[str], raw: bool) -> pb.ModelInferResponse:
+    """Build the response, raw when the request was raw."""
+    arrays = {
+        OUTPUT_PROBABILITIES: ("FP32", np.ascontiguousarray(output.probabilities, dtype="<f4")),
+        OUTPUT_LABEL: ("INT64", np.ascontiguousarray(output.labels, dtype="<i8")),
+        OUTPUT_HIDDEN[0]: ("FP32", np.ascontiguousarray(output.hidden[0], dtype="<f4")),
+        OUTPUT_HIDDEN[1]: ("FP32", np.ascontiguousarray(output.hidden[1], dtype="<f4")),
+    }
+    response = pb.ModelInferResponse(model_name=MODEL_NAME, model_version=MODEL_VERSION, id=request.id)
+    for name in names:
+        datatype, array = arrays[name]
+        tensor = response.outputs.add(name=name, datatype=datatype, shape=list(array.shape))
+        if raw:
+            response.raw_output_contents.append(array.tobytes())
+        elif datatype == "FP32":
+            tensor.contents.fp32_contents.extend(array.ravel().tolist())
+        else:
+            tensor.contents.int64_contents.extend(array.ravel().tolist())
+    return response
+
+
+def _metadata(name: str, datatype: str, shape: list[int]) -> pb.ModelMetadataResponse.TensorMetadata:
+    return pb.ModelMetadataResponse.TensorMetadata(name=name, datatype=datatype, shape=shape)
+
+
+class OipServicer:
+    """inference.GRPCInferenceService over the digitnet core."""
+
+    def __init__(self, classifier: Classifier, state: ServingState, batcher: MicroBatcher | None = None) -> None:
+        self.classifier = classifier
+        self.state = state
+        self.batcher = batcher
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.state.ready)
+
+    @grpc_errors
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext) -> pb.ModelReadyResponse:
+        check_model(request.name, request.version)
+        return pb.ModelReadyResponse(ready=self.state.ready)
+
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name="digitnet", version=__version__, extensions=[])
+
+    @grpc_errors
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext) -> pb.ModelMetadataResponse:
+        check_model(request.name, request.version)
+        return pb.ModelMetadataResponse(
+            name=MODEL_NAME,
+            versions=[MODEL_VERSION],
+            platform="onnxruntime_onnx",
+            # FP32 [-1, 784] is the canonical form; UINT8 and [-1, 28, 28] are accepted too.
+            inputs=[_metadata(INPUT_NAME, "FP32", [-1, N_PIXELS])],
+            outputs=[_metadata(OUTPUT_PROBABILITIES, "FP32", [-1, 10]), _metadata(OUTPUT_LABEL, "INT64", [-1])]
+            + [_metadata(name, "FP32", [-1, 16]) for name in OUTPUT_HIDDEN],
+        )
+
+    @grpc_errors
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
+        return await self._infer(request)
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        # A failed request answers with error_message; the stream goes on.
+        async for request in requests:
+            try:
+                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+            except DigitnetError as err:
+                yield pb.ModelStreamInferResponse(error_message=f"{status_for(err).name}: {err}")
+
+    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        check_model(request.model_name, request.model_version)
+        pixels, raw = decode_pixels(request, self.classifier.check_count)
+        names = requested_outputs(request)
+        output = await self.batcher.run(pixels) if self.batcher else self.classifier.model.run(pixels)
+        return encode_response(request, output, names, raw)
+
+
+def add_oip_to_server(servicer: OipServicer, server: grpc.aio.Server) -> None:
+    """Register the OIP RPCs under /inference.GRPCInferenceService/<Rpc> (see protos/digitnet/oip/v2)."""
+    methods = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods
+    handlers: dict[str, Any] = {}
+    for method in methods:
+        request_class = getattr(pb, method.input_type.name)
+        response_class = getattr(pb, method.output_type.name)
+        kind: Callable[..., Any] = grpc.stream_stream_rpc_method_handler if method.client_streaming else grpc.unary_unary_rpc_method_handler
+        function: Callable[..., Awaitable[Any]] = getattr(servicer, method.name)
+        handlers[method.name] = kind(function, request_deserializer=request_class.FromString, response_serializer=response_class.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(OIP_SERVICE, handlers),))

@@ -1,0 +1,145 @@
+"""The Open Inference Protocol, spoken to by the real tritonclient: same answers as digitnet.v1."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+
+import numpy as np
+import pytest
+import tritonclient.grpc as triton
+from PIL import Image
+from tritonclient.grpc import service_pb2 as triton_pb
+from tritonclient.utils import InferenceServerException
+
+from digitnet.service._generated import oip_pb2
+from digitnet.service.client import DigitClient
+from digitnet.service.oip import MODEL_NAME
+
+from ..conftest import REPO
+from .conftest import ServerThread, running_server
+
+GOLDEN = REPO / "tests" / "golden"
+DIGITS = np.stack([np.asarray(Image.open(GOLDEN / f"{d}_mnist.png"), dtype=np.uint8).reshape(784) for d in range(10)])
+
+
+@pytest.fixture(scope="module")
+def triton_client(server: ServerThread) -> Iterator[triton.InferenceServerClient]:
+    client = triton.InferenceServerClient(server.address)
+    yield client
+    client.close()
+
+
+def _infer(client: triton.InferenceServerClient, pixels: np.ndarray, outputs: tuple[str, ...] = ("probabilities", "label"), **kwargs: object):
+    datatype = {np.dtype(np.float32): "FP32", np.dtype(np.uint8): "UINT8", np.dtype(np.int32): "INT32"}[pixels.dtype]
+    tensor = triton.InferInput("pixels", list(pixels.shape), datatype)
+    tensor.set_data_from_numpy(pixels)
+    return client.infer(MODEL_NAME, [tensor], outputs=[triton.InferRequestedOutput(n) for n in outputs], **kwargs)
+
+
+@pytest.mark.parametrize("name", [m.name for m in oip_pb2.DESCRIPTOR.message_types_by_name.values()])
+def test_messages_are_wire_compatible_with_tritonclient(name: str) -> None:
+    def fields(descriptor: object) -> dict[str, tuple[int, int, bool]]:
+        found = {f.name: (f.number, f.type, f.is_repeated) for f in descriptor.fields}  # type: ignore[attr-defined]
+        for nested in descriptor.nested_types:  # type: ignore[attr-defined]
+            found.update({f"{nested.name}.{k}": v for k, v in fields(nested).items()})
+        return found
+
+    assert fields(oip_pb2.DESCRIPTOR.message_types_by_name[name]) == fields(triton_pb.DESCRIPTOR.message_types_by_name[name])
+
+
+def test_health_and_metadata(triton_client: triton.InferenceServerClient) -> None:
+    assert triton_client.is_server_live() and triton_client.is_server_ready()
+    assert triton_client.is_model_ready(MODEL_NAME) and triton_client.is_model_ready(MODEL_NAME, "1")
+    metadata = triton_client.get_model_metadata(MODEL_NAME, as_json=True)
+    assert metadata["inputs"] == [{"name": "pixels", "datatype": "FP32", "shape": ["-1", "784"]}]
+    assert [o["name"] for o in metadata["outputs"]] == ["probabilities", "label", "hidden1", "hidden2"]
+    assert triton_client.get_server_metadata(as_json=True)["name"] == "digitnet"
+
+
+def test_infer_equals_our_own_api(triton_client: triton.InferenceServerClient, client: DigitClient) -> None:
+    result = _infer(triton_client, DIGITS)
+    probabilities, labels = result.as_numpy("probabilities"), result.as_numpy("label")
+    assert labels.tolist() == list(range(10))
+    ours = client.classify_packed(DIGITS)
+    np.testing.assert_allclose(probabilities, ours.probabilities, atol=1e-6)
+
+
+def test_fp32_and_28x28_inputs_and_hidden_outputs(triton_client: triton.InferenceServerClient) -> None:
+    pixels = (DIGITS[:3] / np.float32(255)).astype(np.float32).reshape(3, 28, 28)
+    result = _infer(triton_client, pixels, outputs=("label", "hidden1", "hidden2"))
+    assert result.as_numpy("label").tolist() == [0, 1, 2]
+    assert result.as_numpy("hidden1").shape == (3, 16) and result.as_numpy("hidden2").shape == (3, 16)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda c: c.is_model_ready("mnist"), "NOT_FOUND"),
+        (lambda c: c.get_model_metadata(MODEL_NAME, "7"), "NOT_FOUND"),
+        (lambda c: _infer(c, DIGITS[:, :700].copy()), "shape [N, 784] or [N, 28, 28]"),
+        (lambda c: _infer(c, DIGITS.astype(np.float32)), "FP32 pixels must be finite and in [0, 1]"),
+        (lambda c: _infer(c, DIGITS.astype(np.int32)), "must be FP32 or UINT8"),
+        (lambda c: _infer(c, DIGITS[:1], outputs=("logits",)), "unknown outputs ['logits']"),
+    ],
+    ids=["model", "version", "shape", "range", "datatype", "output"],
+)
+def test_errors_name_what_was_expected(triton_client: triton.InferenceServerClient, call: object, message: str) -> None:
+    with pytest.raises(InferenceServerException) as caught:
+        call(triton_client)  # type: ignore[operator]
+    assert message in str(caught.value)
+    assert triton_client.is_server_ready()
+
+
+def test_raw_byte_count_is_checked(server: ServerThread) -> None:
+    import grpc
+
+    request = oip_pb2.ModelInferRequest(model_name=MODEL_NAME, raw_input_contents=[bytes(783)])
+    request.inputs.add(name="pixels", datatype="UINT8", shape=[1, 784])
+    with grpc.insecure_channel(server.address) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer", oip_pb2.ModelInferRequest.SerializeToString,
+                                    oip_pb2.ModelInferResponse.FromString)
+        with pytest.raises(grpc.RpcError) as caught:
+            infer(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "is 783 bytes; [1, 784] UINT8 needs 784" in (caught.value.details() or "")
+
+
+def test_stream_infer(triton_client: triton.InferenceServerClient) -> None:
+    answers: list[object] = []
+    done = threading.Event()
+
+    def callback(result: object, error: object) -> None:
+        answers.append(error or result)
+        if len(answers) == 4:
+            done.set()
+
+    triton_client.start_stream(callback=callback)
+    try:
+        for digit in (3, 1, 4, 1):
+            tensor = triton.InferInput("pixels", [1, 784], "UINT8")
+            tensor.set_data_from_numpy(DIGITS[digit : digit + 1])
+            triton_client.async_stream_infer(MODEL_NAME, [tensor], request_id=str(digit))
+        assert done.wait(10)
+    finally:
+        triton_client.stop_stream()
+    assert [int(a.as_numpy("label")[0]) for a in answers] == [3, 1, 4, 1]  # type: ignore[attr-defined]
+
+
+def test_adaptive_batching_keeps_every_answer_with_its_request() -> None:
+    with running_server(max_batch_size=16, max_batch_delay_ms=5) as server:
+        clients = [triton.InferenceServerClient(server.address) for _ in range(8)]
+        rng = np.random.default_rng(0)
+
+        def ask(n: int) -> tuple[list[int], list[int]]:
+            client = clients[n % len(clients)]
+            chosen = rng.integers(0, 10, size=1 + n % 3)  # requests of 1 to 3 different digits
+            labels = _infer(client, DIGITS[chosen]).as_numpy("label").tolist()
+            return chosen.tolist(), labels
+
+        with futures.ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(ask, range(300)))
+        for client in clients:
+            client.close()
+        assert all(wanted == got for wanted, got in results), "a response held another request's results"
