@@ -5,18 +5,19 @@ A request waits at most `max_delay` for others to join; a batch closes early onc
 remembers which rows belong to whom (mixing them up is a known bug class in other servers).
 
 Usage:
-    batcher = MicroBatcher(model, max_size=64, max_delay=0.002)
+    batcher = MicroBatcher(model.run, max_size=64, max_delay=0.002)
     output = await batcher.run(pixels)        # float32 [n, 784] -> ModelOutput of n rows
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from digitnet.service.model import Model, ModelOutput
+from digitnet.service.model import ModelOutput
 
 
 @dataclass
@@ -28,8 +29,8 @@ class _Pending:
 class MicroBatcher:
     """Queue of pending requests drained by one task on the running event loop."""
 
-    def __init__(self, model: Model, max_size: int, max_delay: float) -> None:
-        self.model = model
+    def __init__(self, run: Callable[[np.ndarray], ModelOutput], max_size: int, max_delay: float) -> None:
+        self._model_run = run  # looked up per batch by the caller's function, so a model reload applies
         self.max_size = max_size
         self.max_delay = max_delay
         self._queue: asyncio.Queue[_Pending] | None = None
@@ -68,7 +69,7 @@ class MicroBatcher:
 
     def _run(self, batch: list[_Pending]) -> None:
         try:
-            output = self.model.run(np.concatenate([item.pixels for item in batch]))
+            output = self._model_run(np.concatenate([item.pixels for item in batch]))
         except Exception as err:  # hand the failure to every waiting caller; keep the batcher alive
             for item in batch:
                 if not item.done.done():

@@ -70,17 +70,31 @@ def _serve(args: argparse.Namespace) -> int:
     from digitnet.service.server import serve
     from digitnet.service.settings import ServerSettings
 
-    names = ("model", "host", "port", "provider", "workers", "max_batch_size", "max_batch_delay_ms")
+    from digitnet.service.observability import configure_logging
+
+    names = (
+        "model", "host", "port", "provider", "workers", "max_batch_size", "max_batch_delay_ms", "metrics_port",
+        "log_format", "log_level", "tls_cert", "tls_key", "tls_client_ca", "watch",
+    )
     flags = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     try:
         settings = ServerSettings(**flags)  # flags win over DIGITNET_* variables, which win over defaults
     except pydantic.ValidationError as err:
         raise ConfigurationError(_settings_problem(err)) from err
+    configure_logging(logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper()), settings.log_format)
     return serve(settings)
 
 
 def _settings_problem(err: pydantic.ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'setting'}: {e['msg']} (got {e['input']!r})" for e in err.errors())
+
+
+def _health(args: argparse.Namespace) -> int:
+    from digitnet.service.client import health_status
+
+    status = health_status(args.address, args.service, args.timeout)
+    print(status)
+    return 0 if status == "SERVING" else 1
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -181,7 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="server processes sharing the port (default: 1)")
     serve.add_argument("--max-batch-size", type=int, help="adaptive batching: most images per merged onnxruntime call (default: 64)")
     serve.add_argument("--max-batch-delay-ms", type=float, help="adaptive batching: longest wait for a batch to fill; 0 = off (default)")
+    serve.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (default: off)")
+    serve.add_argument("--log-format", choices=("text", "json"), help="log lines as text (default) or JSON")
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="debug logs every request (default: info)")
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve TLS")
+    serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    serve.add_argument("--tls-client-ca", type=Path, help="PEM CA: require client certificates it signed (mutual TLS)")
+    serve.add_argument("--watch", action="store_true", default=None, help="reload the model when its file changes (SIGHUP does too)")
     serve.set_defaults(handler=_serve)
+
+    health = commands.add_parser("health", help="ask a server's gRPC health service; exit 0 if SERVING (for HEALTHCHECK)")
+    health.add_argument("--address", default="localhost:50051", help="server address (default: localhost:50051)")
+    health.add_argument("--service", default="", help="service to ask about (default: the whole server)")
+    health.add_argument("--timeout", type=float, default=2.0, help="seconds to wait (default: 2)")
+    health.set_defaults(handler=_health)
 
     predict = commands.add_parser("predict", help="classify image files; one JSON object per image on stdout")
     where = predict.add_mutually_exclusive_group()

@@ -1,7 +1,9 @@
-"""The Python client of digitnet.v1: one reused channel, deadlines, gRPC's own retries on UNAVAILABLE.
+"""The Python client of digitnet.v1: one reused channel, deadlines, gRPC's own retries on UNAVAILABLE,
+round-robin over several servers, TLS and bearer tokens.
 
 Usage:
-    with DigitClient("localhost:50051") as client:
+    with DigitClient("localhost:50051") as client:          # or ["10.0.0.1:50051", "10.0.0.2:50051"],
+                                                             # or "dns:///digitnet:50051" (every address)
         prediction = client.classify(Path("seven.png").read_bytes())
         print(prediction.label, prediction.confidence)
 """
@@ -18,7 +20,8 @@ from digitnet.service._generated import digitnet_pb2 as pb
 from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.constants import N_CLASSES, N_PIXELS
 from digitnet.service.core import Explanation, ImageInput, Outcome, PackedPredictions, Prediction
-from digitnet.service.errors import DigitnetError
+from digitnet.service.errors import ConfigurationError, DigitnetError
+from digitnet.service.settings import ClientSettings
 from digitnet.service.state import SERVICE_NAME
 
 _OUTCOMES = {pb.OUTCOME_DIGIT: Outcome.DIGIT, pb.OUTCOME_UNKNOWN: Outcome.UNKNOWN, pb.OUTCOME_ERROR: Outcome.ERROR}
@@ -33,9 +36,11 @@ class RemoteError(DigitnetError):
 
 
 def retry_service_config(attempts: int) -> str:
-    """gRPC service config: retry UNAVAILABLE (server draining, restarting, unreachable) with backoff."""
+    """gRPC service config: round-robin over every resolved address; retry UNAVAILABLE (a server draining,
+    restarting or unreachable) with backoff, which lands on another server when there are several."""
     return json.dumps(
         {
+            "loadBalancingConfig": [{"round_robin": {}}],
             "methodConfig": [
                 {
                     "name": [{"service": SERVICE_NAME}],
@@ -76,20 +81,39 @@ def decode_prediction(message: pb.Prediction) -> Prediction:
     )
 
 
-class DigitClient:
-    """A client for one server address (host:port, or any gRPC target such as dns:///name:port)."""
+def channel_target(addresses: str | Sequence[str]) -> str:
+    """Turn one target, or several host:port addresses (a list or "a:1,b:2"), into one gRPC target."""
+    if isinstance(addresses, str):
+        if "," not in addresses or ":///" in addresses or addresses.startswith(("ipv4:", "ipv6:")):
+            return addresses
+        addresses = [part.strip() for part in addresses.split(",")]
+    if len(addresses) == 1:
+        return addresses[0]
+    return "ipv4:" + ",".join(addresses)
 
-    def __init__(self, target: str, timeout: float = 10.0, attempts: int = 4) -> None:
+
+class DigitClient:
+    """A client for one server, a list of servers (round-robin), or a DNS name that resolves to several."""
+
+    def __init__(
+        self, target: str | Sequence[str], timeout: float = 10.0, attempts: int = 4, settings: ClientSettings | None = None
+    ) -> None:
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.enable_retries", 1),
-                ("grpc.service_config", retry_service_config(attempts)),
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            ],
-        )
+        settings = settings or ClientSettings()
+        options = [
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", retry_service_config(attempts)),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ]
+        credentials = _channel_credentials(settings)
+        address = channel_target(target)
+        if credentials is None:
+            self._channel = grpc.insecure_channel(address, options=options)
+        else:
+            self._channel = grpc.secure_channel(address, credentials, options=options)
+        token = settings.token.get_secret_value() if settings.token else None
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._stub = pb_grpc.DigitClassifierStub(self._channel)
 
     def classify(self, image: ImageInput, min_confidence: float = 0.0) -> Prediction:
@@ -125,7 +149,7 @@ class DigitClient:
         """Classify a stream of images over one bidirectional RPC, yielding predictions in order."""
         requests = (pb.ClassifyRequest(image=encode_image(i), min_confidence=min_confidence, id=str(n)) for n, i in enumerate(images))
         try:
-            for response in self._stub.ClassifyStream(requests):
+            for response in self._stub.ClassifyStream(requests, metadata=self._metadata):
                 yield decode_prediction(response.prediction)
         except grpc.RpcError as err:
             raise RemoteError(err.code().name, err.details() or "") from err
@@ -143,7 +167,7 @@ class DigitClient:
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> object:
         try:
-            return method(request, timeout=self.timeout, wait_for_ready=False)
+            return method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as err:
             raise RemoteError(err.code().name, err.details() or "") from err
 
@@ -156,3 +180,31 @@ class DigitClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _channel_credentials(settings: ClientSettings) -> grpc.ChannelCredentials | None:
+    if settings.tls_ca is None:
+        if settings.tls_client_cert or settings.tls_client_key:
+            raise ConfigurationError("a client certificate needs DIGITNET_TLS_CA too (the server's CA)")
+        return None
+    try:
+        ca = settings.tls_ca.read_bytes()
+        key = settings.tls_client_key.read_bytes() if settings.tls_client_key else None
+        cert = settings.tls_client_cert.read_bytes() if settings.tls_client_cert else None
+    except OSError as err:
+        raise ConfigurationError(f"cannot read TLS file {err.filename}: {err.strerror}") from err
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+
+
+def health_status(address: str, service: str = "", timeout: float = 2.0, settings: ClientSettings | None = None) -> str:
+    """Ask a server's grpc.health.v1 service; return SERVING, NOT_SERVING, ... or UNREACHABLE."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    credentials = _channel_credentials(settings or ClientSettings())
+    channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
+    with channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        except grpc.RpcError as err:
+            return "UNREACHABLE" if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) else err.code().name
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

@@ -31,6 +31,7 @@ from digitnet.service.constants import (
     OUTPUT_PROBABILITIES,
 )
 from digitnet.service.errors import ConfigurationError, ModelError
+from digitnet.service.observability import BATCH_IMAGES
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class Model:
 
     def run(self, pixels: np.ndarray) -> ModelOutput:
         """Run the network on float32 pixels [N, 784] in [0, 1]."""
+        BATCH_IMAGES.observe(len(pixels))
         probabilities, labels, hidden1, hidden2 = self._session.run(_OUTPUTS, {INPUT_NAME: pixels})
         return ModelOutput(probabilities, labels, (hidden1, hidden2))
 

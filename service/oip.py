@@ -21,6 +21,7 @@ from digitnet.service.constants import IMAGE_SIDE, INPUT_NAME, N_PIXELS, OUTPUT_
 from digitnet.service.core import Classifier
 from digitnet.service.errors import DigitnetError, InvalidInput, NotFound
 from digitnet.service.model import ModelOutput
+from digitnet.service.observability import ERRORS, IMAGES
 from digitnet.service.servicer import grpc_errors, status_for
 from digitnet.service.state import ServingState
 
@@ -159,6 +160,7 @@ class OipServicer:
             try:
                 yield pb.ModelStreamInferResponse(infer_response=await self._infer(request))
             except DigitnetError as err:
+                ERRORS.labels(type(err).__name__).inc()
                 yield pb.ModelStreamInferResponse(error_message=f"{status_for(err).name}: {err}")
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
@@ -166,6 +168,7 @@ class OipServicer:
         pixels, raw = decode_pixels(request, self.classifier.check_count)
         names = requested_outputs(request)
         output = await self.batcher.run(pixels) if self.batcher else self.classifier.model.run(pixels)
+        IMAGES.labels("digit").inc(len(pixels))
         return encode_response(request, output, names, raw)
 
 

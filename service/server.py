@@ -27,8 +27,11 @@ from digitnet.service import __version__
 from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.batching import MicroBatcher
 from digitnet.service.core import Classifier
-from digitnet.service.model import Model
-from digitnet.service.oip import OipServicer, add_oip_to_server
+from digitnet.service.errors import ConfigurationError
+from digitnet.service.interceptors import GuardInterceptor
+from digitnet.service.observability import configure_logging, start_metrics
+from digitnet.service.oip import OIP_SERVICE, OipServicer, add_oip_to_server
+from digitnet.service.reload import ModelReloader, load_model, publish
 from digitnet.service.servicer import DigitClassifierServicer
 from digitnet.service.settings import ServerSettings
 from digitnet.service.state import SERVICE_NAME, ServingState
@@ -40,55 +43,98 @@ async def create_server(settings: ServerSettings, state: ServingState | None = N
     """Load, verify and warm the model, then build a bound (not yet started) server; return it and its port.
 
     Health (grpc.health.v1) and OIP readiness report SERVING once this returns; pass your own `state`
-    to turn them off again (serve() does, while draining).
+    to turn them off again (serve() does, while draining) and to reach `state.reloader`.
     """
-    # ORT runs single-threaded per call: parallelism comes from concurrent requests and worker
-    # processes, and a shared intra-op pool under concurrency was measured to blow up p99 latency.
-    model = Model.load(settings.model, provider=settings.provider, threads=1)
-    model.warm_up()
+    credentials = _tls_credentials(settings)  # bad TLS files fail before the model is even read
+    model = load_model(settings)
+    publish(model)
     classifier = Classifier(model, settings.limits, settings.max_request_images)
     executor = futures.ThreadPoolExecutor(settings.thread_count, thread_name_prefix="digitnet-work")
+    state = state or ServingState()
+    token = settings.token.get_secret_value() if settings.token is not None else None
     server = grpc.aio.server(
+        interceptors=[GuardInterceptor(state, token)],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             # A lone server must own its port: refuse to share it silently with another running server.
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
-        ]
+        ],
     )
-    state = state or ServingState()
+    state.reloader = ModelReloader(classifier, settings)
     pb_grpc.add_DigitClassifierServicer_to_server(DigitClassifierServicer(classifier, executor), server)
-    batcher = MicroBatcher(model, settings.max_batch_size, settings.max_batch_delay_ms / 1000) if settings.max_batch_delay_ms else None
+    batcher = None
+    if settings.max_batch_delay_ms:
+        # Looks the model up per batch, so that a reload applies to batched requests too.
+        batcher = MicroBatcher(lambda pixels: classifier.model.run(pixels), settings.max_batch_size, settings.max_batch_delay_ms / 1000)
     add_oip_to_server(OipServicer(classifier, state, batcher), server)
     health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    reflection.enable_server_reflection((SERVICE_NAME, OIP_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"{settings.host}:{settings.port}"
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     await state.serving()
     log.info(
-        "model %s sha256 %s on %s, %d worker threads, adaptive batching %s, bound to %s:%d",
+        "model %s sha256 %s on %s, %d worker threads, adaptive batching %s, %s%s, bound to %s:%d",
         settings.model, model.sha256[:12], model.provider, settings.thread_count,
-        f"up to {settings.max_batch_size} images / {settings.max_batch_delay_ms} ms" if batcher else "off", settings.host, port,
+        f"up to {settings.max_batch_size} images / {settings.max_batch_delay_ms} ms" if batcher else "off",
+        ("mutual TLS" if settings.tls_client_ca else "TLS") if credentials else "plaintext",
+        ", bearer token required" if settings.token else "", settings.host, port,
     )
     return server, port
 
 
+def _tls_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
+    if settings.tls_cert is None and settings.tls_key is None:
+        if settings.tls_client_ca is not None:
+            raise ConfigurationError("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise ConfigurationError("TLS needs both --tls-cert and --tls-key")
+    try:
+        key, cert = settings.tls_key.read_bytes(), settings.tls_cert.read_bytes()
+        client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+    except OSError as err:
+        raise ConfigurationError(f"cannot read TLS file {err.filename}: {err.strerror}") from err
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
 def serve(settings: ServerSettings) -> int:
-    """Run the server until SIGTERM or SIGINT, then drain: NOT_SERVING, finish in-flight requests, exit 0."""
+    """Run the server until SIGTERM or SIGINT, then drain: NOT_SERVING, finish in-flight requests, exit 0.
+
+    SIGHUP reloads the model (as --watch does on a change) without dropping a request.
+    """
     return _serve_workers(settings) if settings.workers > 1 else asyncio.run(_serve_one(settings))
 
 
-async def _serve_one(settings: ServerSettings) -> int:
+async def _serve_one(settings: ServerSettings, worker: int = 0) -> int:
     state = ServingState()
     server, port = await create_server(settings, state)
+    if settings.metrics_port:
+        start_metrics(settings.metrics_port + worker)
+        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port + worker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()  # keep references: the loop holds tasks only weakly
+
+    def reload() -> None:
+        task = loop.create_task(state.reloader.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    watcher = loop.create_task(state.reloader.watch(settings.watch_seconds)) if settings.watch else None
     await server.start()
     log.info("digitnet %s serving on port %d", __version__, port)
     await stop.wait()
     log.info("draining: NOT_SERVING, finishing in-flight requests (up to %.0f s)", settings.grace_seconds)
+    if watcher:
+        watcher.cancel()
     await state.draining()
+    # New calls now get UNAVAILABLE (retried elsewhere) while clients and load balancers notice;
+    # then stop: in-flight calls get up to grace_seconds to finish.
+    await asyncio.sleep(min(settings.drain_seconds, settings.grace_seconds))
     await server.stop(settings.grace_seconds)
     log.info("stopped")
     return 0
@@ -104,7 +150,7 @@ def _serve_workers(settings: ServerSettings) -> int:
         # spawn, not fork: gRPC's core must not be forked once it runs (grpc/grpc#16001).
         context = multiprocessing.get_context("spawn")
         workers = [
-            context.Process(target=_worker_main, args=(shared,), name=f"digitnet-worker-{i}") for i in range(settings.workers)
+            context.Process(target=_worker_main, args=(shared, i), name=f"digitnet-worker-{i}") for i in range(settings.workers)
         ]
         for worker in workers:
             worker.start()
@@ -115,7 +161,7 @@ def _serve_workers(settings: ServerSettings) -> int:
                 if worker.is_alive() and worker.pid:
                     os.kill(worker.pid, signum)
 
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, forward)
         for worker in workers:
             worker.join()
@@ -126,6 +172,6 @@ def _serve_workers(settings: ServerSettings) -> int:
     return 0
 
 
-def _worker_main(settings: ServerSettings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
-    raise SystemExit(asyncio.run(_serve_one(settings)))
+def _worker_main(settings: ServerSettings, worker: int) -> None:
+    configure_logging(getattr(logging, settings.log_level.upper()), settings.log_format)
+    raise SystemExit(asyncio.run(_serve_one(settings, worker)))

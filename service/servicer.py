@@ -22,6 +22,7 @@ from digitnet.service import __version__
 from digitnet.service._generated import digitnet_pb2 as pb
 from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.core import Classifier, ImageInput, Outcome, PackedPredictions, Prediction
+from digitnet.service.observability import ERRORS, IMAGES
 from digitnet.service.errors import (
     ConfigurationError,
     DigitnetError,
@@ -72,7 +73,10 @@ def decode_image(image: pb.Image) -> ImageInput | None:
 
 
 def encode_prediction(prediction: Prediction) -> pb.Prediction:
-    """Turn a core Prediction into its proto."""
+    """Turn a core Prediction into its proto (and count it)."""
+    IMAGES.labels(prediction.outcome.value).inc()
+    if prediction.error is not None:
+        ERRORS.labels(type(prediction.error).__name__).inc()
     message = pb.Prediction(
         outcome=_OUTCOMES[prediction.outcome],
         label=-1 if prediction.label is None else prediction.label,
@@ -88,6 +92,9 @@ def encode_prediction(prediction: Prediction) -> pb.Prediction:
 
 def encode_packed(packed: PackedPredictions) -> pb.PackedPredictions:
     """Turn the fast path's arrays into their proto."""
+    unknown = int(np.count_nonzero(packed.labels < 0))
+    IMAGES.labels("digit").inc(len(packed.labels) - unknown)
+    IMAGES.labels("unknown").inc(unknown)
     message = pb.PackedPredictions(labels=packed.labels.tolist())
     # Setting 10,000 floats through protobuf's Python API costs ~0.3 ms a batch. A packed repeated float
     # is on the wire exactly a little-endian float32 array, so hand protobuf those bytes to parse (in C).
@@ -121,8 +128,10 @@ def grpc_errors(
         try:
             return await method(self, request, context)
         except DigitnetError as err:
+            ERRORS.labels(type(err).__name__).inc()
             await context.abort(status_for(err), str(err))
         except Exception:
+            ERRORS.labels("InternalError").inc()
             incident = uuid.uuid4().hex[:12]
             log.exception("internal error %s in %s", incident, method.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); the server logged it")

@@ -6,8 +6,9 @@ Command-line flags override the environment, which overrides the defaults.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from digitnet.service.model import Provider, available_cpus
@@ -45,6 +46,32 @@ class ServerSettings(BaseSettings):
     """Adaptive batching: how long a request may wait for others to join its batch; 0 turns it off."""
     grace_seconds: float = Field(10.0, ge=0)
     """On SIGTERM/SIGINT, how long in-flight requests get to finish."""
+    drain_seconds: float = Field(1.0, ge=0)
+    """On SIGTERM/SIGINT, how long new calls are refused (UNAVAILABLE, retried elsewhere) before stopping."""
+    metrics_port: int = Field(0, ge=0, le=65535)
+    """Serve Prometheus metrics on http://HOST:PORT/metrics; 0 = off. With N workers, worker i uses PORT + i."""
+    log_format: Literal["text", "json"] = "text"
+    """Log lines as text or as one JSON object each."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """debug adds one line per request (method, status, time, request id; never the image)."""
+    tls_cert: Path | None = None
+    """PEM certificate chain: serve TLS (needs tls_key)."""
+    tls_key: Path | None = None
+    """PEM private key of tls_cert."""
+    tls_client_ca: Path | None = None
+    """PEM CA bundle: require client certificates signed by it (mutual TLS; needs tls_cert)."""
+    token: SecretStr | None = None
+    """Bearer token every call must carry (metadata authorization: Bearer TOKEN); health checks stay open."""
+    watch: bool = False
+    """Reload the model when its file or card changes (as SIGHUP does)."""
+    watch_seconds: float = Field(2.0, gt=0)
+    """How often --watch looks at the model file."""
+
+    @field_validator("token", "tls_cert", "tls_key", "tls_client_ca", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # DIGITNET_TOKEN= (as compose writes ${DIGITNET_TOKEN:-}) means "no token", not "the empty token".
+        return None if value == "" else value
 
     @property
     def limits(self) -> Limits:
@@ -55,3 +82,23 @@ class ServerSettings(BaseSettings):
     def thread_count(self) -> int:
         """Worker threads per server process."""
         return self.threads or 2 * available_cpus()
+
+
+class ClientSettings(BaseSettings):
+    """How digitnet's clients (predict, score, explain with --server) reach a secured server."""
+
+    model_config = SettingsConfigDict(env_prefix="DIGITNET_", extra="ignore")
+
+    token: SecretStr | None = None
+    """Bearer token to send (the server's DIGITNET_TOKEN)."""
+    tls_ca: Path | None = None
+    """PEM CA that signed the server's certificate: connect with TLS."""
+    tls_client_cert: Path | None = None
+    """PEM client certificate, for a server that requires mutual TLS."""
+    tls_client_key: Path | None = None
+    """PEM private key of tls_client_cert."""
+
+    @field_validator("token", "tls_ca", "tls_client_cert", "tls_client_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value

@@ -59,7 +59,7 @@ class ServerThread:
 @contextmanager
 def running_server(**overrides: object) -> Iterator[ServerThread]:
     """Start a server on port 0 with the committed model and the given settings."""
-    server = ServerThread(ServerSettings(model=DEFAULT_MODEL, port=0, **overrides))
+    server = ServerThread(ServerSettings(**{"model": DEFAULT_MODEL, "port": 0, **overrides}))
     try:
         yield server
     finally:

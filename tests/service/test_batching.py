@@ -18,7 +18,7 @@ def test_concurrent_requests_are_merged_and_answered_with_their_own_rows() -> No
     requests = [rng.random((1 + i % 4, 784), dtype=np.float32) for i in range(200)]
 
     async def scenario() -> list[object]:
-        batcher = MicroBatcher(model, max_size=32, max_delay=0.005)
+        batcher = MicroBatcher(model.run, max_size=32, max_delay=0.005)
         answers = await asyncio.gather(*(batcher.run(pixels) for pixels in requests))
         return [answers, batcher.calls, batcher.images]
 
@@ -35,7 +35,7 @@ def test_a_batch_closes_at_max_size() -> None:
     model = Model.load(DEFAULT_MODEL, threads=1)
 
     async def scenario() -> tuple[int, int]:
-        batcher = MicroBatcher(model, max_size=8, max_delay=10.0)  # the delay never ends a batch here
+        batcher = MicroBatcher(model.run, max_size=8, max_delay=10.0)  # the delay never ends a batch here
         await asyncio.gather(*(batcher.run(np.zeros((1, 784), np.float32)) for _ in range(16)))
         return batcher.calls, batcher.images
 

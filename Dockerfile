@@ -1,0 +1,37 @@
+# digitnet: the gRPC digit classifier. Multi-stage: build wheels with the pinned versions, then a slim
+# runtime with a non-root user and the committed model baked in (mount another over /app/models).
+#   docker build -t digitnet .                  # the server (and `digitnet score` for batch jobs)
+#   docker build --target train -t digitnet-train .
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml constraints.txt README.md ./
+COPY service ./service
+COPY training ./training
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt .
+
+FROM build AS build-train
+RUN /opt/venv/bin/pip install --no-cache-dir -c constraints.txt ".[train]"
+
+FROM python:3.11-slim AS runtime
+RUN useradd --create-home --uid 10001 digitnet
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY --chown=digitnet:digitnet models ./models
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    DIGITNET_MODEL=/app/models/default.onnx \
+    DIGITNET_HOST=0.0.0.0 \
+    DIGITNET_PORT=50051 \
+    DIGITNET_LOG_FORMAT=json
+USER digitnet
+EXPOSE 50051 9100
+# The standard gRPC health protocol, checked by digitnet's own small probe (no extra binary).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["digitnet", "health", "--address", "localhost:50051"]
+ENTRYPOINT ["digitnet"]
+CMD ["serve"]
+
+FROM runtime AS train
+COPY --from=build-train /opt/venv /opt/venv
+CMD ["train", "--out", "/app/models/default.onnx"]

@@ -1,0 +1,52 @@
+"""Prometheus metrics and structured logs: what an operator watches.
+
+Metrics live in prometheus-client's default registry and are served by `start_metrics(port)`.
+Average batch size = digitnet_batch_images_sum / digitnet_batch_images_count (Triton's
+inference_count / exec_count).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+from prometheus_client import Counter, Histogram, Info, start_http_server
+from pythonjsonlogger.json import JsonFormatter
+
+LogFormat = Literal["text", "json"]
+
+REQUESTS = Counter("digitnet_requests_total", "RPCs handled, by method and status code.", ["rpc", "code"])
+LATENCY = Histogram(
+    "digitnet_request_seconds", "RPC latency, by method.", ["rpc"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+BATCH_IMAGES = Histogram(
+    "digitnet_batch_images", "Images per onnxruntime call.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+)
+IMAGES = Counter("digitnet_images_total", "Images answered, by outcome (digit, unknown, error).", ["outcome"])
+ERRORS = Counter("digitnet_errors_total", "Errors answered, by kind (the error class).", ["kind"])
+MODEL = Info("digitnet_model", "The model being served and where it runs.")
+RELOADS = Counter("digitnet_model_reloads_total", "Model reload attempts, by result (ok, failed).", ["result"])
+
+
+def start_metrics(port: int, host: str = "0.0.0.0") -> None:
+    """Serve /metrics over HTTP on `port` (a thread of this process)."""
+    start_http_server(port, addr=host)
+
+
+def describe_model(name: str, sha256: str, provider: str, activation: str, version: str) -> None:
+    """Publish the served model's identity as the digitnet_model info metric."""
+    MODEL.info({"name": name, "sha256": sha256, "provider": provider, "activation": activation, "version": version})
+
+
+def configure_logging(level: int = logging.INFO, fmt: LogFormat = "text") -> None:
+    """Send logs to stderr as text lines or JSON objects (one per line); never log image payloads."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s", rename_fields={"levelname": "level"}))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

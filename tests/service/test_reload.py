@@ -1,0 +1,131 @@
+"""Safe model reload: no request fails during a swap; a bad new model leaves the old one serving."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from digitnet.service.card import card_path_for, read_card
+from digitnet.service.client import DigitClient
+
+from ..conftest import DEFAULT_MODEL, REPO
+from .conftest import running_server
+
+IMAGE = (REPO / "tests" / "golden" / "4_mnist.png").read_bytes()
+
+
+def _install(source: Path, target: Path) -> None:
+    """Put a model and its card in place the way an operator should: copy beside, then rename."""
+    for src, dst in ((source, target), (card_path_for(source), card_path_for(target))):
+        partial = dst.with_name(dst.name + ".partial")
+        shutil.copy(src, partial)
+        os.replace(partial, dst)
+
+
+class _Traffic:
+    """Clients classifying without pause in background threads, counting failures."""
+
+    def __init__(self, address: str, threads: int = 4) -> None:
+        self.stop = threading.Event()
+        self.ok = 0
+        self.failures: list[str] = []
+        self._threads = [threading.Thread(target=self._run, args=(address,)) for _ in range(threads)]
+
+    def _run(self, address: str) -> None:
+        with DigitClient(address, timeout=10) as client:
+            while not self.stop.is_set():
+                try:
+                    client.classify(IMAGE)
+                    self.ok += 1
+                except Exception as err:  # noqa: BLE001 - every failure is what this test looks for
+                    self.failures.append(repr(err))
+
+    def __enter__(self) -> _Traffic:
+        for thread in self._threads:
+            thread.start()
+        time.sleep(0.3)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+
+def test_reload_swaps_without_failing_a_request(tmp_path: Path, small_model: Path) -> None:
+    served = tmp_path / "served.onnx"
+    _install(DEFAULT_MODEL, served)
+    with running_server(model=served) as server, DigitClient(server.address) as client:
+        assert client.model_info().model_sha256 == read_card(DEFAULT_MODEL).model_sha256
+        with _Traffic(server.address) as traffic:
+            _install(small_model, served)
+            assert server.call(server.state.reloader.reload()) is True
+            time.sleep(0.3)
+        assert traffic.failures == [] and traffic.ok > 50
+        assert client.model_info().model_sha256 == read_card(small_model).model_sha256
+
+
+def test_failed_reload_keeps_the_old_model(tmp_path: Path) -> None:
+    served = tmp_path / "served.onnx"
+    _install(DEFAULT_MODEL, served)
+    with running_server(model=served) as server, DigitClient(server.address) as client:
+        with _Traffic(server.address) as traffic:
+            served.write_bytes(served.read_bytes()[:-10])  # corrupt: its sha256 no longer matches the card
+            assert server.call(server.state.reloader.reload()) is False
+        assert traffic.failures == []
+        assert client.model_info().model_sha256 == read_card(DEFAULT_MODEL).model_sha256
+        assert client.classify(IMAGE).label == 4
+
+
+def _serve(model: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(model), "--port", "0", *flags],
+        stderr=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, **(env or {})},
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        found = re.search(r"serving on port (\d+)", line)
+        if found:
+            threading.Thread(target=process.stderr.read, daemon=True).start()
+            return process, int(found.group(1))
+    raise AssertionError(f"server exited with {process.wait()}")
+
+
+def _wait_for_sha(address: str, sha: str, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    with DigitClient(address) as client:
+        while time.monotonic() < deadline:
+            if client.model_info().model_sha256 == sha:
+                return True
+            time.sleep(0.2)
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trigger", ["SIGHUP", "--watch"])
+def test_reload_triggers(tmp_path: Path, small_model: Path, trigger: str) -> None:
+    served = tmp_path / "served.onnx"
+    _install(DEFAULT_MODEL, served)
+    flags = ("--watch",) if trigger == "--watch" else ()
+    process, port = _serve(served, *flags, env={"DIGITNET_WATCH_SECONDS": "0.2"})
+    try:
+        address = f"127.0.0.1:{port}"
+        with _Traffic(address) as traffic:
+            _install(small_model, served)
+            if trigger == "SIGHUP":
+                process.send_signal(signal.SIGHUP)
+            assert _wait_for_sha(address, str(read_card(small_model).model_sha256)), "the new model was not swapped in"
+        assert traffic.failures == []
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()

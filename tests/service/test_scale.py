@@ -1,0 +1,55 @@
+"""Several replicas behind one client: round-robin traffic, and a replica stopping loses no request."""
+
+from __future__ import annotations
+
+import signal
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from digitnet.service.client import DigitClient, channel_target
+
+from ..conftest import DEFAULT_MODEL
+from .test_observability import _free_port
+from .test_reload import IMAGE, _serve, _Traffic
+
+
+def _classify_count(metrics_port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    return sum(
+        s.value for family in text_string_to_metric_families(text) for s in family.samples
+        if s.name == "digitnet_requests_total" and s.labels.get("rpc") == "Classify"
+    )
+
+
+def test_targets() -> None:
+    assert channel_target("localhost:1") == "localhost:1"
+    assert channel_target(["127.0.0.1:1", "127.0.0.1:2"]) == "ipv4:127.0.0.1:1,127.0.0.1:2"
+    assert channel_target("127.0.0.1:1,127.0.0.1:2") == "ipv4:127.0.0.1:1,127.0.0.1:2"
+    assert channel_target("dns:///digitnet:50051") == "dns:///digitnet:50051"
+
+
+@pytest.mark.slow
+def test_round_robin_and_a_replica_stopping() -> None:
+    metrics = [_free_port(), _free_port()]
+    replicas = [_serve(DEFAULT_MODEL, "--metrics-port", str(port)) for port in metrics]
+    try:
+        addresses = [f"127.0.0.1:{port}" for _, port in replicas]
+        with DigitClient(addresses) as client:
+            for _ in range(40):
+                assert client.classify(IMAGE).label == 4
+        counts = [_classify_count(port) for port in metrics]
+        assert all(count >= 10 for count in counts), f"round-robin skipped a replica: {counts}"
+
+        with _Traffic(",".join(addresses)) as traffic:
+            first, _ = replicas[0]
+            first.send_signal(signal.SIGTERM)  # drains, then exits: the clients retry on the other replica
+            assert first.wait(timeout=30) == 0
+            before = traffic.ok
+            while traffic.ok < before + 100:
+                pass
+        assert traffic.failures == [], traffic.failures[:3]
+    finally:
+        for process, _ in replicas:
+            process.kill()

@@ -1,0 +1,74 @@
+"""TLS, mutual TLS and bearer tokens: what is refused, what stays open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from pydantic import SecretStr
+
+from digitnet.service.client import DigitClient, RemoteError, health_status
+from digitnet.service.errors import ConfigurationError
+from digitnet.service.settings import ClientSettings
+
+from ..conftest import REPO
+from .certs import make_pki
+from .conftest import running_server
+
+IMAGE = (REPO / "tests" / "golden" / "8_mnist.png").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def test_tls(pki: Path) -> None:
+    with running_server(tls_cert=pki / "server.pem", tls_key=pki / "server.key") as server:
+        with DigitClient(server.address, settings=ClientSettings(tls_ca=pki / "ca.pem")) as client:
+            assert client.classify(IMAGE).label == 8
+        with DigitClient(server.address, timeout=2, attempts=2) as plaintext, pytest.raises(RemoteError, match="UNAVAILABLE"):
+            plaintext.classify(IMAGE)
+        assert health_status(server.address, settings=ClientSettings(tls_ca=pki / "ca.pem")) == "SERVING"
+
+
+def test_mutual_tls(pki: Path, tmp_path: Path) -> None:
+    with running_server(tls_cert=pki / "server.pem", tls_key=pki / "server.key", tls_client_ca=pki / "ca.pem") as server:
+        with_cert = ClientSettings(tls_ca=pki / "ca.pem", tls_client_cert=pki / "client.pem", tls_client_key=pki / "client.key")
+        with DigitClient(server.address, settings=with_cert) as client:
+            assert client.classify(IMAGE).label == 8
+        with DigitClient(server.address, timeout=2, attempts=2, settings=ClientSettings(tls_ca=pki / "ca.pem")) as no_cert:
+            with pytest.raises(RemoteError, match="UNAVAILABLE"):
+                no_cert.classify(IMAGE)
+        other = make_pki(tmp_path, ca_name="someone else's CA")  # a client certificate from a CA the server does not trust
+        stranger = ClientSettings(tls_ca=pki / "ca.pem", tls_client_cert=other / "client.pem", tls_client_key=other / "client.key")
+        with DigitClient(server.address, timeout=2, attempts=2, settings=stranger) as client, pytest.raises(RemoteError, match="UNAVAILABLE"):
+            client.classify(IMAGE)
+
+
+def test_bearer_token() -> None:
+    with running_server(token=SecretStr("s3cret")) as server:
+        for token, works in ((None, False), ("wrong", False), ("s3cret", True)):
+            settings = ClientSettings(token=SecretStr(token) if token else None)
+            with DigitClient(server.address, settings=settings) as client:
+                if works:
+                    assert client.classify(IMAGE).label == 8
+                else:
+                    with pytest.raises(RemoteError, match="UNAUTHENTICATED: missing or wrong bearer token"):
+                        client.classify(IMAGE)
+        assert health_status(server.address) == "SERVING"  # health checks stay open
+        with grpc.insecure_channel(server.address) as channel:  # the OIP is guarded as well
+            ready = channel.unary_unary("/inference.GRPCInferenceService/ServerReady", lambda m: b"", lambda b: b)
+            with pytest.raises(grpc.RpcError) as caught:
+                ready(b"")
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_tls_misconfiguration_is_a_clear_error(pki: Path) -> None:
+    with pytest.raises(ConfigurationError, match="needs both --tls-cert and --tls-key"):
+        with running_server(tls_cert=pki / "server.pem"):
+            pass
+    with pytest.raises(ConfigurationError, match="cannot read TLS file"):
+        with running_server(tls_cert=pki / "missing.pem", tls_key=pki / "server.key"):
+            pass
