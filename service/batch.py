@@ -56,15 +56,20 @@ def walk(roots: Sequence[Path]) -> Iterator[Path | Row]:
         if not root.is_dir():
             yield Row(str(root), "error", error=f"no such file or folder: {root}")
             continue
-        failures: list[OSError] = []
+        failures: list[OSError] = []  # os.walk reports a folder it cannot list here, and goes on
         for folder, subfolders, files in os.walk(root, onerror=failures.append):
             subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+            yield from _unlistable(failures)
             for name in sorted(files):
                 if not name.startswith("."):
                     yield Path(folder) / name
-            while failures:
-                failure = failures.pop()
-                yield Row(str(failure.filename), "error", error=f"cannot list folder: {failure.strerror}")
+        yield from _unlistable(failures)  # the root itself, or the last folder visited
+
+
+def _unlistable(failures: list[OSError]) -> Iterator[Row]:
+    while failures:
+        failure = failures.pop(0)
+        yield Row(str(failure.filename), "error", error=f"cannot list folder: {failure.strerror}")
 
 
 def true_label_of(path: str) -> int | None:

@@ -130,7 +130,7 @@ class DigitClient:
             request = pb.ClassifyBatchRequest(images=[encode_image(i) for i in sendable], min_confidence=min_confidence)
             answers = iter(self._call(self._stub.ClassifyBatch, request).predictions)
         return [
-            Prediction(Outcome.ERROR, reason=str(image), error=image) if isinstance(image, DigitnetError) else decode_prediction(next(answers))
+            Prediction.failed(image) if isinstance(image, DigitnetError) else decode_prediction(next(answers))
             for image in images
         ]
 

@@ -44,6 +44,11 @@ class Prediction:
     reason: str = ""
     error: DigitnetError | None = None
 
+    @classmethod
+    def failed(cls, error: DigitnetError) -> Prediction:
+        """The ERROR answer for an input that could not be classified."""
+        return cls(Outcome.ERROR, reason=str(error), error=error)
+
 
 @dataclass(frozen=True)
 class Explanation:
@@ -167,7 +172,7 @@ class Classifier:
         row = iter(probabilities)
         for item in pixels:
             if isinstance(item, DigitnetError):
-                results.append(Prediction(Outcome.ERROR, reason=str(item), error=item))
+                results.append(Prediction.failed(item))
             elif item is None:
                 results.append(Prediction(Outcome.UNKNOWN, reason=BLANK_REASON))
             else:

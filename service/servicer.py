@@ -182,7 +182,7 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
                 else:
                     [prediction] = self.classifier.classify([image], request.min_confidence)
             except DigitnetError as err:  # e.g. a min_confidence out of range
-                prediction = Prediction(Outcome.ERROR, reason=str(err), error=err)
+                prediction = Prediction.failed(err)
             yield pb.ClassifyResponse(prediction=encode_prediction(prediction), id=request.id)
 
     @grpc_errors

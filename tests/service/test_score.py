@@ -185,3 +185,20 @@ def test_dask_cluster_agrees_with_in_process(mixed: Path, tmp_path: Path, capsys
         code, _, _ = _score(capsys, str(mixed), "--out", str(remote), "--format", "jsonl", "--cluster", cluster.scheduler_address, "--quiet")
     assert code == batch.EXIT_SOME_FAILED
     _assert_same_rows(local, remote)
+
+
+def test_unlistable_folders_become_error_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests run as root, which can list anything: make os.walk report the failures instead.
+    (tmp_path / "a.png").write_bytes(b"x")
+
+    def walk(root: object, onerror: object = None) -> object:
+        onerror(PermissionError(13, "Permission denied", str(tmp_path / "locked")))  # type: ignore[operator]
+        yield str(tmp_path), [], ["a.png"]
+        onerror(PermissionError(13, "Permission denied", str(tmp_path / "last")))  # type: ignore[operator]
+
+    monkeypatch.setattr(batch.os, "walk", walk)
+    items = list(batch.walk([tmp_path]))
+    rows = [item for item in items if isinstance(item, batch.Row)]
+    assert [Path(r.path).name for r in rows] == ["locked", "last"]
+    assert all(r.status == "error" and "cannot list folder: Permission denied" in r.error for r in rows)
+    assert tmp_path / "a.png" in items
