@@ -11,7 +11,8 @@ Usage:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 import grpc
 import numpy as np
@@ -24,6 +25,7 @@ from digitnet.service.errors import ConfigurationError, DigitnetError
 from digitnet.service.settings import ClientSettings
 from digitnet.service.state import SERVICE_NAME
 
+Reply = TypeVar("Reply")
 _OUTCOMES = {pb.OUTCOME_DIGIT: Outcome.DIGIT, pb.OUTCOME_UNKNOWN: Outcome.UNKNOWN, pb.OUTCOME_ERROR: Outcome.ERROR}
 
 
@@ -165,7 +167,7 @@ class DigitClient:
         """Describe the served model; with include_model, also fetch the ONNX file itself."""
         return self._call(self._stub.GetModelInfo, pb.GetModelInfoRequest(include_model=include_model))
 
-    def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> object:
+    def _call(self, method: Callable[..., Reply], request: object) -> Reply:
         try:
             return method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as err:

@@ -1,6 +1,6 @@
 """Constants of the MNIST form and of the network, defined once for training, serving and tests."""
 
-from typing import Final
+from typing import Final, Literal
 
 #: Side of an MNIST image in pixels; images are IMAGE_SIDE x IMAGE_SIDE.
 IMAGE_SIDE: Final = 28
@@ -16,7 +16,9 @@ HIDDEN_LAYERS: Final = (16, 16)
 LAYER_SIZES: Final = (N_PIXELS, *HIDDEN_LAYERS, N_CLASSES)
 #: Weights plus biases of 784-16-16-10: 784*16+16 + 16*16+16 + 16*10+10.
 N_PARAMETERS: Final = sum(a * b + b for a, b in zip(LAYER_SIZES, LAYER_SIZES[1:]))
-ACTIVATIONS: Final = ("relu", "logistic")
+#: scikit-learn's names for the hidden-layer activations: ReLU and the sigmoid.
+Activation = Literal["relu", "logistic"]
+ACTIVATIONS: Final[tuple[Activation, ...]] = ("relu", "logistic")
 
 # The ONNX artifact's interface (see service/model.py, which owns the contract).
 INPUT_NAME: Final = "pixels"

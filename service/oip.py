@@ -29,7 +29,7 @@ from digitnet.service.state import ServingState
 OIP_SERVICE = "inference.GRPCInferenceService"
 MODEL_NAME = "digitnet"
 MODEL_VERSION = "1"
-_DTYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
+_DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
 _DEFAULT_OUTPUTS = (OUTPUT_PROBABILITIES, OUTPUT_LABEL)
 _ALL_OUTPUTS = (OUTPUT_PROBABILITIES, OUTPUT_LABEL, *OUTPUT_HIDDEN)
 

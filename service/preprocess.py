@@ -53,7 +53,7 @@ def decode(data: bytes, limits: Limits = Limits()) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=FORMATS)
+            image: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
             if image.width * image.height > limits.max_pixels:
                 raise LimitExceeded(
                     f"image is {image.width}x{image.height} = {image.width * image.height} pixels, "

@@ -46,6 +46,7 @@ STATUS_CODES: dict[type[DigitnetError], grpc.StatusCode] = {
 }
 _OUTCOMES = {Outcome.DIGIT: pb.OUTCOME_DIGIT, Outcome.UNKNOWN: pb.OUTCOME_UNKNOWN, Outcome.ERROR: pb.OUTCOME_ERROR}
 
+Servicer = TypeVar("Servicer")
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 
@@ -119,12 +120,12 @@ def _varint(value: int) -> bytes:
 
 
 def grpc_errors(
-    method: Callable[[DigitClassifierServicer, Request, grpc.aio.ServicerContext], Awaitable[Response]],
-) -> Callable[[DigitClassifierServicer, Request, grpc.aio.ServicerContext], Awaitable[Response]]:
+    method: Callable[[Servicer, Request, grpc.aio.ServicerContext], Awaitable[Response]],
+) -> Callable[[Servicer, Request, grpc.aio.ServicerContext], Awaitable[Response]]:
     """Abort with the mapped status for DigitnetError; INTERNAL (logged with an incident id) for anything else."""
 
     @functools.wraps(method)
-    async def wrapper(self: DigitClassifierServicer, request: Request, context: grpc.aio.ServicerContext) -> Response:
+    async def wrapper(self: Servicer, request: Request, context: grpc.aio.ServicerContext) -> Response:
         try:
             return await method(self, request, context)
         except DigitnetError as err:

@@ -123,6 +123,7 @@ def _tile_grid(figure: Figure, spec: object, patterns: np.ndarray, labels: list[
         axes.set_title(label, fontsize=7)
         axes.set_xticks([])
         axes.set_yticks([])
+    assert image is not None, "a grid needs at least one tile"
     figure.colorbar(image, ax=figure.axes[-16:], shrink=0.6, extend="both", label="weight (red: ink here raises the neuron)")
 
 

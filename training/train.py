@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
 
-from digitnet.service.constants import ACTIVATIONS, HIDDEN_LAYERS, LABELS, N_PARAMETERS
+from digitnet.service.constants import ACTIVATIONS, HIDDEN_LAYERS, LABELS, N_PARAMETERS, Activation
 from digitnet.service.errors import ConfigurationError
 from digitnet.service.preprocess import scale_uint8
 from digitnet.training.augment import AugmentConfig, distort
@@ -62,7 +62,7 @@ def split_dataset(dataset: Dataset, seed: int = 0, validation_fraction: float = 
 class TrainConfig:
     """Hyper-parameters of one training run (all recorded in the model card)."""
 
-    activation: str = "relu"
+    activation: Activation = "relu"
     seed: int = 0
     max_epochs: int = 80
     patience: int = 20  # stop after this many epochs without a better validation accuracy
