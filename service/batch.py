@@ -23,7 +23,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Protocol
 
-from digitnet.service.core import Classifier, Outcome, Prediction
+from digitnet.service.core import Classifier, ImageInput, Outcome, Prediction
 from digitnet.service.errors import DigitnetError
 from digitnet.service.model import Model
 
@@ -105,9 +105,14 @@ def read_images(paths: Sequence[str]) -> list[bytes | DigitnetError]:
     return images
 
 
-def score_paths(classifier: Classifier, paths: Sequence[str], min_confidence: float, labels_from_dirs: bool) -> list[Row]:
-    """Read, preprocess and classify a chunk of files in one model call."""
-    predictions = classifier.classify(read_images(paths), min_confidence)
+#: Classify a list of inputs (or errors met reading them) in one go: Classifier.classify, or a
+#: DigitClient's classify_batch for a remote server.
+ClassifyMany = Callable[[Sequence[ImageInput | DigitnetError], float], list[Prediction]]
+
+
+def score_paths(classify: ClassifyMany, paths: Sequence[str], min_confidence: float, labels_from_dirs: bool) -> list[Row]:
+    """Read a chunk of files and classify them in one call; return their rows."""
+    predictions = classify(read_images(paths), min_confidence)
     return [to_row(path, prediction, labels_from_dirs) for path, prediction in zip(paths, predictions)]
 
 
@@ -149,7 +154,7 @@ def _worker_ready() -> None:
 
 def _score_in_worker(paths: list[str], min_confidence: float, labels_from_dirs: bool) -> list[Row]:
     assert _worker_classifier is not None, "worker initializer did not run"
-    return score_paths(_worker_classifier, paths, min_confidence, labels_from_dirs)
+    return score_paths(_worker_classifier.classify, paths, min_confidence, labels_from_dirs)
 
 
 @dataclass
@@ -197,8 +202,7 @@ class ServerBackend:
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="digitnet-score")
 
     def _score(self, paths: list[str], min_confidence: float, labels_from_dirs: bool) -> list[Row]:
-        predictions = self._client.classify_batch(read_images(paths), min_confidence)
-        return [to_row(path, prediction, labels_from_dirs) for path, prediction in zip(paths, predictions)]
+        return score_paths(self._client.classify_batch, paths, min_confidence, labels_from_dirs)
 
     def score(self, chunks: Iterable[list[str]], min_confidence: float, labels_from_dirs: bool) -> Iterator[list[Row]]:
         """Yield each chunk's rows, in order."""

@@ -29,7 +29,7 @@ def _score_on_worker(paths: list[str], model: tuple[bytes, ModelCard], min_confi
     key = str(card.model_sha256)
     if key not in _classifiers:
         _classifiers[key] = Classifier(Model(data, card, threads=1))
-    return score_paths(_classifiers[key], paths, min_confidence, labels_from_dirs)
+    return score_paths(_classifiers[key].classify, paths, min_confidence, labels_from_dirs)
 
 
 @dataclass

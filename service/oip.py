@@ -22,6 +22,7 @@ from digitnet.service.core import Classifier
 from digitnet.service.errors import DigitnetError, InvalidInput, NotFound
 from digitnet.service.model import ModelOutput
 from digitnet.service.observability import ERRORS, IMAGES
+from digitnet.service.preprocess import scale_uint8
 from digitnet.service.servicer import grpc_errors, status_for
 from digitnet.service.state import ServingState
 
@@ -73,7 +74,7 @@ def decode_pixels(request: pb.ModelInferRequest, check_count: Callable[[int], No
     if tensor.datatype == "UINT8":
         if not raw and (values.min() < 0 or values.max() > 255):
             raise InvalidInput("UINT8 values must be 0-255")
-        return values.astype(np.float32).reshape(count, N_PIXELS) / np.float32(255.0), raw
+        return scale_uint8(values).reshape(count, N_PIXELS), raw
     if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
         raise InvalidInput("FP32 pixels must be finite and in [0, 1] (MNIST form: scale 0-255 by 1/255)")
     return values.astype(np.float32, copy=False).reshape(count, N_PIXELS), raw

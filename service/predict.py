@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from digitnet.service.batch import read_images, to_row
+from digitnet.service.batch import score_paths
 from digitnet.service.core import Classifier
 from digitnet.service.score_output import format_row
 
@@ -22,19 +22,18 @@ _CHUNK = 256
 
 def predict_files(paths: Sequence[Path], server: str | None, model: Path | None, min_confidence: float, out: TextIO) -> int:
     """Classify files, write one JSON line each, and return how many failed."""
-    images = read_images([str(path) for path in paths])
+    names = [str(path) for path in paths]
     if server:
         from digitnet.service.client import DigitClient
 
         with DigitClient(server) as client:
-            chunks = (images[i : i + _CHUNK] for i in range(0, len(images), _CHUNK))
-            predictions = [p for chunk in chunks for p in client.classify_batch(chunk, min_confidence)]
+            chunks = (names[i : i + _CHUNK] for i in range(0, len(names), _CHUNK))
+            rows = [row for chunk in chunks for row in score_paths(client.classify_batch, chunk, min_confidence, False)]
     else:
         from digitnet.service.model import Model
 
         assert model is not None, "predict needs a server or a model"
-        predictions = Classifier(Model.load(model, threads=1)).classify(images, min_confidence)
-    rows = [to_row(str(path), prediction, labels_from_dirs=False) for path, prediction in zip(paths, predictions)]
+        rows = score_paths(Classifier(Model.load(model, threads=1)).classify, names, min_confidence, False)
     for row in rows:
         out.write(format_row(row, "jsonl", labels_from_dirs=False))
     return sum(row.status == "error" for row in rows)
