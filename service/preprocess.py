@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
 
 from digitnet.service.constants import DIGIT_BOX, IMAGE_SIDE, N_PIXELS
-from digitnet.service.errors import InvalidInput, LimitExceeded
+from digitnet.service.errors import DigitnetError, InvalidInput, LimitExceeded
 
 #: Formats accepted for encoded images (Pillow's names).
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
@@ -33,10 +34,12 @@ _BORDER = 0.08
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps on untrusted image input."""
+    """Caps on untrusted image input; each bounds the work and memory one image can cost."""
 
     max_encoded_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 25_000_000  # width x height before decoding: stops decompression bombs
+    max_side: int = 16_384  # longest side, before decoding
+    max_aspect: float = 20.0  # longer side / shorter side: a strip too thin to shrink stays costly to read
 
 
 def to_mnist(data: bytes, limits: Limits = Limits()) -> np.ndarray | None:
@@ -45,37 +48,93 @@ def to_mnist(data: bytes, limits: Limits = Limits()) -> np.ndarray | None:
 
 
 def decode(data: bytes, limits: Limits = Limits()) -> np.ndarray:
-    """Decode image bytes to greyscale uint8 [H, W]; alpha composited against the ink."""
+    """Decode image bytes to greyscale uint8 [H, W]: first frame, upright, alpha composited against the ink."""
     if len(data) == 0:
         raise InvalidInput("empty image: 0 bytes")
     if len(data) > limits.max_encoded_bytes:
         raise LimitExceeded(f"encoded image is {len(data)} bytes, over the limit of {limits.max_encoded_bytes}")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about each oddity of a corrupt file: not worth a log line
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
-            if image.width * image.height > limits.max_pixels:
-                raise LimitExceeded(
-                    f"image is {image.width}x{image.height} = {image.width * image.height} pixels, "
-                    f"over the limit of {limits.max_pixels}"
-                )
+            check_dimensions(image.width, image.height, limits)  # from the header, before any pixel is decoded
             shrink = min(image.size) // WORKING_SIDE
             if shrink > 1 and image.format == "JPEG":
                 image.draft("L", (image.width // shrink, image.height // shrink))  # libjpeg decodes it smaller
-            image.load()  # decode now, inside the try: truncated files fail here
+            image.load()  # the first frame of a multi-frame file
+            if "exif" in image.info or image.format == "TIFF":  # phone photos, scanners: honour the orientation tag
+                image = ImageOps.exif_transpose(image)
+            return _to_grey(image)
+    except DigitnetError:
+        raise
     except UnidentifiedImageError as err:
         raise InvalidInput(f"not a readable image: expected one of {', '.join(FORMATS)}") from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise LimitExceeded(f"image is over the limit of {limits.max_pixels} pixels (a decompression bomb?): {err}") from err
-    except (OSError, SyntaxError, ValueError, EOFError) as err:  # Pillow's ways of saying "corrupt"
-        raise InvalidInput(f"cannot decode the image: {err}") from err
-    if "exif" in image.info:  # phone photos: honour the orientation tag (skipped when there is no EXIF)
-        image = ImageOps.exif_transpose(image)
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
-    image = image.convert("RGBA" if has_alpha else "L")
-    if min(image.size) >= 2 * WORKING_SIDE:
-        image = image.reduce(min(image.size) // WORKING_SIDE)  # box filter: fast, and keeps thin strokes
+    except MemoryError as err:
+        raise LimitExceeded("not enough memory to decode the image") from err
+    except Exception as err:
+        # Pillow has no error hierarchy for corrupt input: its decoders raise OSError, SyntaxError, ValueError,
+        # EOFError, struct.error, IndexError, TypeError, ... (its own fuzzing harness catches Exception too).
+        # Every one of them means "this file cannot be read", never a server fault.
+        raise InvalidInput(f"cannot decode the image: {type(err).__name__}: {err}") from err
+
+
+def check_dimensions(width: int, height: int, limits: Limits) -> None:
+    """Refuse an image whose size alone makes it too costly to read (pixels, longest side, aspect ratio)."""
+    if width < 1 or height < 1:
+        raise InvalidInput(f"image is {width}x{height}: it has no pixels")
+    if width * height > limits.max_pixels:
+        raise LimitExceeded(f"image is {width}x{height} = {width * height} pixels, over the limit of {limits.max_pixels}")
+    if max(width, height) > limits.max_side:
+        raise LimitExceeded(f"image is {width}x{height}: its longest side is over the limit of {limits.max_side} pixels")
+    if max(width, height) > limits.max_aspect * min(width, height):
+        raise LimitExceeded(f"image is {width}x{height}: its aspect ratio is over the limit of {limits.max_aspect:g}:1")
+
+
+#: Modes holding more than 8 bits per sample; their real value range is mapped to 0-255.
+_HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+#: Modes with an alpha channel (P images may have a transparent colour instead).
+_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _to_grey(image: Image.Image) -> np.ndarray:
+    """Turn a decoded image of any mode into greyscale uint8 [H, W], shrunk towards the working size."""
+    if image.mode in _HIGH_DEPTH:
+        return _high_depth_to_uint8(image)
+    if image.mode == "LAB":  # Pillow cannot convert LAB to L; its L channel is the lightness
+        image = image.getchannel("L")
+    has_alpha = image.mode in _ALPHA or (image.mode == "P" and "transparency" in image.info)
+    target = "RGBA" if has_alpha else "L"
+    if image.mode != target:
+        image = image.convert(target)
+    image = _shrink(image)
     return _flatten_alpha(image) if has_alpha else np.asarray(image, dtype=np.uint8)
+
+
+def _shrink(image: Image.Image) -> Image.Image:
+    """Shrink by a whole factor until the shorter side is below twice WORKING_SIDE (box filter: fast, keeps thin strokes)."""
+    factor = min(image.size) // WORKING_SIDE
+    return image.reduce(factor) if factor >= 2 else image
+
+
+def _high_depth_to_uint8(image: Image.Image) -> np.ndarray:
+    """Map a 16-bit, 32-bit or float greyscale image to uint8 by its real value range, not by clipping at 255."""
+    sixteen_bits = image.mode.startswith("I;16")
+    if sixteen_bits:
+        image = image.convert("I")  # same values; "I" can be shrunk, "I;16" cannot
+    values = np.asarray(_shrink(image), dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise InvalidInput("the image holds NaN or infinite pixel values")
+    low, high = min(0.0, float(values.min())), float(values.max())
+    if sixteen_bits:
+        high = 65535.0  # the file says 16 bits per sample
+    else:
+        # 32-bit and float files do not say which range they use: take the smallest usual one that
+        # holds every value (0-1 for floats, else 8, 16 or 32 bits).
+        high = next(scale for scale in (1.0, 255.0, 65535.0, 4294967295.0, high) if high <= scale)
+    return np.round((values - low) * (255.0 / max(high - low, 1e-12))).astype(np.uint8)
 
 
 def _flatten_alpha(image: Image.Image) -> np.ndarray:
@@ -141,17 +200,13 @@ def _ink_on_black(grey: np.ndarray) -> np.ndarray:
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Grow a boolean mask by `radius` pixels in every direction (a square neighbourhood)."""
-    grown = mask.copy()
+    """Grow a boolean mask by `radius` pixels in every direction (a square neighbourhood), in time linear in its area."""
+    grown = mask
     for axis in (0, 1):
-        source = grown.copy()
-        length = source.shape[axis]
-        for shift in range(1, min(radius, length - 1) + 1):
-            ahead = [slice(None)] * 2
-            behind = [slice(None)] * 2
-            ahead[axis], behind[axis] = slice(shift, None), slice(None, length - shift)
-            grown[tuple(behind)] |= source[tuple(ahead)]
-            grown[tuple(ahead)] |= source[tuple(behind)]
+        # scipy's running maximum costs O(length + size) per line: cap the size at what the line can use.
+        size = 2 * min(radius, mask.shape[axis] - 1) + 1
+        if size > 1:
+            grown = ndimage.maximum_filter1d(grown, size, axis=axis, mode="constant", cval=False)
     return grown
 
 

@@ -16,7 +16,7 @@ from digitnet.service.errors import InvalidInput, LimitExceeded
 from digitnet.service.model import Model
 from digitnet.service.preprocess import Limits, from_float, from_uint8, to_mnist
 
-from ..conftest import DEFAULT_MODEL
+from ..conftest import DEFAULT_MODEL, REPO
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 FORMS = ("mnist.png", "scan.png", "scan.jpg", "rgba.png")
@@ -149,3 +149,67 @@ def test_raw_uint8() -> None:
 def test_raw_float_errors(values: np.ndarray, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         from_float(values)
+
+
+MODES = sorted((GOLDEN / "modes").iterdir())
+
+
+@pytest.mark.parametrize("path", MODES, ids=[p.name for p in MODES])
+def test_one_digit_in_every_mode_reads_the_same(classifier: Classifier, path: Path) -> None:
+    # The same scanned 7 (tests/golden/make_modes.py): 16-bit, 32-bit and float files are mapped by their value
+    # range, not clipped at 255; LAB by its lightness; EXIF orientation honoured; the first frame read.
+    reference = to_mnist((GOLDEN / "7_scan.png").read_bytes())
+    pixels = to_mnist(path.read_bytes())
+    assert pixels is not None and reference is not None
+    assert np.abs(pixels - reference).mean() < 0.02
+    [prediction] = classifier.classify([path.read_bytes()])
+    assert prediction.label == 7
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "message"),
+    [
+        (1, 2_000_000, "1x2000000: its longest side is over the limit of 16384 pixels"),
+        (1, 16_000, "1x16000: its aspect ratio is over the limit of 20:1"),
+        (2_000, 99, "2000x99: its aspect ratio is over the limit of 20:1"),
+    ],
+)
+def test_costly_sizes_are_refused_before_decoding(width: int, height: int, message: str) -> None:
+    # A 4.9 KB 1x2,000,000 PNG used to cost 29 s of CPU: every step is now linear in the area, and strips
+    # too thin to shrink before the work are refused from the header.
+    with pytest.raises(LimitExceeded, match=message):
+        to_mnist(_png_header_only(width, height))
+
+
+def test_thin_images_cost_linear_time_in_their_area() -> None:
+    # Within the limits, a strip is read (the stroke dilation used to cost area x width).
+    strip = np.zeros((100, 2000), dtype=np.uint8)
+    strip[40:60, 100:1900] = 255
+    pixels = to_mnist(_encode(strip), Limits(max_aspect=20))
+    assert pixels is not None and pixels.reshape(28, 28).sum(axis=0).nonzero()[0].size >= 18  # a wide bar
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("tiff_tiles_2G.tif", "OverflowError"),
+        ("tiff_F_out_of_range_nan_inf.tif", "NaN or infinite"),
+        ("png_ztxt_8MiB.png", "cannot decode the image"),
+        ("bmp_rle8_4999x4999_eob.bmp", "cannot decode the image"),
+    ],
+)
+def test_files_pillow_chokes_on_are_invalid_input(name: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        to_mnist((REPO / "tests" / "corpus" / name).read_bytes())
+
+
+def test_every_seed_of_the_corpus_is_answered_or_refused_clearly() -> None:
+    corpus = sorted((REPO / "tests" / "corpus").glob("*.*"))
+    assert len(corpus) >= 100
+    for path in corpus:
+        if path.suffix == ".py":
+            continue
+        try:
+            to_mnist(path.read_bytes())
+        except (InvalidInput, LimitExceeded):
+            pass  # anything else fails the test with the file's name in the traceback
