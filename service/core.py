@@ -10,6 +10,8 @@ Usage:
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -17,9 +19,17 @@ from enum import Enum
 import numpy as np
 
 from digitnet.service.constants import N_CLASSES, N_PIXELS
-from digitnet.service.errors import DigitnetError, InvalidInput, LimitExceeded
+from digitnet.service.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    DigitnetError,
+    InternalError,
+    InvalidInput,
+    LimitExceeded,
+    TimeLimitExceeded,
+)
 from digitnet.service.model import Model
-from digitnet.service.preprocess import Limits, from_float, from_uint8, scale_uint8, to_mnist
+from digitnet.service.preprocess import Limits, decode, from_float, from_uint8, normalise, scale_uint8
 
 #: An input image: encoded bytes (PNG, JPEG, ...), or MNIST-form pixels as uint8 or float32 [784].
 ImageInput = bytes | np.ndarray
@@ -72,10 +82,52 @@ class PackedPredictions:
 BLANK_REASON = "blank image: no ink found"
 
 
-def prepare(image: ImageInput, limits: Limits) -> np.ndarray | None:
+class Deadline:
+    """When a request's work must stop: the client's deadline passed, the server's own time limit for one
+    request passed, or the caller went away.
+
+    The transport makes one per request (or stream item); the work checks it between stages (decode,
+    preprocess, run), so a request nobody waits for any more gives its thread back instead of finishing,
+    and no request holds a thread for longer than the limit, however many cheap-to-send images it holds.
+    """
+
+    def __init__(self, seconds: float | None = None, limit_seconds: float | None = None) -> None:
+        now = time.monotonic()
+        self.expires = None if seconds is None else now + seconds
+        self.limit_seconds = limit_seconds
+        self._limit_expires = None if limit_seconds is None else now + limit_seconds
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Mark the caller as gone (called from the transport's thread)."""
+        self._cancelled.set()
+
+    def check(self) -> None:
+        """Raise Cancelled, DeadlineExceeded or TimeLimitExceeded if the work should stop now."""
+        if self._cancelled.is_set():
+            raise Cancelled("the call was cancelled before its work finished")
+        now = time.monotonic()
+        if self.expires is not None and now > self.expires:
+            raise DeadlineExceeded("the call's deadline passed before its work finished")
+        if self._limit_expires is not None and now > self._limit_expires:
+            raise TimeLimitExceeded(
+                f"the request took over {self.limit_seconds:g} s, the server's limit (DIGITNET_MAX_REQUEST_SECONDS): "
+                "send fewer or smaller images per request"
+            )
+
+
+#: The errors a Deadline raises: they end the whole call, never just one of its images.
+STOP_WORK = (Cancelled, DeadlineExceeded, TimeLimitExceeded)
+#: A deadline that never passes, for callers without one (batch scoring, tests).
+NO_DEADLINE = Deadline()
+
+
+def prepare(image: ImageInput, limits: Limits, deadline: Deadline = NO_DEADLINE) -> np.ndarray | None:
     """Turn one input into MNIST-form float32 [784]; None when it is blank."""
     if isinstance(image, bytes | bytearray | memoryview):
-        return to_mnist(bytes(image), limits)
+        grey = decode(bytes(image), limits)
+        deadline.check()  # decoding is the costly stage: do not go on for nobody
+        return normalise(grey)
     array = np.asarray(image)
     if array.dtype == np.uint8:
         return from_uint8(array.tobytes())
@@ -109,31 +161,42 @@ class Classifier:
         self.limits = limits
         self.max_request_images = max_request_images
 
-    def classify(self, images: Sequence[ImageInput | DigitnetError], min_confidence: float = 0.0) -> list[Prediction]:
-        """Classify images in one model call; a bad image (or an error already met decoding it) becomes
-        an ERROR prediction, not an exception."""
+    def classify(
+        self, images: Sequence[ImageInput | DigitnetError], min_confidence: float = 0.0, deadline: Deadline = NO_DEADLINE
+    ) -> list[Prediction]:
+        """Classify images in one model call; a bad image (or an error already met reading it) becomes an
+        ERROR prediction in its place, and the others are still answered."""
         check_min_confidence(min_confidence)
         self.check_count(len(images))
         pixels: list[np.ndarray | None | DigitnetError] = []
         for image in images:
-            if isinstance(image, DigitnetError):
-                pixels.append(image)
-                continue
-            try:
-                pixels.append(prepare(image, self.limits))
-            except DigitnetError as err:
-                pixels.append(err)
+            deadline.check()
+            pixels.append(image if isinstance(image, DigitnetError) else self._prepare_isolated(image, deadline))
+        deadline.check()
         return self._run(pixels, min_confidence)
+
+    def _prepare_isolated(self, image: ImageInput, deadline: Deadline) -> np.ndarray | None | DigitnetError:
+        # One image's failure must not cost the others their answers, whatever it is.
+        try:
+            return prepare(image, self.limits, deadline)
+        except STOP_WORK:
+            raise  # about the whole call, not this image
+        except DigitnetError as err:
+            return err
+        except Exception as err:  # a bug met on this input: answered INTERNAL, logged with an incident id
+            return InternalError.logged(err, "preprocessing")
 
     def check_count(self, count: int) -> None:
         """Refuse a request of more images than the configured limit."""
         if count > self.max_request_images:
             raise LimitExceeded(f"batch of {count} images is over the limit of {self.max_request_images}")
 
-    def classify_one(self, image: ImageInput, min_confidence: float = 0.0) -> Prediction:
+    def classify_one(self, image: ImageInput, min_confidence: float = 0.0, deadline: Deadline = NO_DEADLINE) -> Prediction:
         """Classify one image, raising DigitnetError for bad input."""
         check_min_confidence(min_confidence)
-        return self._run([prepare(image, self.limits)], min_confidence)[0]
+        pixels = prepare(image, self.limits, deadline)
+        deadline.check()
+        return self._run([pixels], min_confidence)[0]
 
     def classify_packed(self, pixels: bytes, min_confidence: float = 0.0) -> PackedPredictions:
         """Classify N MNIST-form uint8 images packed row-major (N x 784 bytes) in one vectorised pass."""
@@ -151,10 +214,11 @@ class Classifier:
         labels[blank | (confidences < min_confidence)] = -1
         return PackedPredictions(labels, confidences, probabilities)
 
-    def explain(self, image: ImageInput, min_confidence: float = 0.0) -> Explanation:
+    def explain(self, image: ImageInput, min_confidence: float = 0.0, deadline: Deadline = NO_DEADLINE) -> Explanation:
         """Classify one image and return the network's view of it."""
         check_min_confidence(min_confidence)
-        pixels = prepare(image, self.limits)
+        pixels = prepare(image, self.limits, deadline)
+        deadline.check()
         blank = pixels is None
         seen = np.zeros(N_PIXELS, dtype=np.float32) if pixels is None else pixels
         out = self.model.run(seen[None, :])  # a blank image still has activations worth showing

@@ -1,8 +1,33 @@
 """One error hierarchy for everything a user can get wrong; transports map it to their status codes."""
 
+from __future__ import annotations
+
+import logging
+import uuid
+
+log = logging.getLogger("digitnet.errors")
+
+#: Longest message an error carries: messages travel in gRPC trailers (8 KiB by default) and log lines.
+MAX_MESSAGE_CHARS = 1000
+#: Longest piece of user input an error message repeats.
+MAX_ECHO_CHARS = 64
+
+
+def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Shorten text to at most `limit` characters, marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def echo(value: object) -> str:
+    """Quote a value from a request for an error message, in at most about MAX_ECHO_CHARS characters."""
+    return repr(clip(value, MAX_ECHO_CHARS)) if isinstance(value, str) else clip(repr(value), MAX_ECHO_CHARS)
+
 
 class DigitnetError(Exception):
-    """Base of every error digitnet raises on purpose; its message is meant for the user."""
+    """Base of every error digitnet raises on purpose; its message is meant for the user (and bounded in size)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(clip(message))
 
 
 class DatasetError(DigitnetError):
@@ -10,7 +35,7 @@ class DatasetError(DigitnetError):
 
 
 class ModelError(DigitnetError):
-    """A model artifact or its card is missing, unreadable or inconsistent."""
+    """A model artifact or its card is missing, unreadable or inconsistent, or the model fails to run."""
 
 
 class ExportVerificationError(ModelError):
@@ -30,8 +55,35 @@ class NotFound(DigitnetError):
 
 
 class LimitExceeded(DigitnetError):
-    """A request is over a configured limit (message size, encoded bytes, pixels, batch size)."""
+    """A request is over a configured limit (message size, encoded bytes, pixels, side, aspect, batch size)."""
+
+
+class TimeLimitExceeded(LimitExceeded):
+    """A request took longer than the server allows one request (DIGITNET_MAX_REQUEST_SECONDS); its work was stopped."""
 
 
 class Unavailable(DigitnetError):
-    """The server cannot take the request now (draining or not ready); retrying later may succeed."""
+    """The server cannot take the request now (draining, or too many calls in flight); retrying later may succeed."""
+
+
+class Unauthenticated(DigitnetError):
+    """The call lacks the bearer token the server requires."""
+
+
+class DeadlineExceeded(DigitnetError):
+    """The caller's deadline passed before the work finished; the rest of the work was dropped."""
+
+
+class Cancelled(DigitnetError):
+    """The caller went away (cancelled or disconnected); the rest of the work was dropped."""
+
+
+class InternalError(DigitnetError):
+    """A bug, not the user's fault: logged with its traceback under an incident id that the message quotes."""
+
+    @classmethod
+    def logged(cls, error: BaseException, where: str) -> InternalError:
+        """Log `error` with its traceback under a new incident id; return the error to answer with."""
+        incident = uuid.uuid4().hex[:12]
+        log.error("internal error %s in %s", incident, where, exc_info=error)
+        return cls(f"internal error (incident {incident}); the server logged it")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
+import numpy as np
 import pytest
 
 from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
@@ -25,12 +28,14 @@ T = TypeVar("T")
 class ServerThread:
     """Runs an asyncio server in a background thread so that tests can use plain blocking clients."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, before_start: Callable[[grpc.aio.Server], None] | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self.state = self.call(self._make_state())
         self.server, self.port = self.call(create_server(settings, self.state))
+        if before_start:
+            before_start(self.server)  # e.g. register a probe service of the test's own
         self.call(self.server.start())
         self.address = f"127.0.0.1:{self.port}"
 
@@ -57,9 +62,9 @@ class ServerThread:
 
 
 @contextmanager
-def running_server(**overrides: object) -> Iterator[ServerThread]:
+def running_server(before_start: Callable[[grpc.aio.Server], None] | None = None, **overrides: object) -> Iterator[ServerThread]:
     """Start a server on port 0 with the committed model and the given settings."""
-    server = ServerThread(ServerSettings(**{"model": DEFAULT_MODEL, "port": 0, **overrides}))
+    server = ServerThread(ServerSettings(**{"model": DEFAULT_MODEL, "port": 0, **overrides}), before_start)
     try:
         yield server
     finally:
@@ -87,3 +92,82 @@ def stub(channel: grpc.Channel) -> pb_grpc.DigitClassifierStub:
 def client(server: ServerThread) -> Iterator[DigitClient]:
     with DigitClient(server.address, timeout=10) as client:
         yield client
+
+
+def write_model_that_fails_to_run(path: Path) -> Path:
+    """Write a copy of the committed model, with its card, that loads and verifies but fails on any batch
+    whose size is not a multiple of 5 (a Reshape it cannot do): what a broken export could look like."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from digitnet.service.card import card_path_for, read_card
+
+    model = onnx.load(str(DEFAULT_MODEL))
+    graph = model.graph
+    graph.initializer.extend([numpy_helper.from_array(np.array([-1, 5], dtype=np.int64), "bad_shape"),
+                              numpy_helper.from_array(np.array([-1, 784], dtype=np.int64), "back_shape")])
+    cast = next(node for node in graph.node if node.output[0] == "cast_input")
+    cast.output[0] = "cast_raw"
+    graph.node.insert(1, helper.make_node("Reshape", ["cast_raw", "bad_shape"], ["in_fives"]))
+    graph.node.insert(2, helper.make_node("Reshape", ["in_fives", "back_shape"], ["cast_input"]))
+    data = model.SerializeToString()
+    path.write_bytes(data)
+    card_path_for(path).write_text(read_card(DEFAULT_MODEL).with_file_hash(data).to_json())
+    return path
+
+
+class DecodeSpy:
+    """Stands in for the core's image decoding: counts calls, and can slow each one down or hold them all."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.delay = 0.0
+        self.released = threading.Event()
+        self.released.set()
+        self.entered = threading.Semaphore(0)
+        self.after_call: Callable[[int], None] = lambda calls: None
+
+    def hold(self) -> None:
+        """Make every decode wait until release()."""
+        self.released.clear()
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@pytest.fixture
+def decode_spy(monkeypatch: pytest.MonkeyPatch) -> DecodeSpy:
+    """Watch the core's image decoding (in the test process: in-process servers included)."""
+    from digitnet.service import core
+
+    spy, original = DecodeSpy(), core.decode
+
+    def decode(data: bytes, limits: object) -> np.ndarray:
+        spy.calls += 1
+        spy.entered.release()
+        spy.released.wait(30)
+        time.sleep(spy.delay)
+        spy.after_call(spy.calls)
+        return original(data, limits)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core, "decode", decode)
+    return spy
+
+
+ONE_PIXEL_PNG = (Path(__file__).resolve().parents[1] / "corpus" / "png_L_1x1.png").read_bytes()
+
+
+@pytest.fixture
+def bug_on_one_pixel_images(monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """Plant a bug that only 1x1 images meet (in preprocessing); return such an image."""
+    from digitnet.service import core
+
+    original = core.normalise
+
+    def normalise(grey: np.ndarray) -> np.ndarray | None:
+        if grey.shape == (1, 1):
+            raise IndexError("a bug only this input meets")
+        return original(grey)
+
+    monkeypatch.setattr(core, "normalise", normalise)
+    return ONE_PIXEL_PNG
