@@ -1,52 +1,61 @@
-"""One gRPC server interceptor for what every call goes through: bearer-token check, refusal while
-draining, and per-RPC metrics and debug logs.
+"""One gRPC server interceptor for what every call goes through: refusal while draining, bearer-token
+check, a bound on calls in flight, and per-RPC metrics and debug logs.
+
+Refusals happen before the request message is read: the interceptor hands grpc a request-streaming
+handler, which makes grpc deliver the message only when asked for it, so an unauthenticated or
+refused 10 MB request costs neither its memory nor its parsing (a unary handler would be given the
+whole parsed message first). grpc.aio's own `maximum_concurrent_rpcs` is not used: in grpcio 1.81 it
+refuses calls on an idle server. Health checks, liveness, readiness and reflection stay open: no token,
+no bound, answered while draining (Kubernetes probes and load balancers need them).
 
 It wraps each method's handler once and caches it, so the per-call cost is a dictionary lookup plus
 the checks themselves (measured in docs/benchmarks.md).
 
 Usage:
-    grpc.aio.server(interceptors=[GuardInterceptor(state, token="s3cret")])
+    grpc.aio.server(interceptors=[GuardInterceptor(state, token="s3cret", max_concurrent_rpcs=64)])
 """
 
 from __future__ import annotations
 
 import hmac
+import inspect
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from digitnet.service.observability import LATENCY, REQUESTS
+from digitnet.service.errors import DigitnetError, InvalidInput, Unauthenticated, Unavailable, clip
+from digitnet.service.observability import ERRORS, IN_FLIGHT, LATENCY, REQUESTS
+from digitnet.service.servicer import status_for
 from digitnet.service.state import ServingState
 
 log = logging.getLogger("digitnet.requests")
 
-#: Methods that stay open without a token and while draining: health checks and reflection.
-OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
-_KINDS = (
-    ("unary_unary", grpc.unary_unary_rpc_method_handler, False),
-    ("unary_stream", grpc.unary_stream_rpc_method_handler, True),
-    ("stream_unary", grpc.stream_unary_rpc_method_handler, False),
-    ("stream_stream", grpc.stream_stream_rpc_method_handler, True),
+#: Methods that stay open without a token, beyond the bound on calls and while draining: health checks
+#: (grpc.health.v1 and the OIP's liveness and readiness, which report draining themselves) and reflection.
+OPEN_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/inference.GRPCInferenceService/ServerLive",
+    "/inference.GRPCInferenceService/ServerReady",
+    "/grpc.reflection.",
 )
-
-
-class _Refused(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):
-    """Token check (when a token is set), UNAVAILABLE while draining, metrics and debug logs for every RPC."""
+    """UNAVAILABLE while draining or when `max_concurrent_rpcs` calls are in flight, UNAUTHENTICATED without
+    the token (when one is set); metrics and debug logs for every RPC."""
 
-    def __init__(self, state: ServingState, token: str | None = None) -> None:
+    def __init__(self, state: ServingState, token: str | None = None, max_concurrent_rpcs: int = 0) -> None:
         self._state = state
         self._expected = f"Bearer {token}".encode() if token else None
+        self._max_in_flight = max_concurrent_rpcs
+        self._in_flight = 0
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(self, continuation: Continuation, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
@@ -58,15 +67,18 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             wrapped = self._wrapped[details.method] = self._wrap(details.method, handler)
         return wrapped
 
-    def _check(self, method_is_open: bool, context: grpc.aio.ServicerContext) -> None:
-        if method_is_open:
-            return
+    def _admit(self, context: grpc.aio.ServicerContext) -> None:
+        """Take a slot for this call, or raise the refusal; reads only the call's metadata."""
         if self._state.draining_now:
-            raise _Refused(grpc.StatusCode.UNAVAILABLE, "the server is draining; retry on another replica")
+            raise Unavailable("the server is draining; retry on another replica")
         if self._expected is not None:
             given = dict(context.invocation_metadata() or ()).get("authorization", "")
             if not hmac.compare_digest(str(given).encode(), self._expected):  # constant time: no timing side channel
-                raise _Refused(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token (metadata: authorization: Bearer <token>)")
+                raise Unauthenticated("missing or wrong bearer token (metadata: authorization: Bearer <token>)")
+        if self._max_in_flight and self._in_flight >= self._max_in_flight:
+            raise Unavailable(f"the server is busy: {self._in_flight} calls in flight (DIGITNET_MAX_CONCURRENT_RPCS); retry with backoff")
+        self._in_flight += 1
+        IN_FLIGHT.inc()
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         rpc = method.rsplit("/", 1)[-1]
@@ -86,39 +98,72 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                 request_id = metadata.get("x-request-id") or uuid.uuid4().hex[:16]
                 log.debug("rpc %s %s in %.2f ms", rpc, name, elapsed * 1e3, extra={"request_id": request_id, "peer": context.peer()})
 
-        for attribute, make, streams_out in _KINDS:
-            behaviour = getattr(handler, attribute)
-            if behaviour is None:
-                continue
-            if streams_out:
+        @asynccontextmanager
+        async def guarded(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+            started, failed, admitted = time.perf_counter(), True, False
+            try:
+                if not is_open:
+                    self._admit(context)
+                    admitted = True
+                yield
+                failed = False
+            except DigitnetError as refused:  # from _admit, or a message that is missing
+                await context.abort(status_for(refused), str(refused))
+            except DecodeError as err:  # bytes that are not the method's request message: the client's error
+                ERRORS.labels(InvalidInput.__name__).inc()
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid protobuf message: {clip(str(err), 200)}")
+            finally:
+                if admitted:
+                    self._in_flight -= 1
+                    IN_FLIGHT.dec()
+                record(context, started, failed)
 
-                async def streaming(request: Any, context: grpc.aio.ServicerContext, behaviour: Any = behaviour) -> AsyncIterator[Any]:
-                    started, failed = time.perf_counter(), True
-                    try:
-                        self._check(is_open, context)
-                        async for response in behaviour(request, context):
-                            yield response
-                        failed = False
-                    except _Refused as refused:
-                        await context.abort(refused.code, str(refused))
-                    finally:
-                        record(context, started, failed)
+        # A unary request is read only once the call is admitted (see the module docstring), and parsed
+        # where a malformed one can be answered INVALID_ARGUMENT.
+        defer_body = not handler.request_streaming
 
-                wrapped: Any = streaming
-            else:
+        async def request_of(argument: Any, context: grpc.aio.ServicerContext) -> Any:
+            if not defer_body:
+                return argument  # the request itself, or the request iterator of a streaming method
+            request = await context.read()
+            if request is grpc.aio.EOF:
+                raise InvalidInput("the call carried no request message")
+            return request
 
-                async def unary(request: Any, context: grpc.aio.ServicerContext, behaviour: Any = behaviour) -> Any:
-                    started, failed = time.perf_counter(), True
-                    try:
-                        self._check(is_open, context)
-                        response = await behaviour(request, context)
-                        failed = False
-                        return response
-                    except _Refused as refused:
-                        await context.abort(refused.code, str(refused))
-                    finally:
-                        record(context, started, failed)
+        behaviour = _behaviour_of(handler)
+        wrapped: Any
+        if not handler.response_streaming:
 
-                wrapped = unary
-            return make(wrapped, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
-        return handler
+            async def wrapped(argument: Any, context: grpc.aio.ServicerContext) -> Any:
+                async with guarded(context):
+                    return await behaviour(await request_of(argument, context), context)
+
+        elif inspect.isasyncgenfunction(behaviour):
+
+            async def wrapped(argument: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                async with guarded(context):
+                    async for response in behaviour(await request_of(argument, context), context):
+                        yield response
+
+        else:  # a coroutine that answers with context.write() (grpc's aio health Watch): keep it one
+
+            async def wrapped(argument: Any, context: grpc.aio.ServicerContext) -> None:
+                async with guarded(context):
+                    await behaviour(await request_of(argument, context), context)
+
+        streams_in = handler.request_streaming or defer_body
+        make = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+        }[(streams_in, handler.response_streaming)]
+        return make(wrapped, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+
+
+def _behaviour_of(handler: grpc.RpcMethodHandler) -> Callable[..., Any]:
+    for attribute in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
+        behaviour = getattr(handler, attribute)
+        if behaviour is not None:
+            return behaviour  # type: ignore[no-any-return]
+    raise TypeError(f"handler {handler!r} has no behaviour")

@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import Literal
 
-from prometheus_client import Counter, Histogram, Info, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 from pythonjsonlogger.json import JsonFormatter
 
 LogFormat = Literal["text", "json"]
@@ -24,14 +24,15 @@ LATENCY = Histogram(
 BATCH_IMAGES = Histogram(
     "digitnet_batch_images", "Images per onnxruntime call.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 )
+IN_FLIGHT = Gauge("digitnet_requests_in_flight", "Calls being answered now (health checks and reflection not counted).")
 IMAGES = Counter("digitnet_images_total", "Images answered, by outcome (digit, unknown, error).", ["outcome"])
 ERRORS = Counter("digitnet_errors_total", "Errors answered, by kind (the error class).", ["kind"])
 MODEL = Info("digitnet_model", "The model being served and where it runs.")
 RELOADS = Counter("digitnet_model_reloads_total", "Model reload attempts, by result (ok, failed).", ["result"])
 
 
-def start_metrics(port: int, host: str = "0.0.0.0") -> None:
-    """Serve /metrics over HTTP on `port` (a thread of this process)."""
+def start_metrics(port: int, host: str) -> None:
+    """Serve /metrics over HTTP on host:port (a thread of this process)."""
     start_http_server(port, addr=host)
 
 
@@ -50,3 +51,6 @@ def configure_logging(level: int = logging.INFO, fmt: LogFormat = "text") -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Pillow logs what it finds odd in each corrupt file it is handed; decoding already turns those files
+    # into clear per-image errors, and hostile input must not be able to flood the log.
+    logging.getLogger("PIL").setLevel(logging.CRITICAL)

@@ -9,6 +9,7 @@ tritonclient decodes only those); typed inputs get typed outputs.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
 from typing import Any
 
 import grpc
@@ -18,12 +19,12 @@ from digitnet.service import __version__
 from digitnet.service._generated import oip_pb2 as pb
 from digitnet.service.batching import MicroBatcher
 from digitnet.service.constants import IMAGE_SIDE, INPUT_NAME, N_PIXELS, OUTPUT_HIDDEN, OUTPUT_LABEL, OUTPUT_PROBABILITIES
-from digitnet.service.core import Classifier
-from digitnet.service.errors import DigitnetError, InvalidInput, NotFound
+from digitnet.service.core import NO_DEADLINE, Classifier, Deadline
+from digitnet.service.errors import Cancelled, DeadlineExceeded, DigitnetError, InternalError, InvalidInput, NotFound, echo
 from digitnet.service.model import ModelOutput
 from digitnet.service.observability import ERRORS, IMAGES
 from digitnet.service.preprocess import scale_uint8
-from digitnet.service.servicer import grpc_errors, status_for
+from digitnet.service.servicer import INLINE_IMAGES, deadline_of, grpc_errors, offload, status_for
 from digitnet.service.state import ServingState
 
 #: The service name tritonclient and KServe clients call (method paths /inference.GRPCInferenceService/...).
@@ -38,21 +39,21 @@ _ALL_OUTPUTS = (OUTPUT_PROBABILITIES, OUTPUT_LABEL, *OUTPUT_HIDDEN)
 def check_model(name: str, version: str) -> None:
     """Refuse any model or version but ours."""
     if name != MODEL_NAME:
-        raise NotFound(f"unknown model {name!r}: this server serves {MODEL_NAME!r}")
+        raise NotFound(f"unknown model {echo(name)}: this server serves {MODEL_NAME!r}")
     if version not in ("", MODEL_VERSION):
-        raise NotFound(f"unknown version {version!r} of {MODEL_NAME!r}: available versions: {MODEL_VERSION}")
+        raise NotFound(f"unknown version {echo(version)} of {MODEL_NAME!r}: available versions: {MODEL_VERSION}")
 
 
 def decode_pixels(request: pb.ModelInferRequest, check_count: Callable[[int], None]) -> tuple[np.ndarray, bool]:
     """Return the request's images as float32 [N, 784] in [0, 1], and whether they came raw."""
     if len(request.inputs) != 1 or request.inputs[0].name != INPUT_NAME:
-        raise InvalidInput(f"expected one input tensor named {INPUT_NAME!r}, got {[i.name for i in request.inputs]}")
+        raise InvalidInput(f"expected one input tensor named {INPUT_NAME!r}, got {len(request.inputs)}: {echo([i.name for i in request.inputs[:4]])}")
     tensor = request.inputs[0]
     if tensor.datatype not in _DTYPES:
-        raise InvalidInput(f"input {INPUT_NAME!r} must be FP32 or UINT8, got {tensor.datatype or 'no datatype'}")
+        raise InvalidInput(f"input {INPUT_NAME!r} must be FP32 or UINT8, got {echo(tensor.datatype) if tensor.datatype else 'no datatype'}")
     shape = list(tensor.shape)
     if not (len(shape) == 2 and shape[1] == N_PIXELS or len(shape) == 3 and shape[1:] == [IMAGE_SIDE, IMAGE_SIDE]) or shape[0] < 1:
-        raise InvalidInput(f"input {INPUT_NAME!r} must have shape [N, {N_PIXELS}] or [N, {IMAGE_SIDE}, {IMAGE_SIDE}], got {shape}")
+        raise InvalidInput(f"input {INPUT_NAME!r} must have shape [N, {N_PIXELS}] or [N, {IMAGE_SIDE}, {IMAGE_SIDE}], got {echo(shape)}")
     count = shape[0]
     check_count(count)
     dtype = _DTYPES[tensor.datatype]
@@ -85,7 +86,7 @@ def requested_outputs(request: pb.ModelInferRequest) -> list[str]:
     names = [output.name for output in request.outputs] or list(_DEFAULT_OUTPUTS)
     unknown = [name for name in names if name not in _ALL_OUTPUTS]
     if unknown:
-        raise InvalidInput(f"unknown outputs {unknown}: this model has {', '.join(_ALL_OUTPUTS)}")
+        raise InvalidInput(f"unknown outputs {echo(unknown)}: this model has {', '.join(_ALL_OUTPUTS)}")
     return names
 
 
@@ -117,10 +118,15 @@ def _metadata(name: str, datatype: str, shape: list[int]) -> pb.ModelMetadataRes
 class OipServicer:
     """inference.GRPCInferenceService over the digitnet core."""
 
-    def __init__(self, classifier: Classifier, state: ServingState, batcher: MicroBatcher | None = None) -> None:
+    def __init__(
+        self, classifier: Classifier, state: ServingState, executor: Executor,
+        batcher: MicroBatcher | None = None, request_seconds: float | None = None,
+    ) -> None:
         self.classifier = classifier
         self.state = state
         self.batcher = batcher
+        self._executor = executor
+        self._request_seconds = request_seconds
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
@@ -151,26 +157,47 @@ class OipServicer:
 
     @grpc_errors
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
-        return await self._infer(request)
+        return await self._infer(request, deadline_of(context, self._request_seconds))
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        # A failed request answers with error_message; the stream goes on.
+        # A failed request answers with error_message; the stream goes on. Each gets the server's time limit anew.
         async for request in requests:
             try:
-                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request))
-            except DigitnetError as err:
-                ERRORS.labels(type(err).__name__).inc()
-                yield pb.ModelStreamInferResponse(error_message=f"{status_for(err).name}: {err}")
+                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request, deadline_of(context, self._request_seconds)))
+            except (Cancelled, DeadlineExceeded):
+                raise  # about the whole stream
+            except Exception as err:
+                error = err if isinstance(err, DigitnetError) else InternalError.logged(err, "ModelStreamInfer")
+                ERRORS.labels(type(error).__name__).inc()
+                yield pb.ModelStreamInferResponse(error_message=f"{status_for(error).name}: {error}")
 
-    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def _infer(self, request: pb.ModelInferRequest, deadline: Deadline) -> pb.ModelInferResponse:
         check_model(request.model_name, request.model_version)
+        if _declared_images(request) > INLINE_IMAGES:  # decoding, running and encoding grow with it: off the loop
+            return await offload(self._executor, deadline, self._infer_now, request, deadline)
+        if self.batcher is None:
+            return self._infer_now(request)
         pixels, raw = decode_pixels(request, self.classifier.check_count)
         names = requested_outputs(request)
-        output = await self.batcher.run(pixels) if self.batcher else self.classifier.model.run(pixels)
-        IMAGES.labels("digit").inc(len(pixels))
+        return self._answer(request, await self.batcher.run(pixels), names, raw)
+
+    def _infer_now(self, request: pb.ModelInferRequest, deadline: Deadline = NO_DEADLINE) -> pb.ModelInferResponse:
+        pixels, raw = decode_pixels(request, self.classifier.check_count)
+        names = requested_outputs(request)
+        deadline.check()
+        return self._answer(request, self.classifier.model.run(pixels), names, raw)
+
+    def _answer(self, request: pb.ModelInferRequest, output: ModelOutput, names: list[str], raw: bool) -> pb.ModelInferResponse:
+        IMAGES.labels("digit").inc(len(output.labels))
         return encode_response(request, output, names, raw)
+
+
+def _declared_images(request: pb.ModelInferRequest) -> int:
+    # What the request says it holds; decode_pixels checks that its contents agree before using them.
+    shape = list(request.inputs[0].shape) if len(request.inputs) == 1 else []
+    return int(shape[0]) if shape else 0
 
 
 def add_oip_to_server(servicer: OipServicer, server: grpc.aio.Server) -> None:

@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from digitnet.service import __version__
+from digitnet.service._generated import digitnet_pb2 as pb
 from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.batching import MicroBatcher
 from digitnet.service.core import Classifier
@@ -31,6 +32,7 @@ from digitnet.service.errors import ConfigurationError
 from digitnet.service.interceptors import GuardInterceptor
 from digitnet.service.observability import configure_logging, start_metrics
 from digitnet.service.oip import OIP_SERVICE, OipServicer, add_oip_to_server
+from digitnet.service.processes import terminate_with_parent
 from digitnet.service.reload import ModelReloader, load_model, publish
 from digitnet.service.servicer import DigitClassifierServicer
 from digitnet.service.settings import ServerSettings
@@ -53,34 +55,49 @@ async def create_server(settings: ServerSettings, state: ServingState | None = N
     state = state or ServingState()
     token = settings.token.get_secret_value() if settings.token is not None else None
     server = grpc.aio.server(
-        interceptors=[GuardInterceptor(state, token)],
+        interceptors=[GuardInterceptor(state, token, settings.max_concurrent_rpcs)],
         options=[
-            ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.max_receive_message_length", settings.message_bytes),
+            ("grpc.max_send_message_length", settings.message_bytes),
             # A lone server must own its port: refuse to share it silently with another running server.
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],
     )
     state.reloader = ModelReloader(classifier, settings)
-    pb_grpc.add_DigitClassifierServicer_to_server(DigitClassifierServicer(classifier, executor), server)
+    pb_grpc.add_DigitClassifierServicer_to_server(DigitClassifierServicer(classifier, executor, server_limits(settings)), server)
     batcher = None
     if settings.max_batch_delay_ms:
         # Looks the model up per batch, so that a reload applies to batched requests too.
         batcher = MicroBatcher(lambda pixels: classifier.model.run(pixels), settings.max_batch_size, settings.max_batch_delay_ms / 1000)
-    add_oip_to_server(OipServicer(classifier, state, batcher), server)
+    add_oip_to_server(OipServicer(classifier, state, executor, batcher, settings.max_request_seconds), server)
     health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
     reflection.enable_server_reflection((SERVICE_NAME, OIP_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     address = f"{settings.host}:{settings.port}"
     port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     await state.serving()
     log.info(
-        "model %s sha256 %s on %s, %d worker threads, adaptive batching %s, %s%s, bound to %s:%d",
+        "model %s sha256 %s on %s, %d worker threads, at most %s calls in flight, messages up to %d bytes, "
+        "adaptive batching %s, %s%s, bound to %s:%d",
         settings.model, model.sha256[:12], model.provider, settings.thread_count,
+        settings.max_concurrent_rpcs or "unbounded", settings.message_bytes,
         f"up to {settings.max_batch_size} images / {settings.max_batch_delay_ms} ms" if batcher else "off",
         ("mutual TLS" if settings.tls_client_ca else "TLS") if credentials else "plaintext",
         ", bearer token required" if settings.token else "", settings.host, port,
     )
     return server, port
+
+
+def server_limits(settings: ServerSettings) -> pb.ServerLimits:
+    """The limits GetModelInfo tells clients, so that they size their requests to fit."""
+    return pb.ServerLimits(
+        max_message_bytes=settings.message_bytes,
+        max_image_bytes=settings.max_image_bytes,
+        max_request_images=settings.max_request_images,
+        max_image_pixels=settings.max_image_pixels,
+        max_image_side=settings.max_image_side,
+        max_image_aspect=settings.max_image_aspect,
+        max_request_seconds=settings.max_request_seconds,
+    )
 
 
 def _tls_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
@@ -110,8 +127,8 @@ async def _serve_one(settings: ServerSettings, worker: int = 0) -> int:
     state = ServingState()
     server, port = await create_server(settings, state)
     if settings.metrics_port:
-        start_metrics(settings.metrics_port + worker)
-        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port + worker)
+        start_metrics(settings.metrics_port + worker, settings.metrics_address)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_address, settings.metrics_port + worker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -121,7 +138,7 @@ async def _serve_one(settings: ServerSettings, worker: int = 0) -> int:
     def reload() -> None:
         task = loop.create_task(state.reloader.reload())
         reloads.add(task)
-        task.add_done_callback(reloads.discard)
+        task.add_done_callback(reloads.discard)  # reload() logs and counts its own failures
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     watcher = loop.create_task(state.reloader.watch(settings.watch_seconds)) if settings.watch else None
@@ -173,5 +190,6 @@ def _serve_workers(settings: ServerSettings) -> int:
 
 
 def _worker_main(settings: ServerSettings, worker: int) -> None:
+    terminate_with_parent()  # a killed parent leaves no worker serving on its own: each drains and exits
     configure_logging(getattr(logging, settings.log_level.upper()), settings.log_format)
     raise SystemExit(asyncio.run(_serve_one(settings, worker)))

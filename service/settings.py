@@ -11,8 +11,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from digitnet.service.constants import N_PIXELS
 from digitnet.service.model import Provider, available_cpus
 from digitnet.service.preprocess import Limits
+
+#: Room in a gRPC message for what surrounds the pixels or image bytes (fields, ids, options).
+MESSAGE_OVERHEAD_BYTES = 64 * 1024
 
 
 class ServerSettings(BaseSettings):
@@ -32,12 +36,23 @@ class ServerSettings(BaseSettings):
     """Server processes sharing the port (SO_REUSEPORT), to use every core."""
     threads: int = Field(0, ge=0)
     """Threads per worker for image decoding and batches (raw pixels run on the event loop); 0 = 2 per CPU."""
-    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
-    """Largest gRPC message accepted or sent."""
+    max_message_bytes: int = Field(0, ge=0)
+    """Largest gRPC message accepted or sent; 0 = sized from the other limits (the largest image, or a full
+    FP32 batch of max_request_images, plus 64 KiB): 12.9 MB with the defaults."""
     max_image_bytes: int = Field(Limits.max_encoded_bytes, ge=1)
     """Largest encoded image accepted."""
     max_image_pixels: int = Field(Limits.max_pixels, ge=1)
     """Largest decoded image (width x height) accepted: stops decompression bombs."""
+    max_image_side: int = Field(Limits.max_side, ge=1)
+    """Longest image side accepted, in pixels."""
+    max_image_aspect: float = Field(Limits.max_aspect, ge=1)
+    """Largest ratio of an image's longer side to its shorter side."""
+    max_request_seconds: float = Field(30.0, gt=0)
+    """Longest a request (or one stream item) may take, waiting included; its work is then stopped and it is
+    answered RESOURCE_EXHAUSTED. Bounds what one request can cost however many cheap-to-send images it holds."""
+    max_concurrent_rpcs: int = Field(64, ge=0)
+    """Calls in flight at once (each open stream holds one); more get UNAVAILABLE (retry with backoff).
+    Health checks and reflection are not counted. 0 = no bound."""
     max_request_images: int = Field(4096, ge=1)
     """Most images in one request (ClassifyBatch, or an OIP ModelInfer tensor)."""
     max_batch_size: int = Field(64, ge=1)
@@ -49,7 +64,9 @@ class ServerSettings(BaseSettings):
     drain_seconds: float = Field(1.0, ge=0)
     """On SIGTERM/SIGINT, how long new calls are refused (UNAVAILABLE, retried elsewhere) before stopping."""
     metrics_port: int = Field(0, ge=0, le=65535)
-    """Serve Prometheus metrics on http://HOST:PORT/metrics; 0 = off. With N workers, worker i uses PORT + i."""
+    """Serve Prometheus metrics on http://METRICS_HOST:PORT/metrics; 0 = off. With N workers, worker i uses PORT + i."""
+    metrics_host: str = ""
+    """Address the metrics listener binds; empty = the same as host (no token guards /metrics)."""
     log_format: Literal["text", "json"] = "text"
     """Log lines as text or as one JSON object each."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -76,7 +93,23 @@ class ServerSettings(BaseSettings):
     @property
     def limits(self) -> Limits:
         """The image limits as the preprocessing module takes them."""
-        return Limits(max_encoded_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
+        return Limits(
+            max_encoded_bytes=self.max_image_bytes,
+            max_pixels=self.max_image_pixels,
+            max_side=self.max_image_side,
+            max_aspect=self.max_image_aspect,
+        )
+
+    @property
+    def message_bytes(self) -> int:
+        """The gRPC message limit in force: max_message_bytes, or sized from the image and batch limits."""
+        largest_input = max(self.max_image_bytes, self.max_request_images * N_PIXELS * 4)  # 4: a float32 pixel
+        return self.max_message_bytes or largest_input + MESSAGE_OVERHEAD_BYTES
+
+    @property
+    def metrics_address(self) -> str:
+        """Where /metrics listens: metrics_host, else the server's own host."""
+        return self.metrics_host or self.host
 
     @property
     def thread_count(self) -> int:
@@ -85,9 +118,12 @@ class ServerSettings(BaseSettings):
 
 
 class ClientSettings(BaseSettings):
-    """How digitnet's clients (predict, score, explain with --server) reach a secured server."""
+    """How digitnet's clients (predict, score, explain with --server) reach a server, secured or not."""
 
     model_config = SettingsConfigDict(env_prefix="DIGITNET_", extra="ignore")
+
+    retry_seconds: float = Field(15.0, ge=0)
+    """How long a call keeps retrying a server that is unavailable (draining, restarting, unreachable), with backoff."""
 
     token: SecretStr | None = None
     """Bearer token to send (the server's DIGITNET_TOKEN)."""

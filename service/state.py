@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from typing import TYPE_CHECKING
 
+import grpc
 from grpc_health.v1 import health, health_pb2
 
 from digitnet.service._generated import digitnet_pb2 as pb
@@ -14,11 +17,44 @@ if TYPE_CHECKING:
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DigitClassifier"].full_name
 
 
+class HealthServicer(health.aio.HealthServicer):
+    """grpc's asyncio health servicer with Watch fixed for several watchers of one service.
+
+    The stock Watch deletes the service's shared Condition when any one watcher leaves, so every other
+    watcher of that service misses all later changes (NOT_SERVING on drain included). Here the Condition
+    lives while anyone watches, and is dropped with the last watcher (unknown names cannot pile up).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._watching: Counter[str] = Counter()
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
+        """Stream the service's status now and at every change, until the client leaves."""
+        service = request.service
+        self._watching[service] += 1
+        condition: asyncio.Condition = self._server_watchers[service]
+        last = None
+        try:
+            async with condition:
+                while True:
+                    status = self._server_status.get(service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+                    if status != last:
+                        await context.write(health_pb2.HealthCheckResponse(status=status))
+                        last = status
+                    await condition.wait()
+        finally:
+            self._watching[service] -= 1
+            if not self._watching[service]:
+                del self._watching[service]
+                self._server_watchers.pop(service, None)
+
+
 class ServingState:
     """NOT_SERVING until `serving()`; `draining()` turns it off again before a graceful stop."""
 
     def __init__(self) -> None:
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer()
         self.ready = False
         #: True from draining() on: new calls are answered UNAVAILABLE so that clients go elsewhere.
         self.draining_now = False

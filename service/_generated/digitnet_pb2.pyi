@@ -123,7 +123,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self, include_model: _Optional[bool] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("card_json", "model_sha256", "execution_provider", "server_version", "layers", "activation", "parameters", "model_onnx")
+    __slots__ = ("card_json", "model_sha256", "execution_provider", "server_version", "layers", "activation", "parameters", "model_onnx", "limits")
     CARD_JSON_FIELD_NUMBER: _ClassVar[int]
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +132,7 @@ class ModelInfo(_message.Message):
     ACTIVATION_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     MODEL_ONNX_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     card_json: str
     model_sha256: str
     execution_provider: str
@@ -140,4 +141,23 @@ class ModelInfo(_message.Message):
     activation: str
     parameters: int
     model_onnx: bytes
-    def __init__(self, card_json: _Optional[str] = ..., model_sha256: _Optional[str] = ..., execution_provider: _Optional[str] = ..., server_version: _Optional[str] = ..., layers: _Optional[_Iterable[int]] = ..., activation: _Optional[str] = ..., parameters: _Optional[int] = ..., model_onnx: _Optional[bytes] = ...) -> None: ...
+    limits: ServerLimits
+    def __init__(self, card_json: _Optional[str] = ..., model_sha256: _Optional[str] = ..., execution_provider: _Optional[str] = ..., server_version: _Optional[str] = ..., layers: _Optional[_Iterable[int]] = ..., activation: _Optional[str] = ..., parameters: _Optional[int] = ..., model_onnx: _Optional[bytes] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ...) -> None: ...
+
+class ServerLimits(_message.Message):
+    __slots__ = ("max_message_bytes", "max_image_bytes", "max_request_images", "max_image_pixels", "max_image_side", "max_image_aspect", "max_request_seconds")
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_IMAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_REQUEST_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    MAX_IMAGE_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_IMAGE_SIDE_FIELD_NUMBER: _ClassVar[int]
+    MAX_IMAGE_ASPECT_FIELD_NUMBER: _ClassVar[int]
+    MAX_REQUEST_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    max_message_bytes: int
+    max_image_bytes: int
+    max_request_images: int
+    max_image_pixels: int
+    max_image_side: int
+    max_image_aspect: float
+    max_request_seconds: float
+    def __init__(self, max_message_bytes: _Optional[int] = ..., max_image_bytes: _Optional[int] = ..., max_request_images: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., max_image_side: _Optional[int] = ..., max_image_aspect: _Optional[float] = ..., max_request_seconds: _Optional[float] = ...) -> None: ...

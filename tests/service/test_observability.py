@@ -84,3 +84,21 @@ def test_json_logs_show_startup_and_requests_without_payloads(tmp_path: object) 
     request = next(line for line in lines if str(line["message"]).startswith("rpc Classify OK"))
     assert request["level"] == "DEBUG" and len(str(request["request_id"])) == 16
     assert not any("PNG" in json.dumps(line) or "encoded" in json.dumps(line) for line in lines), "an image reached the log"
+
+
+@pytest.mark.slow
+def test_metrics_listen_on_the_servers_host_unless_told_otherwise() -> None:
+    # /metrics has no token and shows the model and the traffic: it used to bind 0.0.0.0 whatever --host said.
+    import psutil
+
+    from .test_reload import _serve
+
+    port = _free_port()
+    process, _ = _serve(DEFAULT_MODEL, "--host", "127.0.0.1", "--metrics-port", str(port))
+    try:
+        listening = {c.laddr for c in psutil.Process(process.pid).net_connections() if c.status == psutil.CONN_LISTEN}
+        assert (("127.0.0.1", port)) in {(a.ip, a.port) for a in listening}
+        assert _scrape(port)  # and it serves
+    finally:
+        process.kill()
+        process.wait()

@@ -143,3 +143,32 @@ def test_adaptive_batching_keeps_every_answer_with_its_request() -> None:
         for client in clients:
             client.close()
         assert all(wanted == got for wanted, got in results), "a response held another request's results"
+
+
+def test_a_huge_model_name_gets_a_short_not_found(server: ServerThread) -> None:
+    # The name used to be echoed whole: 100 KB of it in the status message overflowed the client's
+    # metadata limit, and the client saw RESOURCE_EXHAUSTED instead of NOT_FOUND.
+    name = "x" * 100_000
+    with pytest.raises(InferenceServerException) as caught:
+        triton.InferenceServerClient(server.address).get_model_metadata(name)
+    assert caught.value.status() == "StatusCode.NOT_FOUND"
+    assert f"unknown model '{'x' * 63}…': this server serves 'digitnet'" in str(caught.value)
+
+
+def test_large_tensors_are_decoded_and_run_off_the_event_loop(
+    triton_client: triton.InferenceServerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digitnet.service import oip
+
+    threads: list[str] = []
+    original = oip.decode_pixels
+
+    def recording(*args: object) -> object:
+        threads.append(threading.current_thread().name)
+        return original(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(oip, "decode_pixels", recording)
+    labels = _infer(triton_client, np.repeat(DIGITS, 6, axis=0)).as_numpy("label")  # 60 images: the thread pool
+    assert labels.tolist() == np.repeat(np.arange(10), 6).tolist()
+    _infer(triton_client, DIGITS[:2])  # two images: answered on the event loop, no thread hop
+    assert threads[0].startswith("digitnet-work") and not threads[1].startswith("digitnet-work"), threads

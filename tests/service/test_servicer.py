@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -19,6 +21,7 @@ from digitnet.service.card import read_card
 from digitnet.service.client import DigitClient
 
 from ..conftest import DEFAULT_MODEL
+from .conftest import DecodeSpy
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
@@ -198,3 +201,64 @@ def test_packed_encoding_equals_protobufs_own() -> None:
             labels=packed.labels.tolist(), confidences=packed.confidences.tolist(), probabilities=packed.probabilities.ravel().tolist()
         )
         assert encode_packed(packed) == reference
+
+
+ODD = (Path(__file__).resolve().parents[1] / "corpus" / "tiff_tiles_2G.tif").read_bytes()  # Pillow: OverflowError
+
+
+def test_an_odd_file_is_invalid_argument_in_every_rpc(stub: pb_grpc.DigitClassifierStub, channel: grpc.Channel) -> None:
+    # Such a file (a LAB TIFF once) used to answer INTERNAL, fail a whole batch, and cut a stream off.
+    odd = pb.Image(encoded=ODD)
+    for method in (stub.Classify, stub.Explain):
+        with pytest.raises(grpc.RpcError) as caught:
+            method(pb.ClassifyRequest(image=odd))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "cannot decode the image" in caught.value.details()
+    good, bad = stub.ClassifyBatch(pb.ClassifyBatchRequest(images=[pb.Image(encoded=_golden(2)), odd])).predictions
+    assert good.label == 2 and bad.outcome == pb.OUTCOME_ERROR and bad.error.code == "INVALID_ARGUMENT"
+    items = [pb.ClassifyRequest(image=odd, id="odd"), pb.ClassifyRequest(image=pb.Image(encoded=_golden(6)), id="six")]
+    answers = list(stub.ClassifyStream(iter(items)))
+    assert [a.id for a in answers] == ["odd", "six"] and answers[1].prediction.label == 6
+    _assert_healthy(channel, stub)
+
+
+def test_a_bug_on_one_item_does_not_end_the_stream_or_the_batch(stub: pb_grpc.DigitClassifierStub, bug_on_one_pixel_images: bytes) -> None:
+    one_pixel = pb.Image(encoded=bug_on_one_pixel_images)
+    bug, good = stub.ClassifyBatch(pb.ClassifyBatchRequest(images=[one_pixel, pb.Image(encoded=_golden(3))])).predictions
+    assert bug.error.code == "INTERNAL" and "incident" in bug.error.message and good.label == 3
+    items = [pb.ClassifyRequest(image=one_pixel, id="bug"), pb.ClassifyRequest(image=pb.Image(encoded=_golden(8)), id="eight")]
+    answers = list(stub.ClassifyStream(iter(items)))
+    assert answers[0].prediction.error.code == "INTERNAL" and answers[1].prediction.label == 8
+
+
+def test_large_requests_are_decoded_off_the_event_loop(server: object, stub: pb_grpc.DigitClassifierStub, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 60 MB mnist_float batch once held the event loop for ~2 s: every other call waited.
+    from digitnet.service.core import Classifier
+
+    threads: list[str] = []
+    original = Classifier.classify
+
+    def recording(self: Classifier, *args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread().name)
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Classifier, "classify", recording)
+    floats = pb.Image(mnist_float=pb.MnistFloat(values=(np.frombuffer(_mnist_uint8(4), np.uint8) / 255).tolist()))
+    assert [p.label for p in stub.ClassifyBatch(pb.ClassifyBatchRequest(images=[floats] * 30)).predictions] == [4] * 30
+    assert len(threads) == 1 and threads[0].startswith("digitnet-work"), threads
+
+
+def test_a_passed_deadline_stops_a_batch_and_frees_its_thread(stub: pb_grpc.DigitClassifierStub, decode_spy: DecodeSpy) -> None:
+    decode_spy.delay = 0.02
+    images = [pb.Image(encoded=_golden(1))] * 64  # ~1.3 s of decoding
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ClassifyBatch(pb.ClassifyBatchRequest(images=images), timeout=0.2)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    time.sleep(0.5)  # were the work not stopped, it would still be decoding
+    assert decode_spy.calls < 30, f"{decode_spy.calls} of 64 images decoded for a call that gave up after 0.2 s"
+    assert stub.Classify(pb.ClassifyRequest(image=pb.Image(encoded=_golden(1))), timeout=5).prediction.label == 1
+
+
+def test_model_info_tells_the_limits(stub: pb_grpc.DigitClassifierStub) -> None:
+    limits = stub.GetModelInfo(pb.GetModelInfoRequest()).limits
+    assert (limits.max_message_bytes, limits.max_image_bytes, limits.max_request_images) == (1_000_000, 200_000, 64)
+    assert limits.max_image_side == 16_384 and limits.max_image_aspect == 20
