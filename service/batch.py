@@ -26,6 +26,7 @@ from typing import Protocol
 from digitnet.service.core import Classifier, ImageInput, Outcome, Prediction
 from digitnet.service.errors import DigitnetError
 from digitnet.service.model import Model
+from digitnet.service.processes import ignore_interrupts, terminate_with_parent
 
 #: Exit statuses of `digitnet score`.
 EXIT_OK, EXIT_SOME_FAILED, EXIT_RUN_FAILED = 0, 1, 2
@@ -145,6 +146,8 @@ _worker_classifier: Classifier | None = None
 
 def _init_local_worker(model_path: Path) -> None:
     global _worker_classifier
+    terminate_with_parent()
+    ignore_interrupts()
     _worker_classifier = Classifier(Model.load(model_path, threads=1))
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import logging
+import signal
 import sys
 
 import pydantic
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from digitnet.service import __version__
-from digitnet.service.constants import ACTIVATIONS, LABELS
+from digitnet.service.constants import ACTIVATIONS, LABELS, PATH_ERRORS
 from digitnet.service.errors import ConfigurationError, DigitnetError
 
 log = logging.getLogger("digitnet")
@@ -27,6 +29,8 @@ log = logging.getLogger("digitnet")
 DEFAULT_MODEL = Path("models/default.onnx")
 #: Exit status when the user asked for something that cannot be done (bad data, bad model, bad option).
 EXIT_USER_ERROR = 2
+#: Exit status after Ctrl-C or SIGTERM (128 + SIGINT, the shell's convention).
+EXIT_INTERRUPTED = 130
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -73,7 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
     from digitnet.service.observability import configure_logging
 
     names = (
-        "model", "host", "port", "provider", "workers", "max_batch_size", "max_batch_delay_ms", "metrics_port",
+        "model", "host", "port", "provider", "workers", "max_batch_size", "max_batch_delay_ms", "metrics_port", "metrics_host",
         "log_format", "log_level", "tls_cert", "tls_key", "tls_client_ca", "watch",
     )
     flags = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -127,7 +131,7 @@ def _score(args: argparse.Namespace) -> int:
         summary = run_job(job, backend)
     except KeyboardInterrupt:
         print("digitnet score: interrupted; the rows written so far are whole: rerun with --resume to finish", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except DigitnetError as err:  # e.g. the server went away mid-run
         print(f"digitnet score: error: {err}; rerun with --resume to finish", file=sys.stderr)
         return EXIT_RUN_FAILED
@@ -196,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch-size", type=int, help="adaptive batching: most images per merged onnxruntime call (default: 64)")
     serve.add_argument("--max-batch-delay-ms", type=float, help="adaptive batching: longest wait for a batch to fill; 0 = off (default)")
     serve.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (default: off)")
+    serve.add_argument("--metrics-host", help="address the metrics listener binds (default: the same as --host)")
     serve.add_argument("--log-format", choices=("text", "json"), help="log lines as text (default) or JSON")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="debug logs every request (default: info)")
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve TLS")
@@ -264,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `digitnet` command; return its exit status."""
     args = build_parser().parse_args(argv)
+    # SIGTERM (docker stop, kill) ends a command as Ctrl-C does: its cleanup runs, its workers stop, its
+    # output holds whole rows. `serve` installs its own handlers (drain) on top of this one.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors=PATH_ERRORS)  # print a file name that is not UTF-8 as its bytes, not a crash
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
@@ -272,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"digitnet {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ Usage:
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
@@ -21,11 +23,17 @@ from digitnet.service._generated import digitnet_pb2 as pb
 from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.constants import N_CLASSES, N_PIXELS
 from digitnet.service.core import Explanation, ImageInput, Outcome, PackedPredictions, Prediction
-from digitnet.service.errors import ConfigurationError, DigitnetError
-from digitnet.service.settings import ClientSettings
+from digitnet.service.errors import ConfigurationError, DigitnetError, LimitExceeded
+from digitnet.service.settings import MESSAGE_OVERHEAD_BYTES, ClientSettings
 from digitnet.service.state import SERVICE_NAME
 
 Reply = TypeVar("Reply")
+#: The client's own message limit, both ways (the server's is usually lower: see ServerLimits).
+CLIENT_MESSAGE_BYTES = 64 * 1024 * 1024
+#: Backoff between retries of an unavailable server: first wait, longest wait (seconds).
+RETRY_BACKOFF = (0.1, 2.0)
+#: Bytes an Image costs in a ClassifyBatchRequest beyond its payload (tags, lengths), rounded up.
+_IMAGE_OVERHEAD_BYTES = 16
 _OUTCOMES = {pb.OUTCOME_DIGIT: Outcome.DIGIT, pb.OUTCOME_UNKNOWN: Outcome.UNKNOWN, pb.OUTCOME_ERROR: Outcome.ERROR}
 
 
@@ -102,11 +110,17 @@ class DigitClient:
     ) -> None:
         self.timeout = timeout
         settings = settings or ClientSettings()
+        #: How long one call keeps retrying an unavailable server (DIGITNET_RETRY_SECONDS).
+        self.retry_seconds = settings.retry_seconds
+        self._limits: pb.ServerLimits | None = None
         options = [
             ("grpc.enable_retries", 1),
             ("grpc.service_config", retry_service_config(attempts)),
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", CLIENT_MESSAGE_BYTES),
+            # Reconnect to a restarted server within a second or two, not gRPC's default of up to 2 minutes.
+            ("grpc.initial_reconnect_backoff_ms", int(RETRY_BACKOFF[0] * 1000)),
+            ("grpc.max_reconnect_backoff_ms", int(RETRY_BACKOFF[1] * 1000)),
         ]
         credentials = _channel_credentials(settings)
         address = channel_target(target)
@@ -124,17 +138,51 @@ class DigitClient:
         return decode_prediction(self._call(self._stub.Classify, request).prediction)
 
     def classify_batch(self, images: Sequence[ImageInput | DigitnetError], min_confidence: float = 0.0) -> list[Prediction]:
-        """Classify many images in one request. Bad images, and items that are already errors (an
-        unreadable file, say), come back in place as ERROR predictions."""
-        sendable = [image for image in images if not isinstance(image, DigitnetError)]
-        answers: Iterator[pb.Prediction] = iter(())
-        if sendable:
-            request = pb.ClassifyBatchRequest(images=[encode_image(i) for i in sendable], min_confidence=min_confidence)
-            answers = iter(self._call(self._stub.ClassifyBatch, request).predictions)
-        return [
-            Prediction.failed(image) if isinstance(image, DigitnetError) else decode_prediction(next(answers))
-            for image in images
-        ]
+        """Classify many images, in as many requests as the server's limits need. Bad images, images too
+        big to send, and items that are already errors (an unreadable file, say) come back in place as
+        ERROR predictions."""
+        answers: list[Prediction | None] = [Prediction.failed(i) if isinstance(i, DigitnetError) else None for i in images]
+        for positions, request in self._batch_requests(images, answers, min_confidence):
+            for position, message in zip(positions, self._call(self._stub.ClassifyBatch, request).predictions):
+                answers[position] = decode_prediction(message)
+        return answers  # type: ignore[return-value]  # every None was answered
+
+    def _batch_requests(
+        self, images: Sequence[ImageInput | DigitnetError], answers: list[Prediction | None], min_confidence: float
+    ) -> Iterator[tuple[list[int], pb.ClassifyBatchRequest]]:
+        """Group the images still unanswered into requests under the server's message and count limits."""
+        limits = self.server_limits()
+        budget = limits.max_message_bytes - MESSAGE_OVERHEAD_BYTES
+        positions: list[int] = []
+        request = pb.ClassifyBatchRequest(min_confidence=min_confidence)
+        size = 0
+        for position, image in enumerate(images):
+            if answers[position] is not None:
+                continue
+            message = encode_image(image)  # type: ignore[arg-type]  # errors are answered already
+            cost = message.ByteSize() + _IMAGE_OVERHEAD_BYTES
+            if cost > budget:
+                answers[position] = Prediction.failed(
+                    LimitExceeded(f"image is {cost} bytes: too big for the server's message limit of {limits.max_message_bytes}")
+                )
+                continue
+            if positions and (size + cost > budget or len(positions) == limits.max_request_images):
+                yield positions, request
+                positions, request, size = [], pb.ClassifyBatchRequest(min_confidence=min_confidence), 0
+            positions.append(position)
+            request.images.append(message)
+            size += cost
+        if positions:
+            yield positions, request
+
+    def server_limits(self) -> pb.ServerLimits:
+        """What the server accepts (asked once, then remembered); a server too old to say gets the defaults."""
+        if self._limits is None:
+            limits = self.model_info().limits
+            if not limits.max_message_bytes:
+                limits = pb.ServerLimits(max_message_bytes=4 * 1024 * 1024, max_request_images=64)  # gRPC's default limit
+            self._limits = limits
+        return self._limits
 
     def classify_packed(self, pixels: np.ndarray, min_confidence: float = 0.0) -> PackedPredictions:
         """Classify MNIST-form uint8 images [N, 784] (or [N, 28, 28]) through the packed fast path."""
@@ -168,10 +216,18 @@ class DigitClient:
         return self._call(self._stub.GetModelInfo, pb.GetModelInfoRequest(include_model=include_model))
 
     def _call(self, method: Callable[..., Reply], request: object) -> Reply:
-        try:
-            return method(request, timeout=self.timeout, metadata=self._metadata)
-        except grpc.RpcError as err:
-            raise RemoteError(err.code().name, err.details() or "") from err
+        # gRPC's retry policy moves a call off a draining replica at once; this loop outlasts a restart.
+        give_up = time.monotonic() + self.retry_seconds
+        wait = RETRY_BACKOFF[0]
+        while True:
+            try:
+                return method(request, timeout=self.timeout, metadata=self._metadata)
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() + wait > give_up:
+                    detail = f" (retried for {self.retry_seconds:g} s)" if err.code() == grpc.StatusCode.UNAVAILABLE else ""
+                    raise RemoteError(err.code().name, (err.details() or "") + detail) from err
+            time.sleep(wait * random.uniform(0.5, 1.0))  # jitter: restarted servers are not hit by every client at once
+            wait = min(2 * wait, RETRY_BACKOFF[1])
 
     def close(self) -> None:
         """Close the channel."""

@@ -25,6 +25,9 @@ INPUT_NAME: Final = "pixels"
 OUTPUT_PROBABILITIES: Final = "probabilities"
 OUTPUT_LABEL: Final = "label"
 OUTPUT_HIDDEN: Final = ("hidden1", "hidden2")
+#: How file names are encoded in text output: the OS gives bytes, and a name that is not UTF-8 is
+#: written (and read back by --resume) byte for byte.
+PATH_ERRORS: Final = "surrogateescape"
 #: Key of the model card in the ONNX file's metadata_props.
 CARD_METADATA_KEY: Final = "digitnet.card"
 

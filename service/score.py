@@ -22,7 +22,7 @@ from tqdm import tqdm
 from digitnet.service.batch import EXIT_OK, EXIT_SOME_FAILED, Backend, Row, walk
 from digitnet.service.constants import LABELS, N_CLASSES
 from digitnet.service.errors import ConfigurationError
-from digitnet.service.score_output import Format, RowWriter, drop_torn_line, parse_rows
+from digitnet.service.score_output import Format, RowWriter, drop_torn_row, parse_rows
 
 
 @dataclass(frozen=True)
@@ -113,11 +113,11 @@ def run_job(job: ScoreJob, backend: Backend, stderr: TextIO | None = None, stdou
     append = False
     if job.out is not None and job.out.exists() and job.out.stat().st_size > 0:
         if job.resume:
-            drop_torn_line(job.out)
+            drop_torn_row(job.out, job.fmt)
             for row in parse_rows(job.out, job.fmt, job.labels_from_dirs):
                 done.add(row.path)
                 summary.add(row)
-            append = True
+            append = job.out.stat().st_size > 0  # a run killed inside its header starts afresh
         elif not job.force:
             raise ConfigurationError(f"{job.out} exists: --resume to finish that job, or --force to overwrite it")
     elif job.resume and job.out is None:

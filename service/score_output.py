@@ -1,7 +1,7 @@
 """The output of `digitnet score`: CSV or JSON Lines rows written whole, resumable after any interruption.
 
 Each row is formatted in memory and written with one write() and a flush, so an interrupted run
-leaves whole rows; if a kill -9 lands mid-write, `--resume` cuts the torn last line off and goes on.
+leaves whole rows; if a kill -9 lands mid-write, `--resume` cuts the torn last row off and goes on.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from digitnet.service.batch import Row
-from digitnet.service.constants import LABELS
-from digitnet.service.errors import ConfigurationError
+from digitnet.service.constants import LABELS, PATH_ERRORS
+from digitnet.service.errors import ConfigurationError, echo
 
 Format = Literal["csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl")
 _PROBABILITY_COLUMNS = [f"p{label}" for label in LABELS]
+
 
 
 def columns(labels_from_dirs: bool) -> list[str]:
@@ -58,7 +59,7 @@ def _blank(value: int | None) -> str:
 
 def parse_rows(path: Path, fmt: Format, labels_from_dirs: bool) -> Iterator[Row]:
     """Read back the rows of an existing output (for --resume), checking it is the format asked for."""
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8", errors=PATH_ERRORS) as handle:
         if fmt == "jsonl":
             for number, line in enumerate(handle, 1):
                 try:
@@ -71,23 +72,44 @@ def parse_rows(path: Path, fmt: Format, labels_from_dirs: bool) -> Iterator[Row]
         header = next(reader, None)
         if header != columns(labels_from_dirs):
             raise ConfigurationError(
-                f"{path}: its header does not match this run's columns (check --format and --labels-from-dirs): {header}"
+                f"{path}: its header does not match this run's columns (check --format and --labels-from-dirs): {echo(header)}"
             )
         for values in reader:
-            record = dict(zip(header, values))
-            yield Row(record["path"], record["status"], _int(record["label"]), true_label=_int(record.get("true_label", "")))
+            try:
+                if len(values) != len(header):
+                    raise ValueError(f"{len(values)} fields, expected {len(header)}")
+                record = dict(zip(header, values))
+                yield Row(record["path"], record["status"], _int(record["label"]), true_label=_int(record.get("true_label", "")))
+            except ValueError as err:
+                raise ConfigurationError(f"{path}:{reader.line_num}: not a digitnet CSV row ({err})") from err
 
 
 def _int(text: str | None) -> int | None:
     return int(text) if text else None
 
 
-def drop_torn_line(path: Path) -> None:
-    """Cut off a last line without its newline: a row torn by a kill mid-write."""
+def drop_torn_row(path: Path, fmt: Format) -> None:
+    """Cut off a last row that a kill interrupted mid-write, so that the file holds whole rows only."""
     with path.open("rb+") as handle:
         data = handle.read()
-        if data and not data.endswith(b"\n"):
-            handle.truncate(data.rfind(b"\n") + 1)
+        length = _whole_rows_length(data, fmt)
+        if length < len(data):
+            handle.truncate(length)
+
+
+def _whole_rows_length(data: bytes, fmt: Format) -> int:
+    """How many leading bytes of an output file are whole rows."""
+    if fmt == "jsonl":  # JSON escapes newlines: a row is a line
+        return data.rfind(b"\n") + 1
+    # A CSV row ends at a newline outside quotes (a path may hold a newline, quoted). Quotes inside a field
+    # are doubled, so a newline is outside quotes exactly when an even number of quotes comes before it.
+    quotes, end = data.count(b'"'), len(data)
+    while (newline := data.rfind(b"\n", 0, end)) >= 0:
+        quotes -= data.count(b'"', newline + 1, end)  # now: the quotes before this newline
+        if quotes % 2 == 0:
+            return newline + 1
+        end = newline
+    return 0
 
 
 class RowWriter:
@@ -100,7 +122,7 @@ class RowWriter:
             self._handle, self._owned = stdout, False
         else:
             try:
-                self._handle, self._owned = out.open("a" if append else "w", newline="", encoding="utf-8"), True
+                self._handle, self._owned = out.open("a" if append else "w", newline="", encoding="utf-8", errors=PATH_ERRORS), True
             except OSError as err:
                 raise ConfigurationError(f"cannot write {out}: {err.strerror}") from err
         if fmt == "csv" and not append:

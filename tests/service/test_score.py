@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from PIL import Image
 
 from digitnet.service import batch
 from digitnet.service.cli import main
-from digitnet.service.score_output import drop_torn_line
+from digitnet.service.score_output import drop_torn_row
 
 from ..conftest import DEFAULT_MODEL, REPO
 from .conftest import running_server
@@ -111,11 +112,38 @@ def test_unreadable_file_becomes_an_error(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert isinstance(error, Exception) and "cannot read file: Permission denied" in str(error)
 
 
-def test_drop_torn_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "whole"),
+    [
+        ("a,b\n1,2\n3,", "a,b\n1,2\n"),
+        ("a,b\n1,2\n", "a,b\n1,2\n"),
+        ('a,b\n"x\ny.png",2\n"torn\n', 'a,b\n"x\ny.png",2\n'),  # torn inside a quoted name holding a newline
+        ('a,b\n"x\ny.png",2\n"torn\nname', 'a,b\n"x\ny.png",2\n'),
+        ('a,b\n"say ""hi""\n.png",2\n', 'a,b\n"say ""hi""\n.png",2\n'),  # doubled quotes inside a field
+        ("a,", ""),
+    ],
+)
+def test_drop_torn_row(tmp_path: Path, text: str, whole: str) -> None:
     out = tmp_path / "o.csv"
-    out.write_text("a,b\n1,2\n3,")
-    drop_torn_line(out)
-    assert out.read_text() == "a,b\n1,2\n"
+    out.write_text(text)
+    drop_torn_row(out, "csv")
+    assert out.read_text() == whole
+
+
+def test_odd_names_survive_a_torn_row_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A file name holding a newline, and one that is not UTF-8: written exactly, read back by --resume.
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a\nb.png", "c.png", "d.png"):
+        shutil.copy(GOLDEN / "2_mnist.png", data / name)
+    (data / os.fsdecode(b"latin-1 \xe9.png")).write_bytes((GOLDEN / "2_mnist.png").read_bytes())
+    reference, out = tmp_path / "reference.csv", tmp_path / "out.csv"
+    assert _score(capsys, str(data), "--out", str(reference), "--workers", "1", "--quiet")[0] == 0
+    whole = reference.read_bytes()
+    assert b"\xe9.png" in whole and b'a\nb.png"' in whole
+    out.write_bytes(whole[: whole.index(b"a\nb.png") + 2])  # killed in the middle of the quoted name
+    assert _score(capsys, str(data), "--out", str(out), "--workers", "1", "--resume", "--quiet")[0] == 0
+    assert out.read_bytes() == whole
 
 
 def _make_many(folder: Path, count: int) -> None:
@@ -162,9 +190,10 @@ def test_server_mode_agrees_with_in_process(mixed: Path, tmp_path: Path, capsys:
     _assert_same_rows(local, remote)
 
 
-def test_unreachable_server_is_a_run_failure(mixed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_server_is_a_run_failure(mixed: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGITNET_RETRY_SECONDS", "1")
     code, _, err = _score(capsys, str(mixed / "1"), "--server", "127.0.0.1:1", "--quiet")
-    assert code == batch.EXIT_RUN_FAILED and "UNAVAILABLE" in err
+    assert code == batch.EXIT_RUN_FAILED and "UNAVAILABLE" in err and "(retried for 1 s)" in err
 
 
 def _assert_same_rows(a: Path, b: Path) -> None:
@@ -202,3 +231,41 @@ def test_unlistable_folders_become_error_rows(tmp_path: Path, monkeypatch: pytes
     assert [Path(r.path).name for r in rows] == ["locked", "last"]
     assert all(r.status == "error" and "cannot list folder: Permission denied" in r.error for r in rows)
     assert tmp_path / "a.png" in items
+
+
+def test_a_folder_of_odd_files_finishes_in_process_and_through_a_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Files Pillow chokes on in unusual ways (OverflowError, a LAB TIFF once) used to crash the whole job,
+    # or fail every ClassifyBatch through a server (exit 2 on every --resume).
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("tiff_tiles_2G.tif", "tiff_LAB.tif", "bmp_rle8_4999x4999_eob.bmp", "png_ihdr_1x2000000.png"):
+        shutil.copy(REPO / "tests" / "corpus" / name, data / name)
+    shutil.copy(GOLDEN / "5_scan.jpg", data / "5.jpg")
+    local, remote = tmp_path / "local.jsonl", tmp_path / "remote.jsonl"
+    assert _score(capsys, str(data), "--out", str(local), "--format", "jsonl", "--workers", "1", "--quiet")[0] == batch.EXIT_SOME_FAILED
+    with running_server() as server:
+        code, _, _ = _score(capsys, str(data), "--out", str(remote), "--format", "jsonl", "--server", server.address, "--quiet")
+    assert code == batch.EXIT_SOME_FAILED
+    _assert_same_rows(local, remote)
+    rows = {Path(r["path"]).name: r for r in map(json.loads, local.read_text().splitlines())}
+    assert rows["5.jpg"]["label"] == 5 and rows["tiff_LAB.tif"]["status"] == "ok"
+    assert "OverflowError" in rows["tiff_tiles_2G.tif"]["error"] and "longest side" in rows["png_ihdr_1x2000000.png"]["error"]
+
+
+def test_server_mode_splits_requests_to_fit_the_servers_message_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 8 files of 300 KB, each under the image limit, 2.4 MB together: over the server's 1 MB message limit.
+    # The client learns the limits from GetModelInfo and sends as many requests as it takes.
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (320, 320, 3), dtype=np.uint8)).save(data / f"{i}.png")
+        assert 250_000 < (data / f"{i}.png").stat().st_size < 400_000
+    (data / "big.bin").write_bytes(bytes(1_500_000))  # over the message limit on its own: an error row, not a failed run
+    out = tmp_path / "out.csv"
+    with running_server(max_image_bytes=2_000_000, max_message_bytes=1_000_000) as server:
+        code, _, err = _score(capsys, str(data), "--out", str(out), "--server", server.address, "--quiet")
+    rows = {Path(row["path"]).name: row for row in _rows(out)}
+    assert code == batch.EXIT_SOME_FAILED, err
+    assert all(rows[f"{i}.png"]["status"] == "ok" for i in range(8))
+    assert rows["big.bin"]["status"] == "error" and "too big for the server's message limit" in rows["big.bin"]["error"]

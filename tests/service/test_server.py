@@ -21,7 +21,7 @@ from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.cli import main
 from digitnet.service.client import DigitClient
 from digitnet.service.core import Classifier
-from digitnet.service.settings import ServerSettings
+from digitnet.service.settings import ClientSettings, ServerSettings
 
 from ..conftest import DEFAULT_MODEL, REPO
 from .conftest import running_server
@@ -158,8 +158,14 @@ def test_client_retries_unavailable() -> None:
         with DigitClient(f"127.0.0.1:{port}", attempts=4) as client:
             assert client.classify(bytes(784 * [0])).label == 1
         assert flaky.calls == 3
+        flaky.calls, flaky.failures = 0, 10  # more than gRPC's retry policy takes: the retry budget goes on
+        with DigitClient(f"127.0.0.1:{port}", attempts=2, settings=ClientSettings(retry_seconds=30)) as client:
+            assert client.classify(bytes(784 * [0])).label == 1
+        assert flaky.calls == 11
         flaky.calls, flaky.failures = 0, 10
-        with DigitClient(f"127.0.0.1:{port}", attempts=2) as client, pytest.raises(Exception, match="UNAVAILABLE: draining"):
+        no_budget = ClientSettings(retry_seconds=0)
+        with DigitClient(f"127.0.0.1:{port}", attempts=2, settings=no_budget) as client, pytest.raises(Exception, match="UNAVAILABLE: draining"):
             client.classify(b"x")
+        assert flaky.calls == 2
     finally:
         server.stop(None)
