@@ -82,6 +82,8 @@ class Model:
         # Threads come from the CPUs this process may use, not the host's core count (containers).
         options.intra_op_num_threads = threads or available_cpus()
         options.inter_op_num_threads = 1
+        # onnxruntime would also print each failure itself; they reach the user once, as ModelError or in the log.
+        options.log_severity_level = 4
         wanted = choose_providers(provider)
         try:
             with warnings.catch_warnings():
@@ -130,9 +132,15 @@ class Model:
         return ModelOutput(probabilities, labels, (hidden1, hidden2))
 
     def warm_up(self) -> None:
-        """Run a few dummy batches so the first real request does not pay for allocation and kernel setup."""
-        for n in (1, 8, 64):
-            self.run(np.zeros((n, N_PIXELS), dtype=np.float32))
+        """Run a few dummy batches so the first real request does not pay for allocation and kernel setup;
+        a model that loads but cannot run is refused here, before it serves anything."""
+        try:
+            for n in (1, 8, 64):
+                output = self.run(np.zeros((n, N_PIXELS), dtype=np.float32))
+                if output.probabilities.shape != (n, N_CLASSES):
+                    raise ValueError(f"it answered probabilities of shape {output.probabilities.shape} for {n} images")
+        except Exception as err:  # onnxruntime raises its own untyped errors (shape mismatches, bad kernels)
+            raise ModelError(f"the model loads but fails on a test batch: {type(err).__name__}: {err}") from err
 
     def _check_interface(self) -> None:
         inputs = self._session.get_inputs()

@@ -9,7 +9,7 @@ import asyncio
 import logging
 
 from digitnet.service.core import Classifier
-from digitnet.service.errors import DigitnetError
+from digitnet.service.errors import DigitnetError, InternalError
 from digitnet.service.model import Model
 from digitnet.service.observability import RELOADS, describe_model
 from digitnet.service.settings import ServerSettings
@@ -44,9 +44,10 @@ class ModelReloader:
             try:
                 # Off the event loop: requests keep being answered by the old model meanwhile.
                 model = await asyncio.get_running_loop().run_in_executor(None, load_model, self.settings)
-            except DigitnetError as err:
+            except Exception as err:  # whatever went wrong, the old model keeps serving
                 RELOADS.labels("failed").inc()
-                log.error("model reload failed; still serving sha256 %s: %s", self.classifier.model.sha256[:12], err)
+                problem = err if isinstance(err, DigitnetError) else InternalError.logged(err, "model reload")
+                log.error("model reload failed; still serving sha256 %s: %s", self.classifier.model.sha256[:12], problem)
                 return False
             old = self.classifier.model
             self.classifier.model = model  # one reference assignment: each request sees the old or the new model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -32,19 +33,24 @@ def _install(source: Path, target: Path) -> None:
 
 
 class _Traffic:
-    """Clients classifying without pause in background threads, counting failures."""
+    """Clients calling without pause in background threads, each on its own channel, counting failures."""
 
     def __init__(self, address: str, threads: int = 4) -> None:
         self.stop = threading.Event()
         self.ok = 0
         self.failures: list[str] = []
-        self._threads = [threading.Thread(target=self._run, args=(address,)) for _ in range(threads)]
+        self._threads = [threading.Thread(target=self._run, args=(address, n)) for n in range(threads)]
 
-    def _run(self, address: str) -> None:
-        with DigitClient(address, timeout=10) as client:
+    def call(self, client: DigitClient, rng: random.Random) -> None:
+        """One call of the traffic (subclasses send other mixes); it raises when the answer is wrong."""
+        assert client.classify(IMAGE).label == 4
+
+    def _run(self, address: str, n: int) -> None:
+        rng = random.Random(n)
+        with DigitClient(address, timeout=30) as client:
             while not self.stop.is_set():
                 try:
-                    client.classify(IMAGE)
+                    self.call(client, rng)
                     self.ok += 1
                 except Exception as err:  # noqa: BLE001 - every failure is what this test looks for
                     self.failures.append(repr(err))
@@ -129,3 +135,34 @@ def test_reload_triggers(tmp_path: Path, small_model: Path, trigger: str) -> Non
         assert process.wait(timeout=30) == 0
     finally:
         process.kill()
+
+
+def test_a_model_that_loads_but_cannot_run_is_not_swapped_in(tmp_path: Path) -> None:
+    from prometheus_client import REGISTRY
+
+    from .conftest import write_model_that_fails_to_run
+
+    served = tmp_path / "served.onnx"
+    _install(DEFAULT_MODEL, served)
+    broken = write_model_that_fails_to_run(tmp_path / "broken.onnx")
+    failed_before = REGISTRY.get_sample_value("digitnet_model_reloads_total", {"result": "failed"}) or 0
+    with running_server(model=served) as server, DigitClient(server.address) as client:
+        with _Traffic(server.address) as traffic:
+            _install(broken, served)
+            assert server.call(server.state.reloader.reload()) is False  # it used to escape: "Task exception was never retrieved"
+        assert traffic.failures == [] and client.classify(IMAGE).label == 4
+        assert client.model_info().model_sha256 == read_card(DEFAULT_MODEL).model_sha256
+    assert REGISTRY.get_sample_value("digitnet_model_reloads_total", {"result": "failed"}) == failed_before + 1
+
+
+def test_serving_a_model_that_cannot_run_is_one_clear_line(tmp_path: Path) -> None:
+    from .conftest import write_model_that_fails_to_run
+
+    broken = write_model_that_fails_to_run(tmp_path / "broken.onnx")
+    result = subprocess.run(
+        [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(broken), "--port", "0"],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("digitnet serve: error: the model loads but fails on a test batch"), errors
