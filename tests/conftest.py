@@ -1,16 +1,65 @@
-"""Shared fixtures: the bundled MNIST digits, a small quickly-trained model, the committed model path."""
+"""Shared fixtures: the bundled MNIST digits, a small quickly-trained model, the committed model path;
+and a session-end check that the tests left no process running."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from digitnet.training.data import Dataset, load_mnist5k
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "default.onnx"
+#: Every process the tests start inherits this variable, so that one left running can be found,
+#: even after its parent died and it was handed to init.
+SESSION_MARK = "DIGITNET_TEST_SESSION"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz-cases", type=int, default=4000, help="cases of the server fuzz test (tests/service/test_fuzz.py)")
+    parser.addoption("--fuzz-seed", type=int, default=0, help="seed of the server fuzz test's mutations")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ[SESSION_MARK] = uuid.uuid4().hex
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any process it started is still running (killing them, so that none outlives it)."""
+    leftovers = [p for p in _marked_processes() if not _is_own_resource_tracker(p)]
+    _, alive = psutil.wait_procs(leftovers, timeout=10)  # some may be on their way out
+    if alive:
+        names = "; ".join(f"{p.pid}: {' '.join(p.cmdline()[:6])}" for p in alive)
+        for process in alive:
+            process.kill()
+        print(f"\ntests left {len(alive)} process(es) running (now killed): {names}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _marked_processes() -> list[psutil.Process]:
+    mark, found = os.environ.get(SESSION_MARK), []
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        try:
+            if process.environ().get(SESSION_MARK) == mark:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def _is_own_resource_tracker(process: psutil.Process) -> bool:
+    # multiprocessing's resource tracker of this very process ends when pytest exits and closes its pipe.
+    try:
+        return process.ppid() == os.getpid() and "resource_tracker" in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
 
 
 @pytest.fixture(scope="session")
