@@ -199,16 +199,20 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
         if request.mnist_uint8:
             if request.images:
                 raise InvalidInput("set either images or mnist_uint8 in one ClassifyBatchRequest, not both")
-            packed = await self._offload(deadline, self.classifier.classify_packed, request.mnist_uint8, request.min_confidence)
-            return pb.ClassifyBatchResponse(packed=encode_packed(packed))
+            return await self._offload(deadline, self._classify_packed, request)
         self.classifier.check_count(len(request.images))
-        predictions = await self._offload(deadline, self._classify_batch, request, deadline)
-        return pb.ClassifyBatchResponse(predictions=[encode_prediction(p) for p in predictions])
+        return await self._offload(deadline, self._classify_batch, request, deadline)
 
-    def _classify_batch(self, request: pb.ClassifyBatchRequest, deadline: Deadline) -> list[Prediction]:
-        # On the thread pool: unpacking the protos grows with the request, as the classifying does.
+    # On the thread pool: unpacking the protos and packing the answers grow with the request, as the classifying does.
+
+    def _classify_packed(self, request: pb.ClassifyBatchRequest) -> pb.ClassifyBatchResponse:
+        packed = self.classifier.classify_packed(request.mnist_uint8, request.min_confidence)
+        return pb.ClassifyBatchResponse(packed=encode_packed(packed))
+
+    def _classify_batch(self, request: pb.ClassifyBatchRequest, deadline: Deadline) -> pb.ClassifyBatchResponse:
         images = [_decode_or_error(image) for image in request.images]
-        return self.classifier.classify(images, request.min_confidence, deadline)
+        predictions = self.classifier.classify(images, request.min_confidence, deadline)
+        return pb.ClassifyBatchResponse(predictions=[encode_prediction(p) for p in predictions])
 
     async def ClassifyStream(
         self, requests: AsyncIterator[pb.ClassifyRequest], context: grpc.aio.ServicerContext
