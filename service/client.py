@@ -162,8 +162,9 @@ class DigitClient:
             message = encode_image(image)  # type: ignore[arg-type]  # errors are answered already
             cost = message.ByteSize() + _IMAGE_OVERHEAD_BYTES
             if cost > budget:
+                size = len(image) if isinstance(image, bytes) else message.ByteSize()
                 answers[position] = Prediction.failed(
-                    LimitExceeded(f"image is {cost} bytes: too big for the server's message limit of {limits.max_message_bytes}")
+                    LimitExceeded(f"the image's {size} bytes do not fit the server's message limit of {limits.max_message_bytes} bytes")
                 )
                 continue
             if positions and (size + cost > budget or len(positions) == limits.max_request_images):

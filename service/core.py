@@ -26,6 +26,7 @@ from digitnet.service.errors import (
     InternalError,
     InvalidInput,
     LimitExceeded,
+    ModelError,
     TimeLimitExceeded,
 )
 from digitnet.service.model import Model
@@ -138,6 +139,8 @@ def prepare(image: ImageInput, limits: Limits, deadline: Deadline = NO_DEADLINE)
 
 def decide(probabilities: np.ndarray, min_confidence: float) -> Prediction:
     """Turn one probability vector into a digit, or UNKNOWN when the top one is below min_confidence."""
+    if not np.all(np.isfinite(probabilities)):  # never a guess from a model that overflowed (warm-up refuses most)
+        return Prediction.failed(ModelError("the model answered NaN or infinite probabilities for this image"))
     label = int(np.argmax(probabilities))
     confidence = float(probabilities[label])
     if confidence < min_confidence:

@@ -17,13 +17,14 @@ Usage:
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import inspect
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import grpc
@@ -48,14 +49,15 @@ Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandl
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):
-    """UNAVAILABLE while draining or when `max_concurrent_rpcs` calls are in flight, UNAUTHENTICATED without
-    the token (when one is set); metrics and debug logs for every RPC."""
+    """UNAVAILABLE while draining or when `max_concurrent_rpcs` single calls (or as many streams) are in flight;
+    UNAUTHENTICATED without the token (when one is set); metrics and debug logs for every RPC."""
 
     def __init__(self, state: ServingState, token: str | None = None, max_concurrent_rpcs: int = 0) -> None:
         self._state = state
         self._expected = f"Bearer {token}".encode() if token else None
         self._max_in_flight = max_concurrent_rpcs
-        self._in_flight = 0
+        # Single calls and streams are bounded apart, so that open streams (idle ones too) never lock out single calls.
+        self._in_flight = {False: 0, True: 0}
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(self, continuation: Continuation, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
@@ -67,7 +69,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             wrapped = self._wrapped[details.method] = self._wrap(details.method, handler)
         return wrapped
 
-    def _admit(self, context: grpc.aio.ServicerContext) -> None:
+    def _admit(self, context: grpc.aio.ServicerContext, stream: bool) -> None:
         """Take a slot for this call, or raise the refusal; reads only the call's metadata."""
         if self._state.draining_now:
             raise Unavailable("the server is draining; retry on another replica")
@@ -75,14 +77,16 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             given = dict(context.invocation_metadata() or ()).get("authorization", "")
             if not hmac.compare_digest(str(given).encode(), self._expected):  # constant time: no timing side channel
                 raise Unauthenticated("missing or wrong bearer token (metadata: authorization: Bearer <token>)")
-        if self._max_in_flight and self._in_flight >= self._max_in_flight:
-            raise Unavailable(f"the server is busy: {self._in_flight} calls in flight (DIGITNET_MAX_CONCURRENT_RPCS); retry with backoff")
-        self._in_flight += 1
+        if self._max_in_flight and self._in_flight[stream] >= self._max_in_flight:
+            what = "streams open" if stream else "calls in flight"
+            raise Unavailable(f"the server is busy: {self._in_flight[stream]} {what} (DIGITNET_MAX_CONCURRENT_RPCS); retry with backoff")
+        self._in_flight[stream] += 1
         IN_FLIGHT.inc()
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         rpc = method.rsplit("/", 1)[-1]
         is_open = method.startswith(OPEN_PREFIXES)
+        is_stream = handler.request_streaming
         latency = LATENCY.labels(rpc)
         counters: dict[str, Any] = {}
 
@@ -103,7 +107,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             started, failed, admitted = time.perf_counter(), True, False
             try:
                 if not is_open:
-                    self._admit(context)
+                    self._admit(context, is_stream)
                     admitted = True
                 yield
                 failed = False
@@ -114,7 +118,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid protobuf message: {clip(str(err), 200)}")
             finally:
                 if admitted:
-                    self._in_flight -= 1
+                    self._in_flight[is_stream] -= 1
                     IN_FLIGHT.dec()
                 record(context, started, failed)
 
@@ -141,15 +145,17 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         elif inspect.isasyncgenfunction(behaviour):
 
             async def wrapped(argument: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                async with guarded(context):
-                    async for response in behaviour(await request_of(argument, context), context):
-                        yield response
+                with _quiet_when_cancelled():
+                    async with guarded(context):
+                        async for response in behaviour(await request_of(argument, context), context):
+                            yield response
 
         else:  # a coroutine that answers with context.write() (grpc's aio health Watch): keep it one
 
             async def wrapped(argument: Any, context: grpc.aio.ServicerContext) -> None:
-                async with guarded(context):
-                    await behaviour(await request_of(argument, context), context)
+                with _quiet_when_cancelled():
+                    async with guarded(context):
+                        await behaviour(await request_of(argument, context), context)
 
         streams_in = handler.request_streaming or defer_body
         make = {
@@ -159,6 +165,16 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             (True, True): grpc.stream_stream_rpc_method_handler,
         }[(streams_in, handler.response_streaming)]
         return make(wrapped, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+
+
+@contextmanager
+def _quiet_when_cancelled() -> Iterator[None]:
+    """End a stream quietly when grpc cancels it (the client left, or the server stops): nothing went wrong,
+    and grpc would otherwise log the cancellation as an unhandled exception with its traceback."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        return
 
 
 def _behaviour_of(handler: grpc.RpcMethodHandler) -> Callable[..., Any]:

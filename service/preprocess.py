@@ -115,26 +115,42 @@ def _to_grey(image: Image.Image) -> np.ndarray:
 
 def _shrink(image: Image.Image) -> Image.Image:
     """Shrink by a whole factor until the shorter side is below twice WORKING_SIDE (box filter: fast, keeps thin strokes)."""
-    factor = min(image.size) // WORKING_SIDE
+    factor = _shrink_factor(image.size)
     return image.reduce(factor) if factor >= 2 else image
+
+
+def _shrink_factor(size: tuple[int, int]) -> int:
+    return min(size) // WORKING_SIDE
+
+
+#: Full scales of integer greyscale that does not say its bit depth, smallest first (8, 16, 31 bits:
+#: Pillow's "I" is signed 32-bit).
+_INTEGER_SCALES = (255.0, 65535.0, 2147483647.0)
 
 
 def _high_depth_to_uint8(image: Image.Image) -> np.ndarray:
     """Map a 16-bit, 32-bit or float greyscale image to uint8 by its real value range, not by clipping at 255."""
-    sixteen_bits = image.mode.startswith("I;16")
-    if sixteen_bits:
-        image = image.convert("I")  # same values; "I" can be shrunk, "I;16" cannot
-    values = np.asarray(_shrink(image), dtype=np.float64)
+    values = _block_mean(np.asarray(image), _shrink_factor(image.size))  # Pillow's reduce overflows 32-bit values
     if not np.all(np.isfinite(values)):
         raise InvalidInput("the image holds NaN or infinite pixel values")
     low, high = min(0.0, float(values.min())), float(values.max())
-    if sixteen_bits:
+    if image.mode.startswith("I;16"):
         high = 65535.0  # the file says 16 bits per sample
     else:
-        # 32-bit and float files do not say which range they use: take the smallest usual one that
-        # holds every value (0-1 for floats, else 8, 16 or 32 bits).
-        high = next(scale for scale in (1.0, 255.0, 65535.0, 4294967295.0, high) if high <= scale)
+        # 32-bit and float files do not say which range they use: take the smallest usual one that holds
+        # every value (0-1 for floats, else 8, 16 or 31 bits).
+        scales = (1.0, *_INTEGER_SCALES) if image.mode == "F" else _INTEGER_SCALES
+        high = next((scale for scale in scales if high <= scale), high)
     return np.round((values - low) * (255.0 / max(high - low, 1e-12))).astype(np.uint8)
+
+
+def _block_mean(values: np.ndarray, factor: int) -> np.ndarray:
+    """Shrink [H, W] by a whole factor, averaging each factor x factor block in float64 (no overflow, no wrap)."""
+    if factor < 2:
+        return values.astype(np.float64)
+    h, w = values.shape[0] // factor, values.shape[1] // factor
+    blocks = values[: h * factor, : w * factor].reshape(h, factor, w, factor)
+    return blocks.mean(axis=(1, 3), dtype=np.float64)
 
 
 def _flatten_alpha(image: Image.Image) -> np.ndarray:

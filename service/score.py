@@ -114,10 +114,10 @@ def run_job(job: ScoreJob, backend: Backend, stderr: TextIO | None = None, stdou
     if job.out is not None and job.out.exists() and job.out.stat().st_size > 0:
         if job.resume:
             drop_torn_row(job.out, job.fmt)
-            for row in parse_rows(job.out, job.fmt, job.labels_from_dirs):
+            append = job.out.stat().st_size > 0  # a run killed inside its header starts afresh
+            for row in parse_rows(job.out, job.fmt, job.labels_from_dirs) if append else ():
                 done.add(row.path)
                 summary.add(row)
-            append = job.out.stat().st_size > 0  # a run killed inside its header starts afresh
         elif not job.force:
             raise ConfigurationError(f"{job.out} exists: --resume to finish that job, or --force to overwrite it")
     elif job.resume and job.out is None:

@@ -22,7 +22,9 @@ class HealthServicer(health.aio.HealthServicer):
 
     The stock Watch deletes the service's shared Condition when any one watcher leaves, so every other
     watcher of that service misses all later changes (NOT_SERVING on drain included). Here the Condition
-    lives while anyone watches, and is dropped with the last watcher (unknown names cannot pile up).
+    lives while anyone watches, and is dropped with the last watcher (unknown names cannot pile up). Once
+    the server drains, each watch ends after telling NOT_SERVING, instead of holding the stop up for the
+    whole grace period.
     """
 
     def __init__(self) -> None:
@@ -42,6 +44,8 @@ class HealthServicer(health.aio.HealthServicer):
                     if status != last:
                         await context.write(health_pb2.HealthCheckResponse(status=status))
                         last = status
+                    if self._gracefully_shutting_down:
+                        return  # NOT_SERVING for good: end the stream, so that it does not hold the server's stop up
                     await condition.wait()
         finally:
             self._watching[service] -= 1

@@ -3,7 +3,7 @@
 `./dev run python tests/golden/make_modes.py`. The source is the committed `7_scan.png` (black ink on
 shaded paper), so every file shows the same digit: 1-bit, grey, palette (with and without a
 transparent colour), grey+alpha, RGB, RGBA, CMYK, YCbCr, LAB, 16-bit, 32-bit integer and float
-greyscale, EXIF-rotated JPEGs, multi-frame GIF and TIFF whose first frame is the digit.
+greyscale (32-bit over its whole range too), EXIF-rotated JPEGs, multi-frame GIF and TIFF whose first frame is the digit.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ def main() -> None:
         "I16B.tif": (_from_array((values.astype(np.uint16) * 257).astype(">u2"), "I;16B"), {}),
         "I32.tif": (Image.fromarray(values.astype(np.int32) * 257), {}),
         "I32_8bit_values.tif": (Image.fromarray(values.astype(np.int32)), {}),
+        "I32_full_range.tif": (Image.fromarray((values.astype(np.int64) * (2**31 - 1) // 255).astype(np.int32)), {}),
+        "I32_full_range_light_on_dark.tif": (Image.fromarray(((255 - values.astype(np.int64)) * (2**31 - 1) // 255).astype(np.int32)), {}),
         "F_0_1.tif": (Image.fromarray(values.astype(np.float32) / 255), {}),
         "F_0_255.tif": (Image.fromarray(values.astype(np.float32)), {}),
     }

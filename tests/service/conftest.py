@@ -100,8 +100,6 @@ def write_model_that_fails_to_run(path: Path) -> Path:
     import onnx
     from onnx import helper, numpy_helper
 
-    from digitnet.service.card import card_path_for, read_card
-
     model = onnx.load(str(DEFAULT_MODEL))
     graph = model.graph
     graph.initializer.extend([numpy_helper.from_array(np.array([-1, 5], dtype=np.int64), "bad_shape"),
@@ -110,7 +108,25 @@ def write_model_that_fails_to_run(path: Path) -> Path:
     cast.output[0] = "cast_raw"
     graph.node.insert(1, helper.make_node("Reshape", ["cast_raw", "bad_shape"], ["in_fives"]))
     graph.node.insert(2, helper.make_node("Reshape", ["in_fives", "back_shape"], ["cast_input"]))
-    data = model.SerializeToString()
+    return _write_with_card(model, path)
+
+
+def write_model_that_answers_nan(path: Path) -> Path:
+    """Write a copy of the committed model, with its card, whose first-layer weights are +-1e38: it answers
+    an all-black image, and NaN for any image with ink."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(DEFAULT_MODEL))
+    [weights] = [init for init in model.graph.initializer if init.name == "coefficient"]
+    weights.CopyFrom(numpy_helper.from_array(np.sign(numpy_helper.to_array(weights)).astype(np.float32) * np.float32(1e38), "coefficient"))
+    return _write_with_card(model, path)
+
+
+def _write_with_card(model: object, path: Path) -> Path:
+    from digitnet.service.card import card_path_for, read_card
+
+    data = model.SerializeToString()  # type: ignore[attr-defined]
     path.write_bytes(data)
     card_path_for(path).write_text(read_card(DEFAULT_MODEL).with_file_hash(data).to_json())
     return path

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
 from concurrent import futures
 
 import grpc
@@ -52,5 +54,28 @@ def test_health_watch_streams_every_change_to_every_watcher() -> None:
         time.sleep(0.2)  # the cancelled watcher is gone from the server
         server.call(server.state.draining())
         assert [next(watcher).status for watcher in watchers] == [NOT_SERVING, NOT_SERVING]
-        for watcher in watchers:
-            watcher.cancel()
+        assert [list(watcher) for watcher in watchers] == [[], []]  # then the watches end: they do not hold the stop up
+
+
+def test_open_streams_never_lock_out_single_calls() -> None:
+    # 64 idle ClassifyStream calls once took every slot: every other client got UNAVAILABLE, indefinitely.
+    with running_server(max_concurrent_rpcs=2) as server, grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.DigitClassifierStub(channel)
+        silence = threading.Event()
+
+        def nothing() -> Iterator[pb.ClassifyRequest]:
+            silence.wait(30)
+            return
+            yield
+
+        idle = [stub.ClassifyStream(nothing()) for _ in range(2)]
+        deadline = time.monotonic() + 10
+        while REGISTRY.get_sample_value("digitnet_requests_in_flight") != 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # until both streams are admitted
+        with pytest.raises(grpc.RpcError) as caught:  # a third is over the bound
+            next(stub.ClassifyStream(nothing()))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE and "2 streams open" in caught.value.details()
+        assert stub.Classify(pb.ClassifyRequest(image=IMAGE), timeout=5).prediction.label == 5
+        silence.set()
+        for stream in idle:
+            assert list(stream) == []

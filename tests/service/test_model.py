@@ -77,3 +77,19 @@ def test_cuda_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigurationError, match="no CUDA execution provider.*onnxruntime-gpu"):
         choose_providers("cuda")
     assert choose_providers("auto") == ["CPUExecutionProvider"]
+
+
+def test_a_model_that_answers_nan_is_refused_at_warm_up(tmp_path: Path) -> None:
+    # It answers an all-black image fine, so a warm-up on zeros alone let it serve NaN confidences.
+    from .conftest import write_model_that_answers_nan
+
+    model = Model.load(write_model_that_answers_nan(tmp_path / "nan.onnx"), threads=1)
+    with pytest.raises(ModelError, match="not finite or do not add up to 1"):
+        model.warm_up()
+
+
+def test_non_finite_probabilities_are_never_a_guess() -> None:
+    from digitnet.service.core import Outcome, decide
+
+    prediction = decide(np.array([np.nan] * 10, dtype=np.float32), 0.0)
+    assert prediction.outcome is Outcome.ERROR and "NaN or infinite" in prediction.reason

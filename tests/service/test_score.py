@@ -121,6 +121,7 @@ def test_unreadable_file_becomes_an_error(monkeypatch: pytest.MonkeyPatch, tmp_p
         ('a,b\n"x\ny.png",2\n"torn\nname', 'a,b\n"x\ny.png",2\n'),
         ('a,b\n"say ""hi""\n.png",2\n', 'a,b\n"say ""hi""\n.png",2\n'),  # doubled quotes inside a field
         ("a,", ""),
+        ("path,status,lab", ""),  # killed inside the header
     ],
 )
 def test_drop_torn_row(tmp_path: Path, text: str, whole: str) -> None:
@@ -142,6 +143,9 @@ def test_odd_names_survive_a_torn_row_and_resume(tmp_path: Path, capsys: pytest.
     whole = reference.read_bytes()
     assert b"\xe9.png" in whole and b'a\nb.png"' in whole
     out.write_bytes(whole[: whole.index(b"a\nb.png") + 2])  # killed in the middle of the quoted name
+    assert _score(capsys, str(data), "--out", str(out), "--workers", "1", "--resume", "--quiet")[0] == 0
+    assert out.read_bytes() == whole
+    out.write_bytes(whole[:30])  # killed inside the header: the first --resume starts afresh
     assert _score(capsys, str(data), "--out", str(out), "--workers", "1", "--resume", "--quiet")[0] == 0
     assert out.read_bytes() == whole
 
@@ -268,4 +272,5 @@ def test_server_mode_splits_requests_to_fit_the_servers_message_limit(tmp_path: 
     rows = {Path(row["path"]).name: row for row in _rows(out)}
     assert code == batch.EXIT_SOME_FAILED, err
     assert all(rows[f"{i}.png"]["status"] == "ok" for i in range(8))
-    assert rows["big.bin"]["status"] == "error" and "too big for the server's message limit" in rows["big.bin"]["error"]
+    assert rows["big.bin"]["status"] == "error"
+    assert "the image's 1500000 bytes do not fit the server's message limit of 1000000 bytes" in rows["big.bin"]["error"]

@@ -99,6 +99,23 @@ def test_sigterm_drains_a_running_stream_then_exits_0() -> None:
 
 
 @pytest.mark.slow
+def test_an_open_health_watch_does_not_hold_up_the_stop() -> None:
+    # A watcher used to keep the server for the whole grace period (10 s here) after the drain.
+    process, port = _start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            stopping = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            assert [r.status for r in watch] == [health_pb2.HealthCheckResponse.NOT_SERVING]  # told, then ended
+            assert process.wait(timeout=30) == 0
+            assert time.monotonic() - stopping < 8, "the stop waited for the watch"
+    finally:
+        process.kill()
+
+
+@pytest.mark.slow
 def test_workers_share_one_port() -> None:
     process, port = _start("--workers", "2", ready_lines=2)
     try:
