@@ -14,6 +14,7 @@ Usage:
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -95,12 +96,16 @@ def to_row(path: str, prediction: Prediction, labels_from_dirs: bool) -> Row:
     )
 
 
+#: The name that stands for standard input (`digitnet predict -`).
+STDIN = "-"
+
+
 def read_images(paths: Sequence[str]) -> list[bytes | DigitnetError]:
-    """Read files as bytes; an unreadable file becomes its error."""
+    """Read files as bytes (`-`: standard input); an unreadable file becomes its error."""
     images: list[bytes | DigitnetError] = []
     for path in paths:
         try:
-            images.append(Path(path).read_bytes())
+            images.append(sys.stdin.buffer.read() if path == STDIN else Path(path).read_bytes())
         except OSError as err:
             images.append(DigitnetError(f"cannot read file: {err.strerror}"))
     return images

@@ -10,8 +10,10 @@ Usage:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
@@ -23,7 +25,7 @@ from digitnet.service._generated import digitnet_pb2 as pb
 from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.constants import N_CLASSES, N_PIXELS
 from digitnet.service.core import Explanation, ImageInput, Outcome, PackedPredictions, Prediction
-from digitnet.service.errors import ConfigurationError, DigitnetError, LimitExceeded
+from digitnet.service.errors import ConfigurationError, DigitnetError, LimitExceeded, echo
 from digitnet.service.settings import MESSAGE_OVERHEAD_BYTES, ClientSettings
 from digitnet.service.state import SERVICE_NAME
 
@@ -43,6 +45,19 @@ class RemoteError(DigitnetError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+
+
+def connection_hint(details: str, tls: bool) -> str:
+    """Say what is probably wrong when a server cannot be reached, from grpc's terse details ("" if nothing)."""
+    text = details.lower()
+    if not tls and ("socket closed" in text or "connection reset" in text or "eof" in text):
+        return " (if the server uses TLS, set DIGITNET_TLS_CA to the CA that signed its certificate)"
+    if tls and ("ssl" in text or "handshake" in text or "certificate" in text):
+        return (" (TLS failed: the server may be plaintext, its certificate not signed by DIGITNET_TLS_CA, or it may"
+                " require a client certificate: DIGITNET_TLS_CLIENT_CERT and DIGITNET_TLS_CLIENT_KEY)")
+    if "connection refused" in text or "failed to connect" in text or "dns resolution failed" in text:
+        return " (is a digitnet server running at that address?)"
+    return ""
 
 
 def retry_service_config(attempts: int) -> str:
@@ -91,15 +106,42 @@ def decode_prediction(message: pb.Prediction) -> Prediction:
     )
 
 
-def channel_target(addresses: str | Sequence[str]) -> str:
-    """Turn one target, or several host:port addresses (a list or "a:1,b:2"), into one gRPC target."""
+def channel_target(addresses: str | Sequence[str]) -> tuple[str, str | None]:
+    """Turn one target, or several host:port addresses (a list or "a:1,b:2"), into one gRPC target; and the
+    host name TLS must check when several addresses were resolved here (None otherwise)."""
     if isinstance(addresses, str):
         if "," not in addresses or ":///" in addresses or addresses.startswith(("ipv4:", "ipv6:")):
-            return addresses
+            return addresses, None
         addresses = [part.strip() for part in addresses.split(",")]
     if len(addresses) == 1:
-        return addresses[0]
-    return "ipv4:" + ",".join(addresses)
+        return addresses[0], None
+    # gRPC takes several addresses only as IP literals ("ipv4:a:1,b:2"): resolve each name here, every address
+    # of it, and let round-robin spread calls over them all.
+    resolved: dict[int, list[str]] = {socket.AF_INET: [], socket.AF_INET6: []}
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigurationError(f"expected HOST:PORT, got {echo(address)}")
+        try:
+            found = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+        except OSError as err:
+            raise ConfigurationError(f"cannot resolve {echo(host)}: {err.strerror or err}") from err
+        for family, _, _, _, sockaddr in found:
+            if family in resolved:
+                literal = f"[{sockaddr[0]}]:{sockaddr[1]}" if family == socket.AF_INET6 else f"{sockaddr[0]}:{sockaddr[1]}"
+                resolved[family] += [literal] if literal not in resolved[family] else []
+    family = socket.AF_INET if resolved[socket.AF_INET] else socket.AF_INET6
+    scheme = "ipv4:" if family == socket.AF_INET else "ipv6:"
+    names = {host for host in (address.rpartition(":")[0].strip("[]") for address in addresses) if not _is_ip(host)}
+    return scheme + ",".join(resolved[family]), names.pop() if len(names) == 1 else None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class DigitClient:
@@ -123,7 +165,10 @@ class DigitClient:
             ("grpc.max_reconnect_backoff_ms", int(RETRY_BACKOFF[1] * 1000)),
         ]
         credentials = _channel_credentials(settings)
-        address = channel_target(target)
+        self._tls = credentials is not None
+        address, host_name = channel_target(target)
+        if credentials is not None and host_name:
+            options.append(("grpc.ssl_target_name_override", host_name))  # check the certificate against the name, not the IPs
         if credentials is None:
             self._channel = grpc.insecure_channel(address, options=options)
         else:
@@ -203,7 +248,7 @@ class DigitClient:
             for response in self._stub.ClassifyStream(requests, metadata=self._metadata):
                 yield decode_prediction(response.prediction)
         except grpc.RpcError as err:
-            raise RemoteError(err.code().name, err.details() or "") from err
+            raise RemoteError(err.code().name, (err.details() or "") + connection_hint(err.details() or "", self._tls)) from err
 
     def explain(self, image: ImageInput, min_confidence: float = 0.0) -> Explanation:
         """Classify one image and return what the network saw."""
@@ -225,8 +270,10 @@ class DigitClient:
                 return method(request, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as err:
                 if err.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() + wait > give_up:
-                    detail = f" (retried for {self.retry_seconds:g} s)" if err.code() == grpc.StatusCode.UNAVAILABLE else ""
-                    raise RemoteError(err.code().name, (err.details() or "") + detail) from err
+                    details = err.details() or ""
+                    if err.code() == grpc.StatusCode.UNAVAILABLE:
+                        details += f" (retried for {self.retry_seconds:g} s){connection_hint(details, self._tls)}"
+                    raise RemoteError(err.code().name, details) from err
             time.sleep(wait * random.uniform(0.5, 1.0))  # jitter: restarted servers are not hit by every client at once
             wait = min(2 * wait, RETRY_BACKOFF[1])
 
@@ -255,8 +302,8 @@ def _channel_credentials(settings: ClientSettings) -> grpc.ChannelCredentials | 
     return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
 
-def health_status(address: str, service: str = "", timeout: float = 2.0, settings: ClientSettings | None = None) -> str:
-    """Ask a server's grpc.health.v1 service; return SERVING, NOT_SERVING, ... or UNREACHABLE."""
+def health_status(address: str, service: str = "", timeout: float = 2.0, settings: ClientSettings | None = None) -> tuple[str, str]:
+    """Ask a server's grpc.health.v1 service; return SERVING, NOT_SERVING, ... or UNREACHABLE, and what grpc said."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     credentials = _channel_credentials(settings or ClientSettings())
@@ -265,5 +312,7 @@ def health_status(address: str, service: str = "", timeout: float = 2.0, setting
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError as err:
-            return "UNREACHABLE" if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) else err.code().name
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            details = (err.details() or "") + connection_hint(err.details() or "", credentials is not None)
+            unreachable = err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            return ("UNREACHABLE" if unreachable else err.code().name), details
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status), ""

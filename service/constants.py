@@ -1,5 +1,8 @@
 """Constants of the MNIST form and of the network, defined once for training, serving and tests."""
 
+import os
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Final, Literal
 
 #: Side of an MNIST image in pixels; images are IMAGE_SIDE x IMAGE_SIDE.
@@ -32,3 +35,20 @@ PATH_ERRORS: Final = "surrogateescape"
 CARD_METADATA_KEY: Final = "digitnet.card"
 
 assert N_PARAMETERS == 13_002
+
+
+#: The committed model's file name in models/, which installs as the package data `digitnet.models`.
+DEFAULT_MODEL_FILE: Final = "default.onnx"
+
+
+def default_model() -> Path:
+    """The model a command uses without --model: $DIGITNET_MODEL, else the committed one installed with digitnet."""
+    configured = os.environ.get("DIGITNET_MODEL")
+    if configured:
+        return Path(configured)
+    # models/ has no __init__.py (it holds artifacts only), so `digitnet.models` is a namespace package:
+    # look for the file in each of its folders (an editable install adds a path hook that is not one).
+    spec = find_spec("digitnet.models")
+    folders = [Path(folder) for folder in (spec.submodule_search_locations or []) if Path(folder).is_dir()] if spec else []
+    found = [folder / DEFAULT_MODEL_FILE for folder in folders if (folder / DEFAULT_MODEL_FILE).is_file()]
+    return found[0] if found else Path("models") / DEFAULT_MODEL_FILE

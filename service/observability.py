@@ -8,10 +8,15 @@ inference_count / exec_count).
 from __future__ import annotations
 
 import logging
+import socket
 import sys
-from typing import Literal
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any, Literal
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, Info, make_wsgi_app
 from pythonjsonlogger.json import JsonFormatter
 
 LogFormat = Literal["text", "json"]
@@ -31,9 +36,31 @@ MODEL = Info("digitnet_model", "The model being served and where it runs.")
 RELOADS = Counter("digitnet_model_reloads_total", "Model reload attempts, by result (ok, failed).", ["result"])
 
 
+class _MetricsServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+        """No access log on stderr: scrapes every few seconds would drown the server's own lines."""
+
+
+def metrics_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """prometheus-client's WSGI app at /metrics only; 404 elsewhere (so that a wrong health path does not look fine)."""
+    if environ.get("PATH_INFO") != "/metrics":
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"not found: the metrics are at /metrics\n"]
+    return _PROMETHEUS_APP(environ, start_response)  # type: ignore[no-any-return]
+
+
+_PROMETHEUS_APP = make_wsgi_app()
+
+
 def start_metrics(port: int, host: str) -> None:
     """Serve /metrics over HTTP on host:port (a thread of this process)."""
-    start_http_server(port, addr=host)
+    server_class = type("MetricsServer", (_MetricsServer,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
+    server: WSGIServer = make_server(host.strip("[]"), port, metrics_app, server_class, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="digitnet-metrics", daemon=True).start()
 
 
 def describe_model(name: str, sha256: str, provider: str, activation: str, version: str) -> None:
@@ -50,7 +77,9 @@ def configure_logging(level: int = logging.INFO, fmt: LogFormat = "text") -> Non
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    # debug is for digitnet's own lines: grpc, asyncio and the rest stay at info and above.
+    root.setLevel(max(level, logging.INFO))
+    logging.getLogger("digitnet").setLevel(level)
     # Pillow logs what it finds odd in each corrupt file it is handed; decoding already turns those files
     # into clear per-image errors, and hostile input must not be able to flood the log.
     logging.getLogger("PIL").setLevel(logging.CRITICAL)

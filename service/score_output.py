@@ -23,6 +23,18 @@ _PROBABILITY_COLUMNS = [f"p{label}" for label in LABELS]
 
 
 
+#: Output formats by file extension, for --out without --format.
+_EXTENSIONS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def format_for(out: Path | None, given: Format | None) -> Format:
+    """The output format: as given, else from --out's extension, else CSV; a conflict between the two is refused."""
+    implied = _EXTENSIONS.get(out.suffix.lower()) if out is not None else None
+    if given and implied and given != implied:
+        raise ConfigurationError(f"--format {given} does not match {out}: name it {out.with_suffix('.' + given) if out else ''} or drop --format")
+    return given or implied or "csv"
+
+
 def columns(labels_from_dirs: bool) -> list[str]:
     """The CSV header."""
     return ["path", "status", "label", "confidence", *_PROBABILITY_COLUMNS, "error", "reason"] + (["true_label"] if labels_from_dirs else [])

@@ -73,7 +73,12 @@ async def create_server(settings: ServerSettings, state: ServingState | None = N
     health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
     reflection.enable_server_reflection((SERVICE_NAME, OIP_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     address = f"{settings.host}:{settings.port}"
-    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    if settings.workers == 1 and settings.port:
+        claim_port(settings.host, settings.port, share=False).close()  # a taken port: one clear line, not grpc's C++ log
+    try:
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError as err:  # grpc says only "Failed to bind to address"
+        raise ConfigurationError(f"cannot listen on {address}: is another server using the port, or is the host not this machine's? ({err})") from err
     await state.serving()
     log.info(
         "model %s sha256 %s on %s, %d worker threads, at most %s calls in flight, messages up to %d bytes, "
@@ -85,6 +90,20 @@ async def create_server(settings: ServerSettings, state: ServingState | None = N
         ", bearer token required" if settings.token else "", settings.host, port,
     )
     return server, port
+
+
+def claim_port(host: str, port: int, share: bool) -> socket.socket:
+    """Bind host:port as grpc will (shared between worker processes when `share`); refuse clearly if it is taken."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if share:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as err:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {err.strerror or err} (is another server using the port?)") from err
+    return sock
 
 
 def server_limits(settings: ServerSettings) -> pb.ServerLimits:
@@ -159,10 +178,7 @@ async def _serve_one(settings: ServerSettings, worker: int = 0) -> int:
 
 def _serve_workers(settings: ServerSettings) -> int:
     # Reserve the port first (SO_REUSEPORT) so that port 0 resolves to one port shared by every worker.
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    with closing(socket.socket(family)) as reserve:
-        reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        reserve.bind((settings.host.strip("[]"), settings.port))
+    with closing(claim_port(settings.host, settings.port, share=True)) as reserve:
         shared = settings.model_copy(update={"port": reserve.getsockname()[1]})
         # spawn, not fork: gRPC's core must not be forked once it runs (grpc/grpc#16001).
         context = multiprocessing.get_context("spawn")

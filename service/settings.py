@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from digitnet.service.constants import N_PIXELS
+from digitnet.service.constants import N_PIXELS, default_model
 from digitnet.service.model import Provider, available_cpus
 from digitnet.service.preprocess import Limits
 
@@ -22,9 +22,10 @@ MESSAGE_OVERHEAD_BYTES = 64 * 1024
 class ServerSettings(BaseSettings):
     """Everything `digitnet serve` can be told."""
 
-    model_config = SettingsConfigDict(env_prefix="DIGITNET_", extra="ignore", protected_namespaces=())
+    # Each field's docstring is its description too: `digitnet serve --help` lists the environment-only ones.
+    model_config = SettingsConfigDict(env_prefix="DIGITNET_", extra="ignore", protected_namespaces=(), use_attribute_docstrings=True)
 
-    model: Path = Path("models/default.onnx")
+    model: Path = Field(default_factory=default_model)
     """ONNX model to serve; its card (same name, .json) must sit beside it."""
     host: str = "127.0.0.1"
     """Address to bind; 0.0.0.0 or [::] to accept connections from other machines."""
@@ -51,8 +52,8 @@ class ServerSettings(BaseSettings):
     """Longest a request (or one stream item) may take, waiting included; its work is then stopped and it is
     answered RESOURCE_EXHAUSTED. Bounds what one request can cost however many cheap-to-send images it holds."""
     max_concurrent_rpcs: int = Field(64, ge=0)
-    """Calls in flight at once (each open stream holds one); more get UNAVAILABLE (retry with backoff).
-    Health checks and reflection are not counted. 0 = no bound."""
+    """Single calls in flight at once, and open streams at once (counted apart, so that streams never lock out
+    single calls); more get UNAVAILABLE (retry with backoff). Health checks and reflection are not counted. 0 = no bound."""
     max_request_images: int = Field(4096, ge=1)
     """Most images in one request (ClassifyBatch, or an OIP ModelInfer tensor)."""
     max_batch_size: int = Field(64, ge=1)

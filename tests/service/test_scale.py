@@ -9,6 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from digitnet.service.client import DigitClient, channel_target
+from digitnet.service.errors import ConfigurationError
 
 from ..conftest import DEFAULT_MODEL
 from .test_observability import _free_port
@@ -24,10 +25,17 @@ def _classify_count(metrics_port: int) -> float:
 
 
 def test_targets() -> None:
-    assert channel_target("localhost:1") == "localhost:1"
-    assert channel_target(["127.0.0.1:1", "127.0.0.1:2"]) == "ipv4:127.0.0.1:1,127.0.0.1:2"
-    assert channel_target("127.0.0.1:1,127.0.0.1:2") == "ipv4:127.0.0.1:1,127.0.0.1:2"
-    assert channel_target("dns:///digitnet:50051") == "dns:///digitnet:50051"
+    assert channel_target("localhost:1") == ("localhost:1", None)
+    assert channel_target(["127.0.0.1:1", "127.0.0.1:2"]) == ("ipv4:127.0.0.1:1,127.0.0.1:2", None)
+    assert channel_target("127.0.0.1:1,127.0.0.1:2") == ("ipv4:127.0.0.1:1,127.0.0.1:2", None)
+    assert channel_target("dns:///digitnet:50051") == ("dns:///digitnet:50051", None)
+    # Host names too (they failed: "the target uri is not valid: ipv4:localhost:1"), each resolved here.
+    assert channel_target("localhost:1,localhost:2") == ("ipv4:127.0.0.1:1,127.0.0.1:2", "localhost")
+    assert channel_target(["localhost:1", "127.0.0.1:2"]) == ("ipv4:127.0.0.1:1,127.0.0.1:2", "localhost")
+    with pytest.raises(ConfigurationError, match="cannot resolve 'no-such-host.invalid'"):
+        channel_target("no-such-host.invalid:1,localhost:2")
+    with pytest.raises(ConfigurationError, match="expected HOST:PORT"):
+        channel_target("localhost,localhost:2")
 
 
 @pytest.mark.slow
@@ -35,7 +43,7 @@ def test_round_robin_and_a_replica_stopping() -> None:
     metrics = [_free_port(), _free_port()]
     replicas = [_serve(DEFAULT_MODEL, "--metrics-port", str(port)) for port in metrics]
     try:
-        addresses = [f"127.0.0.1:{port}" for _, port in replicas]
+        addresses = [f"localhost:{port}" for _, port in replicas]  # host names resolve to every address
         with DigitClient(addresses) as client:
             for _ in range(40):
                 assert client.classify(IMAGE).label == 4

@@ -32,7 +32,7 @@ def test_tls(pki: Path) -> None:
         no_retry = ClientSettings(retry_seconds=0)  # refused for good: no point in waiting for it to change
         with DigitClient(server.address, timeout=2, attempts=2, settings=no_retry) as plaintext, pytest.raises(RemoteError, match="UNAVAILABLE"):
             plaintext.classify(IMAGE)
-        assert health_status(server.address, settings=ClientSettings(tls_ca=pki / "ca.pem")) == "SERVING"
+        assert health_status(server.address, settings=ClientSettings(tls_ca=pki / "ca.pem"))[0] == "SERVING"
 
 
 def test_mutual_tls(pki: Path, tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_bearer_token() -> None:
                 else:
                     with pytest.raises(RemoteError, match="UNAUTHENTICATED: missing or wrong bearer token"):
                         client.classify(IMAGE)
-        assert health_status(server.address) == "SERVING"  # health checks stay open
+        assert health_status(server.address)[0] == "SERVING"  # health checks stay open
         with grpc.insecure_channel(server.address) as channel:
             ready = channel.unary_unary("/inference.GRPCInferenceService/ServerReady", lambda m: b"", oip.ServerReadyResponse.FromString)
             assert ready(b"").ready  # OIP liveness and readiness stay open too (Kubernetes probes)
