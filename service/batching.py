@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from digitnet.service.model import ModelOutput
+from digitnet.service.statistics import STATISTICS
 
 
 @dataclass
 class _Pending:
     pixels: np.ndarray
     done: asyncio.Future[ModelOutput]
+    queued: float = field(default_factory=time.perf_counter)
 
 
 class MicroBatcher:
@@ -68,6 +71,9 @@ class MicroBatcher:
             self._run(batch)
 
     def _run(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        for item in batch:
+            STATISTICS.record_queue(started - item.queued)
         try:
             output = self._model_run(np.concatenate([item.pixels for item in batch]))
         except Exception as err:  # hand the failure to every waiting caller; keep the batcher alive

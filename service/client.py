@@ -128,7 +128,8 @@ def channel_target(addresses: str | Sequence[str]) -> tuple[str, str | None]:
             raise ConfigurationError(f"cannot resolve {echo(host)}: {err.strerror or err}") from err
         for family, _, _, _, sockaddr in found:
             if family in resolved:
-                literal = f"[{sockaddr[0]}]:{sockaddr[1]}" if family == socket.AF_INET6 else f"{sockaddr[0]}:{sockaddr[1]}"
+                ip, port_number = str(sockaddr[0]), int(sockaddr[1])
+                literal = f"[{ip}]:{port_number}" if family == socket.AF_INET6 else f"{ip}:{port_number}"
                 resolved[family] += [literal] if literal not in resolved[family] else []
     family = socket.AF_INET if resolved[socket.AF_INET] else socket.AF_INET6
     scheme = "ipv4:" if family == socket.AF_INET else "ipv6:"

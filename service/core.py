@@ -73,14 +73,45 @@ class Explanation:
 
 @dataclass(frozen=True)
 class PackedPredictions:
-    """Answers for N MNIST-form images as parallel arrays (the fast batch path)."""
+    """Answers for N MNIST-form images as parallel arrays (the fast batch paths: packed uint8, the OIP)."""
 
     labels: np.ndarray  # int32 [N]: the digit, or -1 for UNKNOWN (blank, or under min_confidence)
     confidences: np.ndarray  # float32 [N]: top probability, 0 for blank images
     probabilities: np.ndarray  # float32 [N, 10]: all 0 for blank images
+    min_confidence: float = 0.0
+
+    def outcomes(self) -> list[Outcome]:
+        """DIGIT or UNKNOWN for each image."""
+        return [Outcome.UNKNOWN if label < 0 else Outcome.DIGIT for label in self.labels.tolist()]
+
+    def reasons(self) -> list[str]:
+        """Why each UNKNOWN image has no digit ("" for digits), in the words of Prediction.reason."""
+        best = self.probabilities.argmax(axis=1).tolist()
+        return [
+            "" if label >= 0 else BLANK_REASON if confidence == 0 else low_confidence_reason(confidence, self.min_confidence, guess)
+            for label, confidence, guess in zip(self.labels.tolist(), self.confidences.tolist(), best)
+        ]
 
 
 BLANK_REASON = "blank image: no ink found"
+
+
+def low_confidence_reason(confidence: float, min_confidence: float, best_guess: int) -> str:
+    """Why an image under min_confidence gets no digit."""
+    return f"confidence {confidence:.3f} is below min_confidence {min_confidence:.3f} (best guess {best_guess})"
+
+
+def decide_packed(pixels: np.ndarray, probabilities: np.ndarray, min_confidence: float) -> PackedPredictions:
+    """The abstain rule for N images at once: no digit for a blank image (all pixels 0) or a top probability
+    under min_confidence; a model answer that is not finite is refused (never a guess)."""
+    if not np.all(np.isfinite(probabilities)):
+        raise ModelError("the model answered NaN or infinite probabilities")
+    blank: np.ndarray = ~np.any(pixels, axis=1)
+    probabilities = np.where(blank[:, None], np.float32(0.0), probabilities)
+    labels = probabilities.argmax(axis=1).astype(np.int32)
+    confidences = probabilities.max(axis=1, initial=0.0)
+    labels[blank | (confidences < min_confidence)] = -1
+    return PackedPredictions(labels, confidences, probabilities, min_confidence)
 
 
 class Deadline:
@@ -144,8 +175,7 @@ def decide(probabilities: np.ndarray, min_confidence: float) -> Prediction:
     label = int(np.argmax(probabilities))
     confidence = float(probabilities[label])
     if confidence < min_confidence:
-        reason = f"confidence {confidence:.3f} is below min_confidence {min_confidence:.3f} (best guess {label})"
-        return Prediction(Outcome.UNKNOWN, None, confidence, probabilities, reason)
+        return Prediction(Outcome.UNKNOWN, None, confidence, probabilities, low_confidence_reason(confidence, min_confidence, label))
     return Prediction(Outcome.DIGIT, label, confidence, probabilities)
 
 
@@ -209,13 +239,7 @@ class Classifier:
         count = len(pixels) // N_PIXELS
         self.check_count(count)
         images = np.frombuffer(pixels, dtype=np.uint8).reshape(count, N_PIXELS)
-        probabilities = self.model.run(scale_uint8(images)).probabilities
-        blank = ~images.any(axis=1)
-        probabilities[blank] = 0.0
-        labels = probabilities.argmax(axis=1).astype(np.int32)
-        confidences = probabilities.max(axis=1, initial=0.0)
-        labels[blank | (confidences < min_confidence)] = -1
-        return PackedPredictions(labels, confidences, probabilities)
+        return decide_packed(images, self.model.run(scale_uint8(images)).probabilities, min_confidence)
 
     def explain(self, image: ImageInput, min_confidence: float = 0.0, deadline: Deadline = NO_DEADLINE) -> Explanation:
         """Classify one image and return the network's view of it."""

@@ -34,6 +34,7 @@ from digitnet.service.errors import DigitnetError, InvalidInput, Unauthenticated
 from digitnet.service.observability import ERRORS, IN_FLIGHT, LATENCY, REQUESTS
 from digitnet.service.servicer import status_for
 from digitnet.service.state import ServingState
+from digitnet.service.statistics import STATISTICS
 
 log = logging.getLogger("digitnet.requests")
 
@@ -46,6 +47,8 @@ OPEN_PREFIXES = (
     "/grpc.reflection.",
 )
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
+#: The RPCs that run the model, whatever the protocol: counted in the OIP's ModelStatistics.
+INFERENCE_RPCS = frozenset({"Classify", "ClassifyBatch", "ClassifyStream", "Explain", "ModelInfer", "ModelStreamInfer"})
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):
@@ -97,6 +100,8 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             elapsed = time.perf_counter() - started
             counter.inc()
             latency.observe(elapsed)
+            if rpc in INFERENCE_RPCS:
+                STATISTICS.record_call(name == "OK", elapsed)
             if log.isEnabledFor(logging.DEBUG):
                 metadata = dict(context.invocation_metadata() or ())
                 request_id = metadata.get("x-request-id") or uuid.uuid4().hex[:16]

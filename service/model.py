@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from digitnet.service.constants import (
 )
 from digitnet.service.errors import ConfigurationError, ModelError
 from digitnet.service.observability import BATCH_IMAGES
+from digitnet.service.statistics import STATISTICS
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +129,13 @@ class Model:
 
     def run(self, pixels: np.ndarray) -> ModelOutput:
         """Run the network on float32 pixels [N, 784] in [0, 1]."""
+        started = time.perf_counter()
+        output = self._infer(pixels)
+        STATISTICS.record_execution(len(pixels), time.perf_counter() - started)
         BATCH_IMAGES.observe(len(pixels))
+        return output
+
+    def _infer(self, pixels: np.ndarray) -> ModelOutput:
         probabilities, labels, hidden1, hidden2 = self._session.run(_OUTPUTS, {INPUT_NAME: pixels})
         return ModelOutput(probabilities, labels, (hidden1, hidden2))
 
@@ -139,7 +147,7 @@ class Model:
         batches = (np.zeros((1, N_PIXELS)), np.ones((8, N_PIXELS)), rng.random((64, N_PIXELS)))
         try:
             for batch in batches:
-                probabilities = self.run(batch.astype(np.float32)).probabilities
+                probabilities = self._infer(batch.astype(np.float32)).probabilities  # not counted as traffic
                 if probabilities.shape != (len(batch), N_CLASSES):
                     raise ValueError(f"it answered probabilities of shape {probabilities.shape} for {len(batch)} images")
                 if not np.all(np.isfinite(probabilities)) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):

@@ -1,13 +1,17 @@
 """The Open Inference Protocol (KServe V2) over gRPC, beside digitnet.v1 on the same port.
 
 Model `digitnet`, version `1`: input `pixels`, FP32 (in [0, 1]) or UINT8, shape [-1, 784] or
-[-1, 28, 28], already in MNIST form; outputs `probabilities` FP32 [-1, 10] and `label` INT64 [-1],
-plus `hidden1` and `hidden2` FP32 [-1, 16] when requested. Raw inputs get raw outputs (the Python
-tritonclient decodes only those); typed inputs get typed outputs.
+[-1, 28, 28], already in MNIST form; outputs `probabilities` FP32 [-1, 10] and `label` INT64 [-1] by
+default, and on request `hidden1`, `hidden2` FP32 [-1, 16], `outcome` and `reason` BYTES [-1]. A blank
+image, or one under the request parameter `min_confidence`, gets label -1 (never a guess), outcome
+"unknown" and the reason, as in digitnet.v1. Raw inputs get raw outputs (the Python tritonclient decodes
+only those); typed inputs get typed outputs. Triton's ModelConfig, ModelStatistics and RepositoryIndex
+are served too (oip_catalog.py).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -19,21 +23,33 @@ from digitnet.service import __version__
 from digitnet.service._generated import oip_pb2 as pb
 from digitnet.service.batching import MicroBatcher
 from digitnet.service.constants import IMAGE_SIDE, INPUT_NAME, N_PIXELS, OUTPUT_HIDDEN, OUTPUT_LABEL, OUTPUT_PROBABILITIES
-from digitnet.service.core import NO_DEADLINE, Classifier, Deadline
+from digitnet.service.core import NO_DEADLINE, Classifier, Deadline, PackedPredictions, check_min_confidence, decide_packed
 from digitnet.service.errors import Cancelled, DeadlineExceeded, DigitnetError, InternalError, InvalidInput, NotFound, echo
 from digitnet.service.model import ModelOutput
 from digitnet.service.observability import ERRORS, IMAGES
+from digitnet.service.oip_catalog import (
+    DEFAULT_OUTPUTS,
+    MODEL_NAME,
+    MODEL_VERSION,
+    OUTPUT_OUTCOME,
+    OUTPUT_REASON,
+    OUTPUTS,
+    metadata,
+    model_config,
+    model_statistics,
+    repository_index,
+)
 from digitnet.service.preprocess import scale_uint8
 from digitnet.service.servicer import INLINE_IMAGES, deadline_of, grpc_errors, offload, status_for
 from digitnet.service.state import ServingState
+from digitnet.service.statistics import STATISTICS
 
 #: The service name tritonclient and KServe clients call (method paths /inference.GRPCInferenceService/...).
 OIP_SERVICE = "inference.GRPCInferenceService"
-MODEL_NAME = "digitnet"
-MODEL_VERSION = "1"
 _DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
-_DEFAULT_OUTPUTS = (OUTPUT_PROBABILITIES, OUTPUT_LABEL)
-_ALL_OUTPUTS = (OUTPUT_PROBABILITIES, OUTPUT_LABEL, *OUTPUT_HIDDEN)
+_OUTPUT_NAMES = tuple(tensor.name for tensor in OUTPUTS)
+#: The request parameter that sets the abstain threshold, as digitnet.v1's min_confidence field.
+MIN_CONFIDENCE_PARAMETER = "min_confidence"
 
 
 def check_model(name: str, version: str) -> None:
@@ -83,36 +99,57 @@ def decode_pixels(request: pb.ModelInferRequest, check_count: Callable[[int], No
 
 def requested_outputs(request: pb.ModelInferRequest) -> list[str]:
     """The outputs asked for (default: probabilities and label), checked against what the model has."""
-    names = [output.name for output in request.outputs] or list(_DEFAULT_OUTPUTS)
-    unknown = [name for name in names if name not in _ALL_OUTPUTS]
+    names = [output.name for output in request.outputs] or list(DEFAULT_OUTPUTS)
+    unknown = [name for name in names if name not in _OUTPUT_NAMES]
     if unknown:
-        raise InvalidInput(f"unknown outputs {echo(unknown)}: this model has {', '.join(_ALL_OUTPUTS)}")
+        raise InvalidInput(f"unknown outputs {echo(unknown)}: this model has {', '.join(_OUTPUT_NAMES)}")
     return names
 
 
-def encode_response(request: pb.ModelInferRequest, output: ModelOutput, names: list[str], raw: bool) -> pb.ModelInferResponse:
+def min_confidence_of(request: pb.ModelInferRequest) -> float:
+    """The request's min_confidence parameter (a double, or an int64 of 0 or 1), 0 when absent."""
+    if MIN_CONFIDENCE_PARAMETER not in request.parameters:
+        return 0.0
+    parameter = request.parameters[MIN_CONFIDENCE_PARAMETER]
+    kind = parameter.WhichOneof("parameter_choice")
+    if kind not in ("double_param", "int64_param"):
+        raise InvalidInput(f"parameter {MIN_CONFIDENCE_PARAMETER!r} must be a number in [0, 1], got a {kind or 'empty parameter'}")
+    return check_min_confidence(float(getattr(parameter, kind)))
+
+
+def encode_response(
+    request: pb.ModelInferRequest, output: ModelOutput, answers: PackedPredictions, names: list[str], raw: bool
+) -> pb.ModelInferResponse:
     """Build the response, raw when the request was raw."""
-    arrays = {
-        OUTPUT_PROBABILITIES: ("FP32", np.ascontiguousarray(output.probabilities, dtype="<f4")),
-        OUTPUT_LABEL: ("INT64", np.ascontiguousarray(output.labels, dtype="<i8")),
+    arrays: dict[str, tuple[str, Any]] = {
+        OUTPUT_PROBABILITIES: ("FP32", np.ascontiguousarray(answers.probabilities, dtype="<f4")),
+        OUTPUT_LABEL: ("INT64", np.ascontiguousarray(answers.labels, dtype="<i8")),
         OUTPUT_HIDDEN[0]: ("FP32", np.ascontiguousarray(output.hidden[0], dtype="<f4")),
         OUTPUT_HIDDEN[1]: ("FP32", np.ascontiguousarray(output.hidden[1], dtype="<f4")),
     }
+    if OUTPUT_OUTCOME in names:
+        arrays[OUTPUT_OUTCOME] = ("BYTES", [outcome.value.encode() for outcome in answers.outcomes()])
+    if OUTPUT_REASON in names:
+        arrays[OUTPUT_REASON] = ("BYTES", [reason.encode() for reason in answers.reasons()])
     response = pb.ModelInferResponse(model_name=MODEL_NAME, model_version=MODEL_VERSION, id=request.id)
     for name in names:
-        datatype, array = arrays[name]
-        tensor = response.outputs.add(name=name, datatype=datatype, shape=list(array.shape))
+        datatype, values = arrays[name]
+        shape = [len(values)] if datatype == "BYTES" else list(values.shape)
+        tensor = response.outputs.add(name=name, datatype=datatype, shape=shape)
         if raw:
-            response.raw_output_contents.append(array.tobytes())
+            response.raw_output_contents.append(_bytes_tensor(values) if datatype == "BYTES" else values.tobytes())
+        elif datatype == "BYTES":
+            tensor.contents.bytes_contents.extend(values)
         elif datatype == "FP32":
-            tensor.contents.fp32_contents.extend(array.ravel().tolist())
+            tensor.contents.fp32_contents.extend(values.ravel().tolist())
         else:
-            tensor.contents.int64_contents.extend(array.ravel().tolist())
+            tensor.contents.int64_contents.extend(values.ravel().tolist())
     return response
 
 
-def _metadata(name: str, datatype: str, shape: list[int]) -> pb.ModelMetadataResponse.TensorMetadata:
-    return pb.ModelMetadataResponse.TensorMetadata(name=name, datatype=datatype, shape=shape)
+def _bytes_tensor(values: list[bytes]) -> bytes:
+    # The protocol's raw BYTES layout: each element as a 4-byte little-endian length, then its bytes.
+    return b"".join(struct.pack("<I", len(value)) + value for value in values)
 
 
 class OipServicer:
@@ -140,20 +177,29 @@ class OipServicer:
         return pb.ModelReadyResponse(ready=self.state.ready)
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name="digitnet", version=__version__, extensions=[])
+        return pb.ServerMetadataResponse(name="digitnet", version=__version__, extensions=["model_configuration", "statistics", "model_repository"])
 
     @grpc_errors
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext) -> pb.ModelMetadataResponse:
         check_model(request.name, request.version)
-        return pb.ModelMetadataResponse(
-            name=MODEL_NAME,
-            versions=[MODEL_VERSION],
-            platform="onnxruntime_onnx",
-            # FP32 [-1, 784] is the canonical form; UINT8 and [-1, 28, 28] are accepted too.
-            inputs=[_metadata(INPUT_NAME, "FP32", [-1, N_PIXELS])],
-            outputs=[_metadata(OUTPUT_PROBABILITIES, "FP32", [-1, 10]), _metadata(OUTPUT_LABEL, "INT64", [-1])]
-            + [_metadata(name, "FP32", [-1, 16]) for name in OUTPUT_HIDDEN],
-        )
+        return metadata()
+
+    @grpc_errors
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext) -> pb.ModelConfigResponse:
+        check_model(request.name, request.version)
+        batching = self.batcher
+        config = model_config(self.classifier.max_request_images, batching.max_size if batching else None, 1000 * batching.max_delay if batching else 0)
+        return pb.ModelConfigResponse(config=config)
+
+    @grpc_errors
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext) -> pb.ModelStatisticsResponse:
+        if request.name:  # empty: every model, and there is one
+            check_model(request.name, request.version)
+        return model_statistics(STATISTICS.snapshot())
+
+    @grpc_errors
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext) -> pb.RepositoryIndexResponse:
+        return repository_index(self.state.ready, request.ready)
 
     @grpc_errors
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
@@ -179,19 +225,26 @@ class OipServicer:
             return await offload(self._executor, deadline, self._infer_now, request, deadline)
         if self.batcher is None:
             return self._infer_now(request)
-        pixels, raw = decode_pixels(request, self.classifier.check_count)
-        names = requested_outputs(request)
-        return self._answer(request, await self.batcher.run(pixels), names, raw)
+        pixels, raw, names, min_confidence = self._decode(request)
+        return self._answer(request, pixels, await self.batcher.run(pixels), names, raw, min_confidence)
 
     def _infer_now(self, request: pb.ModelInferRequest, deadline: Deadline = NO_DEADLINE) -> pb.ModelInferResponse:
-        pixels, raw = decode_pixels(request, self.classifier.check_count)
-        names = requested_outputs(request)
+        pixels, raw, names, min_confidence = self._decode(request)
         deadline.check()
-        return self._answer(request, self.classifier.model.run(pixels), names, raw)
+        return self._answer(request, pixels, self.classifier.model.run(pixels), names, raw, min_confidence)
 
-    def _answer(self, request: pb.ModelInferRequest, output: ModelOutput, names: list[str], raw: bool) -> pb.ModelInferResponse:
-        IMAGES.labels("digit").inc(len(output.labels))
-        return encode_response(request, output, names, raw)
+    def _decode(self, request: pb.ModelInferRequest) -> tuple[np.ndarray, bool, list[str], float]:
+        pixels, raw = decode_pixels(request, self.classifier.check_count)
+        return pixels, raw, requested_outputs(request), min_confidence_of(request)
+
+    def _answer(
+        self, request: pb.ModelInferRequest, pixels: np.ndarray, output: ModelOutput, names: list[str], raw: bool, min_confidence: float
+    ) -> pb.ModelInferResponse:
+        answers = decide_packed(pixels, output.probabilities, min_confidence)  # the same abstain rule as digitnet.v1
+        unknown = int(np.count_nonzero(answers.labels < 0))
+        IMAGES.labels("digit").inc(len(answers.labels) - unknown)
+        IMAGES.labels("unknown").inc(unknown)
+        return encode_response(request, output, answers, names, raw)
 
 
 def _declared_images(request: pb.ModelInferRequest) -> int:

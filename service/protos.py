@@ -2,7 +2,9 @@
 
 protoc names imports after the .proto's folder (`from digitnet.v1 import digitnet_pb2`), which would
 clash with our own `digitnet` package, so the generated files are flattened into one folder and
-their imports made relative.
+their imports made relative. The Open Inference Protocol's file (protos/inference/) declares Triton's
+package, `inference`, which is what clients call; its Python code is generated under OIP_PACKAGE instead,
+so that it and tritonclient's can be loaded in one process (protobuf refuses two definitions of one name).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 from grpc_tools import protoc
 
 REPO = Path(__file__).resolve().parents[1]
+#: The package the OIP's Python code is generated under (the .proto says `inference`).
+OIP_PACKAGE = "digitnet.oip.v2"
 PROTO_ROOT = REPO / "protos"
 GENERATED = Path(__file__).resolve().parent / "_generated"
 _IMPORT = re.compile(r"^from [\w.]+ import (\w+_pb2)", re.MULTILINE)
@@ -23,9 +27,15 @@ _IMPORT = re.compile(r"^from [\w.]+ import (\w+_pb2)", re.MULTILINE)
 def generate() -> dict[str, str]:
     """Run protoc over every .proto under protos/ and return {file name: source}."""
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as source, tempfile.TemporaryDirectory() as out:
+        for name in protos:
+            text = (PROTO_ROOT / name).read_text()
+            if name.startswith("inference/"):
+                text = text.replace("\npackage inference;\n", f"\npackage {OIP_PACKAGE};\n")
+            (Path(source) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(source) / name).write_text(text)
         status = protoc.main(
-            ["grpc_tools.protoc", f"-I{PROTO_ROOT}", f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *protos]
+            ["grpc_tools.protoc", f"-I{source}", f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *protos]
         )
         if status != 0:
             raise RuntimeError(f"protoc failed with status {status}")

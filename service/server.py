@@ -20,8 +20,8 @@ from concurrent import futures
 from contextlib import closing
 
 import grpc
-from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from digitnet.service import __version__
 from digitnet.service._generated import digitnet_pb2 as pb
@@ -32,6 +32,7 @@ from digitnet.service.errors import ConfigurationError
 from digitnet.service.interceptors import GuardInterceptor
 from digitnet.service.observability import configure_logging, start_metrics
 from digitnet.service.oip import OIP_SERVICE, OipServicer, add_oip_to_server
+from digitnet.service.oip_catalog import reflection_pool
 from digitnet.service.processes import terminate_with_parent
 from digitnet.service.reload import ModelReloader, load_model, publish
 from digitnet.service.servicer import DigitClassifierServicer
@@ -71,7 +72,9 @@ async def create_server(settings: ServerSettings, state: ServingState | None = N
         batcher = MicroBatcher(lambda pixels: classifier.model.run(pixels), settings.max_batch_size, settings.max_batch_delay_ms / 1000)
     add_oip_to_server(OipServicer(classifier, state, executor, batcher, settings.max_request_seconds), server)
     health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
-    reflection.enable_server_reflection((SERVICE_NAME, OIP_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    # Reflection shows the OIP under its real package, so that grpcurl and other generic tools describe and call it.
+    pool = reflection_pool(pb.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
+    reflection.enable_server_reflection((SERVICE_NAME, OIP_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server, pool=pool)
     address = f"{settings.host}:{settings.port}"
     if settings.workers == 1 and settings.port:
         claim_port(settings.host, settings.port, share=False).close()  # a taken port: one clear line, not grpc's C++ log

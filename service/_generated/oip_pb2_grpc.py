@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from . import oip_pb2 as digitnet_dot_oip_dot_v2_dot_oip__pb2
+from . import oip_pb2 as inference_dot_oip__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in digitnet/oip/v2/oip_pb2_grpc.py depends on'
+        + ' but the generated code in inference/oip_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,38 +36,53 @@ class GRPCInferenceServiceStub:
         """
         self.ServerLive = channel.unary_unary(
                 '/digitnet.oip.v2.GRPCInferenceService/ServerLive',
-                request_serializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerLiveRequest.SerializeToString,
-                response_deserializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerLiveResponse.FromString,
+                request_serializer=inference_dot_oip__pb2.ServerLiveRequest.SerializeToString,
+                response_deserializer=inference_dot_oip__pb2.ServerLiveResponse.FromString,
                 _registered_method=True)
         self.ServerReady = channel.unary_unary(
                 '/digitnet.oip.v2.GRPCInferenceService/ServerReady',
-                request_serializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerReadyRequest.SerializeToString,
-                response_deserializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerReadyResponse.FromString,
+                request_serializer=inference_dot_oip__pb2.ServerReadyRequest.SerializeToString,
+                response_deserializer=inference_dot_oip__pb2.ServerReadyResponse.FromString,
                 _registered_method=True)
         self.ModelReady = channel.unary_unary(
                 '/digitnet.oip.v2.GRPCInferenceService/ModelReady',
-                request_serializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelReadyRequest.SerializeToString,
-                response_deserializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelReadyResponse.FromString,
+                request_serializer=inference_dot_oip__pb2.ModelReadyRequest.SerializeToString,
+                response_deserializer=inference_dot_oip__pb2.ModelReadyResponse.FromString,
                 _registered_method=True)
         self.ServerMetadata = channel.unary_unary(
                 '/digitnet.oip.v2.GRPCInferenceService/ServerMetadata',
-                request_serializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerMetadataRequest.SerializeToString,
-                response_deserializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerMetadataResponse.FromString,
+                request_serializer=inference_dot_oip__pb2.ServerMetadataRequest.SerializeToString,
+                response_deserializer=inference_dot_oip__pb2.ServerMetadataResponse.FromString,
                 _registered_method=True)
         self.ModelMetadata = channel.unary_unary(
                 '/digitnet.oip.v2.GRPCInferenceService/ModelMetadata',
-                request_serializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelMetadataRequest.SerializeToString,
-                response_deserializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelMetadataResponse.FromString,
+                request_serializer=inference_dot_oip__pb2.ModelMetadataRequest.SerializeToString,
+                response_deserializer=inference_dot_oip__pb2.ModelMetadataResponse.FromString,
                 _registered_method=True)
         self.ModelInfer = channel.unary_unary(
                 '/digitnet.oip.v2.GRPCInferenceService/ModelInfer',
-                request_serializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelInferRequest.SerializeToString,
-                response_deserializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelInferResponse.FromString,
+                request_serializer=inference_dot_oip__pb2.ModelInferRequest.SerializeToString,
+                response_deserializer=inference_dot_oip__pb2.ModelInferResponse.FromString,
                 _registered_method=True)
         self.ModelStreamInfer = channel.stream_stream(
                 '/digitnet.oip.v2.GRPCInferenceService/ModelStreamInfer',
-                request_serializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelInferRequest.SerializeToString,
-                response_deserializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelStreamInferResponse.FromString,
+                request_serializer=inference_dot_oip__pb2.ModelInferRequest.SerializeToString,
+                response_deserializer=inference_dot_oip__pb2.ModelStreamInferResponse.FromString,
+                _registered_method=True)
+        self.ModelConfig = channel.unary_unary(
+                '/digitnet.oip.v2.GRPCInferenceService/ModelConfig',
+                request_serializer=inference_dot_oip__pb2.ModelConfigRequest.SerializeToString,
+                response_deserializer=inference_dot_oip__pb2.ModelConfigResponse.FromString,
+                _registered_method=True)
+        self.ModelStatistics = channel.unary_unary(
+                '/digitnet.oip.v2.GRPCInferenceService/ModelStatistics',
+                request_serializer=inference_dot_oip__pb2.ModelStatisticsRequest.SerializeToString,
+                response_deserializer=inference_dot_oip__pb2.ModelStatisticsResponse.FromString,
+                _registered_method=True)
+        self.RepositoryIndex = channel.unary_unary(
+                '/digitnet.oip.v2.GRPCInferenceService/RepositoryIndex',
+                request_serializer=inference_dot_oip__pb2.RepositoryIndexRequest.SerializeToString,
+                response_deserializer=inference_dot_oip__pb2.RepositoryIndexResponse.FromString,
                 _registered_method=True)
 
 
@@ -116,43 +131,77 @@ class GRPCInferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ModelConfig(self, request, context):
+        """Triton's extensions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModelStatistics(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RepositoryIndex(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GRPCInferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ServerLive': grpc.unary_unary_rpc_method_handler(
                     servicer.ServerLive,
-                    request_deserializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerLiveRequest.FromString,
-                    response_serializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerLiveResponse.SerializeToString,
+                    request_deserializer=inference_dot_oip__pb2.ServerLiveRequest.FromString,
+                    response_serializer=inference_dot_oip__pb2.ServerLiveResponse.SerializeToString,
             ),
             'ServerReady': grpc.unary_unary_rpc_method_handler(
                     servicer.ServerReady,
-                    request_deserializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerReadyRequest.FromString,
-                    response_serializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerReadyResponse.SerializeToString,
+                    request_deserializer=inference_dot_oip__pb2.ServerReadyRequest.FromString,
+                    response_serializer=inference_dot_oip__pb2.ServerReadyResponse.SerializeToString,
             ),
             'ModelReady': grpc.unary_unary_rpc_method_handler(
                     servicer.ModelReady,
-                    request_deserializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelReadyRequest.FromString,
-                    response_serializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelReadyResponse.SerializeToString,
+                    request_deserializer=inference_dot_oip__pb2.ModelReadyRequest.FromString,
+                    response_serializer=inference_dot_oip__pb2.ModelReadyResponse.SerializeToString,
             ),
             'ServerMetadata': grpc.unary_unary_rpc_method_handler(
                     servicer.ServerMetadata,
-                    request_deserializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerMetadataRequest.FromString,
-                    response_serializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerMetadataResponse.SerializeToString,
+                    request_deserializer=inference_dot_oip__pb2.ServerMetadataRequest.FromString,
+                    response_serializer=inference_dot_oip__pb2.ServerMetadataResponse.SerializeToString,
             ),
             'ModelMetadata': grpc.unary_unary_rpc_method_handler(
                     servicer.ModelMetadata,
-                    request_deserializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelMetadataRequest.FromString,
-                    response_serializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelMetadataResponse.SerializeToString,
+                    request_deserializer=inference_dot_oip__pb2.ModelMetadataRequest.FromString,
+                    response_serializer=inference_dot_oip__pb2.ModelMetadataResponse.SerializeToString,
             ),
             'ModelInfer': grpc.unary_unary_rpc_method_handler(
                     servicer.ModelInfer,
-                    request_deserializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelInferRequest.FromString,
-                    response_serializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelInferResponse.SerializeToString,
+                    request_deserializer=inference_dot_oip__pb2.ModelInferRequest.FromString,
+                    response_serializer=inference_dot_oip__pb2.ModelInferResponse.SerializeToString,
             ),
             'ModelStreamInfer': grpc.stream_stream_rpc_method_handler(
                     servicer.ModelStreamInfer,
-                    request_deserializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelInferRequest.FromString,
-                    response_serializer=digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelStreamInferResponse.SerializeToString,
+                    request_deserializer=inference_dot_oip__pb2.ModelInferRequest.FromString,
+                    response_serializer=inference_dot_oip__pb2.ModelStreamInferResponse.SerializeToString,
+            ),
+            'ModelConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelConfig,
+                    request_deserializer=inference_dot_oip__pb2.ModelConfigRequest.FromString,
+                    response_serializer=inference_dot_oip__pb2.ModelConfigResponse.SerializeToString,
+            ),
+            'ModelStatistics': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelStatistics,
+                    request_deserializer=inference_dot_oip__pb2.ModelStatisticsRequest.FromString,
+                    response_serializer=inference_dot_oip__pb2.ModelStatisticsResponse.SerializeToString,
+            ),
+            'RepositoryIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.RepositoryIndex,
+                    request_deserializer=inference_dot_oip__pb2.RepositoryIndexRequest.FromString,
+                    response_serializer=inference_dot_oip__pb2.RepositoryIndexResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,8 +229,8 @@ class GRPCInferenceService:
             request,
             target,
             '/digitnet.oip.v2.GRPCInferenceService/ServerLive',
-            digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerLiveRequest.SerializeToString,
-            digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerLiveResponse.FromString,
+            inference_dot_oip__pb2.ServerLiveRequest.SerializeToString,
+            inference_dot_oip__pb2.ServerLiveResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -207,8 +256,8 @@ class GRPCInferenceService:
             request,
             target,
             '/digitnet.oip.v2.GRPCInferenceService/ServerReady',
-            digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerReadyRequest.SerializeToString,
-            digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerReadyResponse.FromString,
+            inference_dot_oip__pb2.ServerReadyRequest.SerializeToString,
+            inference_dot_oip__pb2.ServerReadyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -234,8 +283,8 @@ class GRPCInferenceService:
             request,
             target,
             '/digitnet.oip.v2.GRPCInferenceService/ModelReady',
-            digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelReadyRequest.SerializeToString,
-            digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelReadyResponse.FromString,
+            inference_dot_oip__pb2.ModelReadyRequest.SerializeToString,
+            inference_dot_oip__pb2.ModelReadyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -261,8 +310,8 @@ class GRPCInferenceService:
             request,
             target,
             '/digitnet.oip.v2.GRPCInferenceService/ServerMetadata',
-            digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerMetadataRequest.SerializeToString,
-            digitnet_dot_oip_dot_v2_dot_oip__pb2.ServerMetadataResponse.FromString,
+            inference_dot_oip__pb2.ServerMetadataRequest.SerializeToString,
+            inference_dot_oip__pb2.ServerMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -288,8 +337,8 @@ class GRPCInferenceService:
             request,
             target,
             '/digitnet.oip.v2.GRPCInferenceService/ModelMetadata',
-            digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelMetadataRequest.SerializeToString,
-            digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelMetadataResponse.FromString,
+            inference_dot_oip__pb2.ModelMetadataRequest.SerializeToString,
+            inference_dot_oip__pb2.ModelMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -315,8 +364,8 @@ class GRPCInferenceService:
             request,
             target,
             '/digitnet.oip.v2.GRPCInferenceService/ModelInfer',
-            digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelInferRequest.SerializeToString,
-            digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelInferResponse.FromString,
+            inference_dot_oip__pb2.ModelInferRequest.SerializeToString,
+            inference_dot_oip__pb2.ModelInferResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -342,8 +391,89 @@ class GRPCInferenceService:
             request_iterator,
             target,
             '/digitnet.oip.v2.GRPCInferenceService/ModelStreamInfer',
-            digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelInferRequest.SerializeToString,
-            digitnet_dot_oip_dot_v2_dot_oip__pb2.ModelStreamInferResponse.FromString,
+            inference_dot_oip__pb2.ModelInferRequest.SerializeToString,
+            inference_dot_oip__pb2.ModelStreamInferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/digitnet.oip.v2.GRPCInferenceService/ModelConfig',
+            inference_dot_oip__pb2.ModelConfigRequest.SerializeToString,
+            inference_dot_oip__pb2.ModelConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelStatistics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/digitnet.oip.v2.GRPCInferenceService/ModelStatistics',
+            inference_dot_oip__pb2.ModelStatisticsRequest.SerializeToString,
+            inference_dot_oip__pb2.ModelStatisticsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RepositoryIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/digitnet.oip.v2.GRPCInferenceService/RepositoryIndex',
+            inference_dot_oip__pb2.RepositoryIndexRequest.SerializeToString,
+            inference_dot_oip__pb2.RepositoryIndexResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -89,8 +89,12 @@ def _oip_request(rng: random.Random) -> oip.ModelInferRequest:
     else:
         tensor.contents.fp32_contents.extend(rng.random() * 2 - 0.5 for _ in range(n))
         tensor.contents.uint_contents.extend(rng.randrange(300) for _ in range(n if rng.random() < 0.3 else 0))
-    for name in rng.sample(["probabilities", "label", "hidden1", "hidden2", "logits", "x" * 300], rng.randint(0, 2)):
+    for name in rng.sample(["probabilities", "label", "hidden1", "hidden2", "outcome", "reason", "logits", "x" * 300], rng.randint(0, 3)):
         request.outputs.add(name=name)
+    if rng.random() < 0.3:
+        parameter = request.parameters["min_confidence"]
+        rng.choice([lambda: setattr(parameter, "double_param", rng.choice((0.5, 2.0, -1.0, float("nan")))),
+                    lambda: setattr(parameter, "string_param", "x"), lambda: setattr(parameter, "int64_param", rng.choice((0, 1, 7)))])()
     return request
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 from PIL import Image
+from tritonclient.grpc import model_config_pb2 as triton_config
 from tritonclient.grpc import service_pb2 as triton_pb
 from tritonclient.utils import InferenceServerException
 
@@ -40,13 +41,30 @@ def _infer(client: triton.InferenceServerClient, pixels: np.ndarray, outputs: tu
 
 @pytest.mark.parametrize("name", [m.name for m in oip_pb2.DESCRIPTOR.message_types_by_name.values()])
 def test_messages_are_wire_compatible_with_tritonclient(name: str) -> None:
-    def fields(descriptor: object) -> dict[str, tuple[int, int, bool]]:
-        found = {f.name: (f.number, f.type, f.is_repeated) for f in descriptor.fields}  # type: ignore[attr-defined]
+    def fields(descriptor: object) -> dict[str, tuple[int, int, bool, str]]:
+        found = {
+            f.name: (f.number, f.type, f.is_repeated, (f.message_type or f.enum_type).name if f.message_type or f.enum_type else "")
+            for f in descriptor.fields  # type: ignore[attr-defined]
+        }
         for nested in descriptor.nested_types:  # type: ignore[attr-defined]
             found.update({f"{nested.name}.{k}": v for k, v in fields(nested).items()})
         return found
 
-    assert fields(oip_pb2.DESCRIPTOR.message_types_by_name[name]) == fields(triton_pb.DESCRIPTOR.message_types_by_name[name])
+    theirs = triton_pb.DESCRIPTOR.message_types_by_name.get(name) or triton_config.DESCRIPTOR.message_types_by_name[name]
+    ours = fields(oip_pb2.DESCRIPTOR.message_types_by_name[name])
+    assert ours.items() <= fields(theirs).items()  # every field we have is theirs, number and type alike
+    if name in triton_pb.DESCRIPTOR.message_types_by_name and name not in _SUBSETS:
+        assert ours == fields(theirs), "a message of the core protocol lacks fields"
+
+
+#: Messages that hold only the part of Triton's fields that describes this model (or its statistics).
+_SUBSETS = {"ModelStatistics", "InferStatistics"}
+
+
+def test_enums_match_tritonclient() -> None:
+    for enum in oip_pb2.DESCRIPTOR.enum_types_by_name.values():
+        theirs = triton_config.DESCRIPTOR.enum_types_by_name[enum.name]
+        assert {v.name: v.number for v in enum.values} == {v.name: v.number for v in theirs.values}
 
 
 def test_health_and_metadata(triton_client: triton.InferenceServerClient) -> None:
@@ -54,8 +72,43 @@ def test_health_and_metadata(triton_client: triton.InferenceServerClient) -> Non
     assert triton_client.is_model_ready(MODEL_NAME) and triton_client.is_model_ready(MODEL_NAME, "1")
     metadata = triton_client.get_model_metadata(MODEL_NAME, as_json=True)
     assert metadata["inputs"] == [{"name": "pixels", "datatype": "FP32", "shape": ["-1", "784"]}]
-    assert [o["name"] for o in metadata["outputs"]] == ["probabilities", "label", "hidden1", "hidden2"]
+    assert [o["name"] for o in metadata["outputs"]] == ["probabilities", "label", "hidden1", "hidden2", "outcome", "reason"]
     assert triton_client.get_server_metadata(as_json=True)["name"] == "digitnet"
+
+
+def test_tritons_model_config_statistics_and_index(triton_client: triton.InferenceServerClient) -> None:
+    # These answered UNIMPLEMENTED: tools written for Triton need more than infer.
+    config = triton_client.get_model_config(MODEL_NAME, as_json=True)["config"]
+    assert config["max_batch_size"] == 64 and config["platform"] == "onnxruntime_onnx"  # the test server's max_request_images
+    assert config["input"] == [{"name": "pixels", "data_type": "TYPE_FP32", "dims": ["784"]}]
+    assert {o["name"]: o["data_type"] for o in config["output"]}["outcome"] == "TYPE_STRING"
+    assert "dynamic_batching" not in config  # adaptive batching is off on this server
+    before = triton_client.get_inference_statistics(MODEL_NAME, as_json=True)["model_stats"][0]
+    _infer(triton_client, DIGITS)
+    after = triton_client.get_inference_statistics(MODEL_NAME, as_json=True)["model_stats"][0]
+    assert int(after["inference_count"]) == int(before.get("inference_count", 0)) + 10
+    assert int(after["execution_count"]) == int(before.get("execution_count", 0)) + 1
+    assert int(after["inference_stats"]["success"]["count"]) == int(before.get("inference_stats", {}).get("success", {}).get("count", 0)) + 1
+    assert int(after["last_inference"]) > 0 and any(b["batch_size"] == "10" for b in after["batch_stats"])
+    assert triton_client.get_model_repository_index(as_json=True)["models"] == [{"name": "digitnet", "version": "1", "state": "READY"}]
+    with pytest.raises(InferenceServerException, match="NOT_FOUND"):
+        triton_client.get_model_config("mnist")
+
+
+def test_a_blank_image_is_no_guess_and_says_why(triton_client: triton.InferenceServerClient) -> None:
+    # A blank image got label 1 (p = 0.34) here, while digitnet.v1 answered UNKNOWN.
+    pixels = np.stack([np.zeros(784, np.uint8), DIGITS[7], DIGITS[3]])
+    tensor = triton.InferInput("pixels", [3, 784], "UINT8")
+    tensor.set_data_from_numpy(pixels)
+    outputs = [triton.InferRequestedOutput(n) for n in ("label", "probabilities", "outcome", "reason")]
+    result = triton_client.infer(MODEL_NAME, [tensor], outputs=outputs, parameters={"min_confidence": 0.9})  # the 7 is read at 0.83
+    assert result.as_numpy("label").tolist() == [-1, -1, 3]
+    assert result.as_numpy("outcome").tolist() == [b"unknown", b"unknown", b"digit"]
+    blank, low, digit = result.as_numpy("reason").tolist()
+    assert blank == b"blank image: no ink found" and low.startswith(b"confidence 0.830 is below min_confidence 0.900") and digit == b""
+    assert not result.as_numpy("probabilities")[0].any()
+    default = _infer(triton_client, pixels)  # without the new outputs: what a first-version client reads
+    assert default.as_numpy("label").tolist() == [-1, 7, 3]
 
 
 def test_infer_equals_our_own_api(triton_client: triton.InferenceServerClient, client: DigitClient) -> None:
@@ -82,8 +135,10 @@ def test_fp32_and_28x28_inputs_and_hidden_outputs(triton_client: triton.Inferenc
         (lambda c: _infer(c, DIGITS.astype(np.float32)), "FP32 pixels must be finite and in [0, 1]"),
         (lambda c: _infer(c, DIGITS.astype(np.int32)), "must be FP32 or UINT8"),
         (lambda c: _infer(c, DIGITS[:1], outputs=("logits",)), "unknown outputs ['logits']"),
+        (lambda c: _infer(c, DIGITS[:1], parameters={"min_confidence": 2.0}), "min_confidence must be in [0, 1]"),
+        (lambda c: _infer(c, DIGITS[:1], parameters={"min_confidence": "high"}), "must be a number in [0, 1], got a string_param"),
     ],
-    ids=["model", "version", "shape", "range", "datatype", "output"],
+    ids=["model", "version", "shape", "range", "datatype", "output", "min-confidence", "min-confidence-type"],
 )
 def test_errors_name_what_was_expected(triton_client: triton.InferenceServerClient, call: object, message: str) -> None:
     with pytest.raises(InferenceServerException) as caught:
