@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx import numpy_helper
 
 from digitnet.service.card import ModelCard, read_card, sha256_hex
 from digitnet.service.constants import (
@@ -88,9 +89,17 @@ class Model:
         options.log_severity_level = 4
         wanted = choose_providers(provider)
         try:
+            graph = onnx.load_from_string(data)
+        except Exception as err:  # protobuf's DecodeError and friends
+            raise ModelError(f"not an ONNX model: {err}") from err
+        flushed = flush_subnormals(graph)
+        if flushed:  # an artifact exported before exports flushed them: serve it at full speed anyway
+            log.warning("the model holds %d subnormal weights (up to ~50x slower on Intel CPUs): set to 0 for serving; "
+                        "re-export it with `digitnet train` to fix the file", flushed)
+        try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a CUDA fallback is detected below, not left to a warning
-                self._session = ort.InferenceSession(data, sess_options=options, providers=wanted)
+                self._session = ort.InferenceSession(graph.SerializeToString() if flushed else data, sess_options=options, providers=wanted)
         except Exception as err:  # onnxruntime raises its own untyped errors for corrupt graphs
             raise ModelError(f"onnxruntime cannot load the model: {err}") from err
         self.providers: list[str] = self._session.get_providers()
@@ -166,6 +175,25 @@ class Model:
         width = outputs[OUTPUT_PROBABILITIES][-1]
         if width != N_CLASSES:
             raise ModelError(f"model has {width} probabilities per image, expected {N_CLASSES}")
+
+
+def flush_subnormals(model: onnx.ModelProto) -> int:
+    """Set the model's subnormal float32 weights to 0 in place; return how many there were.
+
+    Weights that decay towards zero in training (those of dead ReLUs) end up subnormal, and Intel CPUs handle
+    subnormal arithmetic in microcode: with 791 of them the network ran ~50x slower (onnxruntime's own
+    flush-to-zero option did not help). Zeroing them changes outputs by less than 1e-30.
+    """
+    flushed = 0
+    for index, initializer in enumerate(model.graph.initializer):
+        if initializer.data_type != onnx.TensorProto.FLOAT:
+            continue
+        values = numpy_helper.to_array(initializer)
+        subnormal = (values != 0) & (np.abs(values) < np.finfo(np.float32).tiny)
+        if subnormal.any():
+            flushed += int(subnormal.sum())
+            model.graph.initializer[index].CopyFrom(numpy_helper.from_array(np.where(subnormal, np.float32(0), values), initializer.name))
+    return flushed
 
 
 def embedded_card(data: bytes) -> ModelCard | None:

@@ -93,3 +93,23 @@ def test_non_finite_probabilities_are_never_a_guess() -> None:
 
     prediction = decide(np.array([np.nan] * 10, dtype=np.float32), 0.0)
     assert prediction.outcome is Outcome.ERROR and "NaN or infinite" in prediction.reason
+
+
+def test_a_model_with_subnormal_weights_is_flushed_at_load(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # An artifact exported before exports flushed them still serves at full speed, with a warning.
+    import onnx
+    from onnx import numpy_helper
+
+    from .conftest import _write_with_card
+
+    model = onnx.load(str(DEFAULT_MODEL))
+    [weights] = [init for init in model.graph.initializer if init.name == "coefficient"]
+    values = numpy_helper.to_array(weights).copy()
+    values[:5, 0] = np.float32(1e-40)  # subnormal
+    weights.CopyFrom(numpy_helper.from_array(values, "coefficient"))
+    path = _write_with_card(model, tmp_path / "subnormal.onnx")
+    with caplog.at_level("WARNING"):
+        loaded = Model.load(path, threads=1)
+    assert "holds 5 subnormal weights" in caplog.text
+    pixels = np.random.default_rng(0).random((8, 784), dtype=np.float32)
+    np.testing.assert_allclose(loaded.run(pixels).probabilities, Model.load(DEFAULT_MODEL, threads=1).run(pixels).probabilities, atol=1e-6)

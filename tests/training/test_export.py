@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 from sklearn.neural_network import MLPClassifier
 
 from digitnet.service.card import read_card
 from digitnet.service.constants import CARD_METADATA_KEY, INPUT_NAME, N_PARAMETERS, OUTPUT_HIDDEN
 from digitnet.service.errors import ExportVerificationError
-from digitnet.service.model import Model
+from digitnet.service.model import Model, flush_subnormals
 from digitnet.training import export
 from digitnet.training.data import Dataset
 from digitnet.training.train import TrainConfig, split_dataset, train
@@ -63,6 +64,24 @@ def test_verification_catches_a_mismatch(fitted: tuple[MLPClassifier, np.ndarray
     tampered.coefs_[-1][:, 3] += 0.5  # favour digit 3 (a shift of every column would cancel in softmax)
     with pytest.raises(ExportVerificationError, match="differ from scikit-learn's"):
         export.verify_export(onnx_model, tampered, val_x)
+
+
+def test_subnormal_weights_are_flushed_at_export_and_refused_by_verification(fitted: tuple[MLPClassifier, np.ndarray]) -> None:
+    # Dead ReLUs' weights decay to subnormal floats, which Intel CPUs compute ~50x slower: exports zero them.
+    classifier, val_x = fitted
+    decayed = MLPClassifier(hidden_layer_sizes=(16, 16))
+    decayed.__dict__.update(classifier.__dict__)
+    decayed.coefs_ = [w.copy() for w in classifier.coefs_]
+    decayed.coefs_[0][:, 0] = 1e-41  # as a dead neuron's weights end up
+    onnx_model = export.to_onnx_model(decayed)
+    assert flush_subnormals(onnx_model) == 0  # none left to flush
+    assert export.verify_export(onnx_model, decayed, val_x) <= export.PROBABILITY_TOLERANCE
+    [weights] = [init for init in onnx_model.graph.initializer if init.name == "coefficient"]
+    values = numpy_helper.to_array(weights).copy()
+    values[:3, 0] = np.float32(1e-40)
+    weights.CopyFrom(numpy_helper.from_array(values, "coefficient"))
+    with pytest.raises(ExportVerificationError, match="holds 3 subnormal weights"):
+        export.verify_export(onnx_model, decayed, val_x)
 
 
 def test_atomic_write_keeps_old_file_on_interrupt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
