@@ -1,7 +1,7 @@
 """Adaptive batching: merge concurrent requests' images into one onnxruntime call (asyncio, no gRPC).
 
-A request waits at most `max_delay` for others to join; a batch closes early once it holds
-`max_size` images. Each caller gets back exactly its own rows, in its own order: the batch
+A request that finds others waiting waits at most `max_delay` for more to join (a lone request runs at
+once); a batch closes early once it holds `max_size` images. Each caller gets back exactly its own rows, in its own order: the batch
 remembers which rows belong to whom (mixing them up is a known bug class in other servers).
 
 Usage:
@@ -41,6 +41,7 @@ class MicroBatcher:
         #: Model calls made and images they held, for the average batch size (images / calls).
         self.calls = 0
         self.images = 0
+        self._last_requests = 0
 
     async def run(self, pixels: np.ndarray) -> ModelOutput:
         """Run `pixels` [n, 784] through the model together with whatever else arrives in time."""
@@ -57,7 +58,14 @@ class MicroBatcher:
         while True:
             batch = [await self._queue.get()]
             size = len(batch[0].pixels)
-            deadline = loop.time() + self.max_delay
+            while size < self.max_size and not self._queue.empty():  # whoever is waiting already joins
+                batch.append(self._queue.get_nowait())
+                size += len(batch[-1].pixels)
+            # Adaptive in fact: wait for company only under concurrent load (others are waiting now, or the
+            # last batch merged several requests); a lone request runs at once, so batching costs nothing at
+            # concurrency 1.
+            concurrent = len(batch) > 1 or self._last_requests > 1
+            deadline = loop.time() + (self.max_delay if concurrent else 0.0)
             while size < self.max_size:
                 timeout = deadline - loop.time()
                 if timeout <= 0:
@@ -68,6 +76,7 @@ class MicroBatcher:
                     break
                 batch.append(item)
                 size += len(item.pixels)
+            self._last_requests = len(batch)
             self._run(batch)
 
     def _run(self, batch: list[_Pending]) -> None:
