@@ -56,8 +56,9 @@ STATUS_CODES: dict[type[DigitnetError], grpc.StatusCode] = {
 }
 _OUTCOMES = {Outcome.DIGIT: pb.OUTCOME_DIGIT, Outcome.UNKNOWN: pb.OUTCOME_UNKNOWN, Outcome.ERROR: pb.OUTCOME_ERROR}
 
-#: Requests of at most this many MNIST-form images are answered on the event loop (~40 us + ~50 us per
-#: image of typed values); larger ones, and every encoded image, go to the thread pool.
+#: OIP requests of at most this many MNIST-form images are answered on the event loop (~40 us + ~50 us per
+#: image of typed values); larger ones go to the thread pool. digitnet.v1 answers one MNIST-form image
+#: inline and sends every batch and every encoded image to the pool.
 INLINE_IMAGES = 8
 
 Servicer = TypeVar("Servicer")

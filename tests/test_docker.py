@@ -30,6 +30,8 @@ import pytest
 from digitnet.service.card import read_card
 from digitnet.service.client import DigitClient
 
+from .service.test_observability import _free_port
+
 REPO = Path(__file__).resolve().parents[1]
 BASE_IMAGE = "python:3.11-slim"
 GOLDEN = REPO / "tests" / "golden"
@@ -148,14 +150,6 @@ def images(docker: Docker, base_image: str) -> Iterator[str]:
     finally:
         docker("rmi", "-f", f"digitnet:{tag}", f"digitnet-train:{tag}", check=False)
         docker("builder", "prune", "-af", check=False)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.slow
