@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from digitnet.service import preprocess
 from digitnet.service.core import Classifier
 from digitnet.service.errors import InvalidInput, LimitExceeded
 from digitnet.service.model import Model
@@ -107,20 +109,22 @@ def test_bad_bytes_are_invalid_input(data: bytes, message: str) -> None:
         to_mnist(data)
 
 
-def _png_header_only(width: int, height: int) -> bytes:
+def _png_header_only(width: int, height: int, depth: int = 8) -> bytes:
     # A tiny PNG that claims to be huge: a decompression bomb must be refused before decoding.
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def test_decompression_bomb_is_refused() -> None:
     with pytest.raises(LimitExceeded, match="6000x6000 = 36000000 pixels, over the limit of 25000000"):
         to_mnist(_png_header_only(6000, 6000))
-    with pytest.raises(LimitExceeded, match="over the limit of 25000000 pixels"):  # Pillow's own guard fires first
+    with pytest.raises(LimitExceeded, match="100000x100000 = 10000000000 pixels, over the limit"):  # the fast path's header
         to_mnist(_png_header_only(100_000, 100_000))
+    with pytest.raises(LimitExceeded, match="over the limit of 25000000 pixels"):  # 16-bit: Pillow's path, its guard first
+        to_mnist(_png_header_only(100_000, 100_000, depth=16))
 
 
 def test_encoded_size_limit() -> None:
@@ -213,3 +217,67 @@ def test_every_seed_of_the_corpus_is_answered_or_refused_clearly() -> None:
             to_mnist(path.read_bytes())
         except (InvalidInput, LimitExceeded):
             pass  # anything else fails the test with the file's name in the traceback
+
+
+# The OpenCV fast path: the same pixels as Pillow's path, and the same answers as before it existed.
+
+
+def _palette_png(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).quantize(200).save(buffer, "PNG")  # over 16 colours: stored 8 bits deep
+    return buffer.getvalue()
+
+
+def _variants() -> list[tuple[str, bytes]]:
+    digit = np.asarray(Image.open(GOLDEN / "4_mnist.png"))
+    big = np.asarray(Image.fromarray(255 - digit).resize((333, 250), Image.Resampling.BILINEAR))
+    rgb = np.stack([big, np.roll(big, 3, axis=1), big // 2 + 100], axis=-1)
+    return [
+        ("grey png", _encode(digit)),
+        ("large grey png (shrunk)", _encode(big)),
+        ("rgb png", _encode(rgb)),
+        ("palette png", _palette_png(rgb)),
+        ("grey jpeg", _encode(big, "JPEG")),
+        ("large jpeg (decoded at 1/4)", _encode(np.asarray(Image.fromarray(big).resize((1000, 800))), "JPEG")),
+    ]
+
+
+@pytest.mark.parametrize(("name", "data"), _variants(), ids=[name for name, _ in _variants()])
+def test_fast_decoder_gives_pillows_pixels(name: str, data: bytes) -> None:
+    fast = preprocess.decode(data)
+    pillow = preprocess._decode_pillow(data, Limits())
+    assert preprocess.sniff(data) is not None, "the fast path should take this file"
+    np.testing.assert_array_equal(fast, pillow)
+
+
+def test_colour_jpeg_differs_from_pillow_by_at_most_one_grey_level() -> None:
+    # libjpeg builds differ in their colour conversion's rounding (the decoders' own greyscale differs more:
+    # cvtColor is used for that reason); one grey level does not move a prediction (test below).
+    digit = np.asarray(Image.open(GOLDEN / "8_mnist.png"))
+    colour = np.stack([255 - digit, 250 - digit // 2, 240 - digit // 3], axis=-1)
+    data = _encode(colour, "JPEG")
+    difference = preprocess.decode(data).astype(int) - preprocess._decode_pillow(data, Limits()).astype(int)
+    assert np.abs(difference).max() <= 1
+
+
+def test_golden_answers_are_those_recorded_before_the_fast_path(classifier: Classifier) -> None:
+    # tests/golden/expected.json was written by the Pillow-only preprocessing (ed27156): the same labels, and
+    # probabilities within 1e-4, for every golden image in every form.
+    expected = json.loads((GOLDEN / "expected.json").read_text())["images"]
+    names = sorted(expected)
+    predictions = classifier.classify([(GOLDEN / name).read_bytes() for name in names])
+    for name, prediction in zip(names, predictions):
+        assert prediction.label == expected[name]["label"], name
+        np.testing.assert_allclose(prediction.probabilities, expected[name]["probabilities"], atol=1e-4, err_msg=name)
+
+
+def test_many_images_in_mnist_form_are_recognised_at_once_as_one_by_one() -> None:
+    digit = np.asarray(Image.open(GOLDEN / "6_mnist.png"))
+    corner = np.zeros_like(digit)
+    corner[:20, :20] = digit[4:24, 4:24]
+    greys = [digit, 255 - digit, corner, np.zeros_like(digit), digit[:27], np.full_like(digit, 7), digit]
+    forms = preprocess.mnist_form_many(greys)
+    assert [form is not None for form in forms] == [True, True, False, False, False, False, True]
+    for grey, form in zip(greys, forms):
+        if form is not None:
+            np.testing.assert_array_equal(form, preprocess.normalise(grey))
