@@ -24,36 +24,22 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Protocol
 
-from digitnet.service.core import Classifier, ImageInput, Outcome, Prediction
+from digitnet.service.core import Classifier, ImageInput, Prediction
 from digitnet.service.errors import DigitnetError
 from digitnet.service.model import Model
 from digitnet.service.processes import ignore_interrupts, terminate_with_parent
+from digitnet.service.score_output import Format, Row, ScoredChunk, to_row
 
 #: Exit statuses of `digitnet score`.
 EXIT_OK, EXIT_SOME_FAILED, EXIT_RUN_FAILED = 0, 1, 2
-#: Status words in the output, by outcome.
-STATUS = {Outcome.DIGIT: "ok", Outcome.UNKNOWN: "unknown", Outcome.ERROR: "error"}
 
 
-@dataclass(frozen=True)
-class Row:
-    """One scored file, as written to the output."""
-
-    path: str
-    status: str  # ok, unknown or error
-    label: int | None = None
-    confidence: float | None = None
-    probabilities: tuple[float, ...] = ()
-    error: str = ""  # why the file could not be scored (status error)
-    reason: str = ""  # why there is no digit (status unknown)
-    true_label: int | None = None
-
-
-def walk(roots: Sequence[Path]) -> Iterator[Path | Row]:
-    """Yield every non-hidden file under the roots in a deterministic order; unlistable folders as error rows."""
+def walk(roots: Sequence[Path]) -> Iterator[str | Row]:
+    """Yield the path of every non-hidden file under the roots in a deterministic order; unlistable folders
+    as error rows."""
     for root in roots:
         if root.is_file():
-            yield root
+            yield str(root)
             continue
         if not root.is_dir():
             yield Row(str(root), "error", error=f"no such file or folder: {root}")
@@ -64,7 +50,7 @@ def walk(roots: Sequence[Path]) -> Iterator[Path | Row]:
             yield from _unlistable(failures)
             for name in sorted(files):
                 if not name.startswith("."):
-                    yield Path(folder) / name
+                    yield os.path.join(folder, name)  # strings: a Path per file costs more than scoring it
         yield from _unlistable(failures)  # the root itself, or the last folder visited
 
 
@@ -72,28 +58,6 @@ def _unlistable(failures: list[OSError]) -> Iterator[Row]:
     while failures:
         failure = failures.pop(0)
         yield Row(str(failure.filename), "error", error=f"cannot list folder: {failure.strerror}")
-
-
-def true_label_of(path: str) -> int | None:
-    """Return the digit named by a file's parent folder (DIR/7/x.png -> 7), or None."""
-    parent = Path(path).parent.name
-    return int(parent) if len(parent) == 1 and parent.isdigit() else None
-
-
-def to_row(path: str, prediction: Prediction, labels_from_dirs: bool) -> Row:
-    """Turn a prediction into an output row."""
-    truth = true_label_of(path) if labels_from_dirs else None
-    if prediction.outcome is Outcome.ERROR:
-        return Row(path, "error", error=prediction.reason, true_label=truth)
-    return Row(
-        path,
-        STATUS[prediction.outcome],
-        label=prediction.label,
-        confidence=float(prediction.confidence) if prediction.probabilities.size else None,
-        probabilities=tuple(float(p) for p in prediction.probabilities),
-        reason=prediction.reason,
-        true_label=truth,
-    )
 
 
 #: The name that stands for standard input (`digitnet predict -`).
@@ -105,7 +69,11 @@ def read_images(paths: Sequence[str]) -> list[bytes | DigitnetError]:
     images: list[bytes | DigitnetError] = []
     for path in paths:
         try:
-            images.append(sys.stdin.buffer.read() if path == STDIN else Path(path).read_bytes())
+            if path == STDIN:
+                images.append(sys.stdin.buffer.read())
+            else:
+                with open(path, "rb") as file:
+                    images.append(file.read())
         except OSError as err:
             images.append(DigitnetError(f"cannot read file: {err.strerror}"))
     return images
@@ -122,10 +90,24 @@ def score_paths(classify: ClassifyMany, paths: Sequence[str], min_confidence: fl
     return [to_row(path, prediction, labels_from_dirs) for path, prediction in zip(paths, predictions)]
 
 
-class Backend(Protocol):
-    """Turns chunks of paths into rows, in order."""
+@dataclass(frozen=True)
+class ScoreRequest:
+    """What every chunk is scored and formatted with."""
 
-    def score(self, chunks: Iterable[list[str]], min_confidence: float, labels_from_dirs: bool) -> Iterator[list[Row]]:
+    min_confidence: float = 0.0
+    fmt: Format = "csv"
+    labels_from_dirs: bool = False
+
+    def score(self, classify: ClassifyMany, paths: Sequence[str]) -> ScoredChunk:
+        """Read, classify and format one chunk of files."""
+        rows = score_paths(classify, paths, self.min_confidence, self.labels_from_dirs)
+        return ScoredChunk.of(rows, self.fmt, self.labels_from_dirs)
+
+
+class Backend(Protocol):
+    """Turns chunks of paths into formatted rows, in order."""
+
+    def score(self, chunks: Iterable[list[str]], request: ScoreRequest) -> Iterator[ScoredChunk]:
         """Yield the rows of each chunk, in the order of the chunks."""
         ...
 
@@ -134,9 +116,9 @@ class Backend(Protocol):
         ...
 
 
-def in_order(submit: Callable[[list[str]], Future[list[Row]]], chunks: Iterable[list[str]], window: int) -> Iterator[list[Row]]:
+def in_order(submit: Callable[[list[str]], Future[ScoredChunk]], chunks: Iterable[list[str]], window: int) -> Iterator[ScoredChunk]:
     """Submit chunks with at most `window` in flight and yield their results in submission order."""
-    pending: deque[Future[list[Row]]] = deque()
+    pending: deque[Future[ScoredChunk]] = deque()
     for chunk in chunks:
         pending.append(submit(chunk))
         if len(pending) >= window:
@@ -160,9 +142,9 @@ def _worker_ready() -> None:
     time.sleep(0.2)  # hold this worker so that the next submission has to start another
 
 
-def _score_in_worker(paths: list[str], min_confidence: float, labels_from_dirs: bool) -> list[Row]:
+def _score_in_worker(paths: list[str], request: ScoreRequest) -> ScoredChunk:
     assert _worker_classifier is not None, "worker initializer did not run"
-    return score_paths(_worker_classifier.classify, paths, min_confidence, labels_from_dirs)
+    return request.score(_worker_classifier.classify, paths)
 
 
 @dataclass
@@ -184,9 +166,9 @@ class LocalBackend:
         for future in [self._pool.submit(_worker_ready) for _ in range(self.workers)]:
             future.result()
 
-    def score(self, chunks: Iterable[list[str]], min_confidence: float, labels_from_dirs: bool) -> Iterator[list[Row]]:
+    def score(self, chunks: Iterable[list[str]], request: ScoreRequest) -> Iterator[ScoredChunk]:
         """Yield each chunk's rows, in order."""
-        submit = lambda chunk: self._pool.submit(_score_in_worker, chunk, min_confidence, labels_from_dirs)  # noqa: E731
+        submit = lambda chunk: self._pool.submit(_score_in_worker, chunk, request)  # noqa: E731
         return in_order(submit, chunks, window=2 * self.workers)
 
     def close(self) -> None:
@@ -209,12 +191,9 @@ class ServerBackend:
         self._client.model_info()  # fail fast: unreachable server, wrong address
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="digitnet-score")
 
-    def _score(self, paths: list[str], min_confidence: float, labels_from_dirs: bool) -> list[Row]:
-        return score_paths(self._client.classify_batch, paths, min_confidence, labels_from_dirs)
-
-    def score(self, chunks: Iterable[list[str]], min_confidence: float, labels_from_dirs: bool) -> Iterator[list[Row]]:
+    def score(self, chunks: Iterable[list[str]], request: ScoreRequest) -> Iterator[ScoredChunk]:
         """Yield each chunk's rows, in order."""
-        submit = lambda chunk: self._pool.submit(self._score, chunk, min_confidence, labels_from_dirs)  # noqa: E731
+        submit = lambda chunk: self._pool.submit(request.score, self._client.classify_batch, chunk)  # noqa: E731
         return in_order(submit, chunks, window=2 * self.workers)
 
     def close(self) -> None:

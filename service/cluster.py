@@ -14,22 +14,23 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from digitnet.service.batch import Row, in_order, score_paths
+from digitnet.service.batch import ScoreRequest, in_order
 from digitnet.service.card import ModelCard
 from digitnet.service.core import Classifier
 from digitnet.service.errors import ConfigurationError
 from digitnet.service.model import Model
+from digitnet.service.score_output import ScoredChunk
 
 # Per worker process: classifiers by model sha256, so the model is loaded once however many chunks run.
 _classifiers: dict[str, Classifier] = {}
 
 
-def _score_on_worker(paths: list[str], model: tuple[bytes, ModelCard], min_confidence: float, labels_from_dirs: bool) -> list[Row]:
+def _score_on_worker(paths: list[str], model: tuple[bytes, ModelCard], request: ScoreRequest) -> ScoredChunk:
     data, card = model
     key = str(card.model_sha256)
     if key not in _classifiers:
         _classifiers[key] = Classifier(Model(data, card, threads=1))
-    return score_paths(_classifiers[key].classify, paths, min_confidence, labels_from_dirs)
+    return request.score(_classifiers[key].classify, paths)
 
 
 @dataclass
@@ -54,12 +55,12 @@ class ClusterBackend:
         if not self.window:
             self.window = 2 * max(1, sum(self._client.nthreads().values()))
 
-    def score(self, chunks: Iterable[list[str]], min_confidence: float, labels_from_dirs: bool) -> Iterator[list[Row]]:
+    def score(self, chunks: Iterable[list[str]], request: ScoreRequest) -> Iterator[ScoredChunk]:
         """Yield each chunk's rows, in order."""
 
         def submit(chunk: list[str]):  # type: ignore[no-untyped-def]
             # pure=False: the same paths may hold new files on a later run; never reuse a cached result.
-            return self._client.submit(_score_on_worker, chunk, self._model, min_confidence, labels_from_dirs, pure=False)
+            return self._client.submit(_score_on_worker, chunk, self._model, request, pure=False)
 
         return in_order(submit, chunks, self.window)
 

@@ -10,11 +10,12 @@ Usage:
 
 from __future__ import annotations
 
-import threading
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TypeVar
 
 import numpy as np
 
@@ -30,10 +31,11 @@ from digitnet.service.errors import (
     TimeLimitExceeded,
 )
 from digitnet.service.model import Model
-from digitnet.service.preprocess import Limits, decode, from_float, from_uint8, normalise, scale_uint8
+from digitnet.service.preprocess import Limits, decode, from_float, from_uint8, mnist_form_many, normalise, scale_uint8
 
 #: An input image: encoded bytes (PNG, JPEG, ...), or MNIST-form pixels as uint8 or float32 [784].
 ImageInput = bytes | np.ndarray
+_T = TypeVar("_T")
 
 
 class Outcome(Enum):
@@ -128,15 +130,17 @@ class Deadline:
         self.expires = None if seconds is None else now + seconds
         self.limit_seconds = limit_seconds
         self._limit_expires = None if limit_seconds is None else now + limit_seconds
-        self._cancelled = threading.Event()
+        # A plain flag, set by the transport's thread and read by the worker's: an attribute store and load
+        # are atomic in Python, and a threading.Event (a lock and a condition) would cost more than a small request.
+        self._cancelled = False
 
     def cancel(self) -> None:
         """Mark the caller as gone (called from the transport's thread)."""
-        self._cancelled.set()
+        self._cancelled = True
 
     def check(self) -> None:
         """Raise Cancelled, DeadlineExceeded or TimeLimitExceeded if the work should stop now."""
-        if self._cancelled.is_set():
+        if self._cancelled:
             raise Cancelled("the call was cancelled before its work finished")
         now = time.monotonic()
         if self.expires is not None and now > self.expires:
@@ -170,13 +174,25 @@ def prepare(image: ImageInput, limits: Limits, deadline: Deadline = NO_DEADLINE)
 
 def decide(probabilities: np.ndarray, min_confidence: float) -> Prediction:
     """Turn one probability vector into a digit, or UNKNOWN when the top one is below min_confidence."""
-    if not np.all(np.isfinite(probabilities)):  # never a guess from a model that overflowed (warm-up refuses most)
-        return Prediction.failed(ModelError("the model answered NaN or infinite probabilities for this image"))
-    label = int(np.argmax(probabilities))
-    confidence = float(probabilities[label])
-    if confidence < min_confidence:
-        return Prediction(Outcome.UNKNOWN, None, confidence, probabilities, low_confidence_reason(confidence, min_confidence, label))
-    return Prediction(Outcome.DIGIT, label, confidence, probabilities)
+    return decide_rows(probabilities[None, :], min_confidence)[0]
+
+
+def decide_rows(probabilities: np.ndarray, min_confidence: float) -> list[Prediction]:
+    """decide() for each row of [N, 10] probabilities."""
+    predictions = []
+    # Ten Python floats per row: cheaper than numpy's per-call cost for the requests that matter (a few images).
+    for row, values in zip(probabilities, probabilities.tolist()):
+        if not all(map(math.isfinite, values)):  # never a guess from a model that overflowed (warm-up refuses most)
+            predictions.append(Prediction.failed(ModelError("the model answered NaN or infinite probabilities for this image")))
+            continue
+        confidence = max(values)
+        label = values.index(confidence)  # the first of equal maxima, as argmax
+        if confidence < min_confidence:
+            reason = low_confidence_reason(confidence, min_confidence, label)
+            predictions.append(Prediction(Outcome.UNKNOWN, None, confidence, row, reason))
+        else:
+            predictions.append(Prediction(Outcome.DIGIT, label, confidence, row))
+    return predictions
 
 
 def check_min_confidence(value: float) -> float:
@@ -184,6 +200,19 @@ def check_min_confidence(value: float) -> float:
     if not 0.0 <= value <= 1.0 or value != value:
         raise InvalidInput(f"min_confidence must be in [0, 1], got {value}")
     return value
+
+
+def _isolated(step: Callable[..., _T], *args: object) -> _T | DigitnetError:
+    """Run one image's preprocessing step; its failure becomes its error, so that it costs the other images
+    of the request nothing, whatever it is."""
+    try:
+        return step(*args)
+    except STOP_WORK:
+        raise  # about the whole call, not this image
+    except DigitnetError as err:
+        return err
+    except Exception as err:  # a bug met on this input: answered INTERNAL, logged with an incident id
+        return InternalError.logged(err, "preprocessing")
 
 
 class Classifier:
@@ -202,22 +231,25 @@ class Classifier:
         check_min_confidence(min_confidence)
         self.check_count(len(images))
         pixels: list[np.ndarray | None | DigitnetError] = []
-        for image in images:
+        decoded: dict[int, np.ndarray] = {}  # by position: encoded images, decoded but not yet normalised
+        for position, image in enumerate(images):
             deadline.check()
-            pixels.append(image if isinstance(image, DigitnetError) else self._prepare_isolated(image, deadline))
+            if isinstance(image, DigitnetError):
+                pixels.append(image)
+            elif isinstance(image, bytes | bytearray | memoryview):
+                grey = _isolated(decode, bytes(image), self.limits)
+                pixels.append(grey if isinstance(grey, DigitnetError) else None)
+                if isinstance(grey, np.ndarray):
+                    decoded[position] = grey
+            else:
+                pixels.append(_isolated(prepare, image, self.limits))
         deadline.check()
+        # Images already in MNIST form are recognised all at once; the others are normalised one by one.
+        forms = _isolated(mnist_form_many, list(decoded.values()))
+        for (position, grey), form in zip(decoded.items(), forms if isinstance(forms, list) else [None] * len(decoded)):
+            pixels[position] = form if form is not None else _isolated(normalise, grey)
+            deadline.check()
         return self._run(pixels, min_confidence)
-
-    def _prepare_isolated(self, image: ImageInput, deadline: Deadline) -> np.ndarray | None | DigitnetError:
-        # One image's failure must not cost the others their answers, whatever it is.
-        try:
-            return prepare(image, self.limits, deadline)
-        except STOP_WORK:
-            raise  # about the whole call, not this image
-        except DigitnetError as err:
-            return err
-        except Exception as err:  # a bug met on this input: answered INTERNAL, logged with an incident id
-            return InternalError.logged(err, "preprocessing")
 
     def check_count(self, count: int) -> None:
         """Refuse a request of more images than the configured limit."""
@@ -253,19 +285,19 @@ class Classifier:
         return Explanation(prediction, seen, out.hidden[0][0], out.hidden[1][0])
 
     def _run(self, pixels: Sequence[np.ndarray | None | DigitnetError], min_confidence: float) -> list[Prediction]:
-        ready = [i for i, p in enumerate(pixels) if isinstance(p, np.ndarray)]
+        ready = [p for p in pixels if isinstance(p, np.ndarray)]
         probabilities = (
-            self.model.run(np.stack([pixels[i] for i in ready])).probabilities  # type: ignore[misc]
+            self.model.run(ready[0][None, :] if len(ready) == 1 else np.stack(ready)).probabilities
             if ready
             else np.zeros((0, N_CLASSES), dtype=np.float32)
         )
         results: list[Prediction] = []
-        row = iter(probabilities)
+        decided = iter(decide_rows(probabilities, min_confidence))
         for item in pixels:
             if isinstance(item, DigitnetError):
                 results.append(Prediction.failed(item))
             elif item is None:
                 results.append(Prediction(Outcome.UNKNOWN, reason=BLANK_REASON))
             else:
-                results.append(decide(next(row), min_confidence))
+                results.append(next(decided))
         return results

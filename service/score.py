@@ -19,10 +19,10 @@ from typing import TextIO
 import numpy as np
 from tqdm import tqdm
 
-from digitnet.service.batch import EXIT_OK, EXIT_SOME_FAILED, Backend, Row, walk
+from digitnet.service.batch import EXIT_OK, EXIT_SOME_FAILED, Backend, ScoreRequest, walk
 from digitnet.service.constants import LABELS, N_CLASSES
 from digitnet.service.errors import ConfigurationError
-from digitnet.service.score_output import Format, RowWriter, drop_torn_row, parse_rows
+from digitnet.service.score_output import NO_LABEL, Format, Row, RowWriter, ScoredChunk, drop_torn_row, parse_rows
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,18 @@ class Summary:
         setattr(self, row.status, getattr(self, row.status) + 1)
         if row.true_label is not None and row.status != "error":
             self.confusion[row.true_label, N_CLASSES if row.label is None else row.label] += 1
+
+    def add_chunk(self, chunk: ScoredChunk) -> None:
+        """Count a chunk's rows, as add() does one by one."""
+        self.files += len(chunk.statuses)
+        self.ok += chunk.count("ok")
+        self.unknown += chunk.count("unknown")
+        self.error += chunk.count("error")
+        truth = np.frombuffer(chunk.true_labels, dtype=np.uint8)
+        counted = (truth != NO_LABEL) & (np.frombuffer(chunk.statuses, dtype=np.uint8) != ord("e"))
+        if counted.any():
+            labels = np.frombuffer(chunk.labels, dtype=np.uint8)[counted].astype(np.intp)
+            np.add.at(self.confusion, (truth[counted], np.where(labels == NO_LABEL, N_CLASSES, labels)), 1)
 
     @property
     def exit_code(self) -> int:
@@ -124,7 +136,8 @@ def run_job(job: ScoreJob, backend: Backend, stderr: TextIO | None = None, stdou
         raise ConfigurationError("--resume needs --out FILE")
 
     # Count first (paths only, nothing kept) so that the progress bar can show an ETA.
-    total = sum(1 for item in walk(job.roots) if (item.path if isinstance(item, Row) else str(item)) not in done)
+    total = sum(1 for item in walk(job.roots) if (item.path if isinstance(item, Row) else item) not in done)
+    request = ScoreRequest(job.min_confidence, job.fmt, job.labels_from_dirs)
     writer = RowWriter(job.out, job.fmt, job.labels_from_dirs, append, stdout)
     started = time.perf_counter()
     try:
@@ -134,18 +147,17 @@ def run_job(job: ScoreJob, backend: Backend, stderr: TextIO | None = None, stdou
                 for item in walk(job.roots):
                     if isinstance(item, Row):  # an unlistable folder: report it, nothing to score
                         if item.path not in done:
-                            writer.write(item)
+                            writer.write(ScoredChunk.of([item], job.fmt, job.labels_from_dirs))
                             summary.add(item)
                             progress.update()
-                    elif str(item) not in done:
-                        yield str(item)
+                    elif item not in done:
+                        yield item
 
-            for rows in backend.score(_chunks(todo(), job.batch_size), job.min_confidence, job.labels_from_dirs):
-                for row in rows:
-                    writer.write(row)
-                    summary.add(row)
-                summary.scored_now += len(rows)
-                progress.update(len(rows))
+            for chunk in backend.score(_chunks(todo(), job.batch_size), request):
+                writer.write(chunk)
+                summary.add_chunk(chunk)
+                summary.scored_now += len(chunk.statuses)
+                progress.update(len(chunk.statuses))
     finally:
         summary.seconds = time.perf_counter() - started
         writer.close()

@@ -1,7 +1,8 @@
 """The output of `digitnet score`: CSV or JSON Lines rows written whole, resumable after any interruption.
 
-Each row is formatted in memory and written with one write() and a flush, so an interrupted run
-leaves whole rows; if a kill -9 lands mid-write, `--resume` cuts the torn last row off and goes on.
+Rows are formatted where they are scored (in the worker processes), a chunk at a time, and each chunk
+is written with one write() and a flush, so an interrupted run leaves whole rows; if a kill -9 lands
+mid-write, `--resume` cuts the torn last row off and goes on.
 """
 
 from __future__ import annotations
@@ -9,13 +10,54 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO
 
-from digitnet.service.batch import Row
 from digitnet.service.constants import LABELS, PATH_ERRORS
+from digitnet.service.core import Outcome, Prediction
 from digitnet.service.errors import ConfigurationError, echo
+
+#: Status words in the output, by outcome.
+STATUS = {Outcome.DIGIT: "ok", Outcome.UNKNOWN: "unknown", Outcome.ERROR: "error"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One scored file, as written to the output."""
+
+    path: str
+    status: str  # ok, unknown or error
+    label: int | None = None
+    confidence: float | None = None
+    probabilities: tuple[float, ...] = ()
+    error: str = ""  # why the file could not be scored (status error)
+    reason: str = ""  # why there is no digit (status unknown)
+    true_label: int | None = None
+
+
+def true_label_of(path: str) -> int | None:
+    """Return the digit named by a file's parent folder (DIR/7/x.png -> 7), or None."""
+    parent = os.path.basename(os.path.dirname(path))
+    return int(parent) if len(parent) == 1 and parent.isdigit() else None
+
+
+def to_row(path: str, prediction: Prediction, labels_from_dirs: bool) -> Row:
+    """Turn a prediction into an output row."""
+    truth = true_label_of(path) if labels_from_dirs else None
+    if prediction.outcome is Outcome.ERROR:
+        return Row(path, "error", error=prediction.reason, true_label=truth)
+    return Row(
+        path,
+        STATUS[prediction.outcome],
+        label=prediction.label,
+        confidence=float(prediction.confidence) if prediction.probabilities.size else None,
+        probabilities=tuple(prediction.probabilities.tolist()),
+        reason=prediction.reason,
+        true_label=truth,
+    )
 
 Format = Literal["csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl")
@@ -42,22 +84,67 @@ def columns(labels_from_dirs: bool) -> list[str]:
 
 def format_row(row: Row, fmt: Format, labels_from_dirs: bool) -> str:
     """Render one row as a complete line."""
+    return format_rows([row], fmt, labels_from_dirs)
+
+
+def format_rows(rows: Sequence[Row], fmt: Format, labels_from_dirs: bool) -> str:
+    """Render rows as complete lines, in one go (one writer for them all: it costs more than a row)."""
     if fmt == "jsonl":
-        record: dict[str, object] = {"path": row.path, "status": row.status, "label": row.label}
-        record["confidence"] = None if row.confidence is None else _round(row.confidence)
-        record["probabilities"] = [_round(p) for p in row.probabilities]
-        record["error"], record["reason"] = row.error, row.reason
-        if labels_from_dirs:
-            record["true_label"] = row.true_label
-        return json.dumps(record) + "\n"
-    probabilities = [f"{p:.6g}" for p in row.probabilities] or [""] * len(_PROBABILITY_COLUMNS)
+        return "".join(json.dumps(_record(row, labels_from_dirs)) + "\n" for row in rows)
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(_values(row, labels_from_dirs) for row in rows)
+    return buffer.getvalue()
+
+
+def _record(row: Row, labels_from_dirs: bool) -> dict[str, object]:
+    record: dict[str, object] = {"path": row.path, "status": row.status, "label": row.label}
+    record["confidence"] = None if row.confidence is None else _round(row.confidence)
+    record["probabilities"] = [_round(p) for p in row.probabilities]
+    record["error"], record["reason"] = row.error, row.reason
+    if labels_from_dirs:
+        record["true_label"] = row.true_label
+    return record
+
+
+def _values(row: Row, labels_from_dirs: bool) -> list[str]:
+    probabilities = [f"{p:.6g}" for p in row.probabilities] or _NO_PROBABILITIES
     confidence = "" if row.confidence is None else f"{row.confidence:.6g}"
     values = [row.path, row.status, _blank(row.label), confidence, *probabilities, row.error, row.reason]
     if labels_from_dirs:
         values.append(_blank(row.true_label))
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
-    return buffer.getvalue()
+    return values
+
+
+_NO_PROBABILITIES = [""] * len(_PROBABILITY_COLUMNS)
+#: Stands for "no label" in a ScoredChunk's label bytes.
+NO_LABEL = 255
+#: A ScoredChunk's status codes, by status word.
+_STATUS_CODES = {"ok": b"o", "unknown": b"u", "error": b"e"}
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A chunk's rows formatted for the output, and what the summary counts of them: compact, because a
+    worker process sends it back whole (pickling row objects cost more than formatting them)."""
+
+    text: str  # whole rows, in order
+    statuses: bytes  # one per row: o(k), u(nknown), e(rror)
+    labels: bytes  # one per row: the predicted digit, or NO_LABEL
+    true_labels: bytes  # one per row: the digit named by its folder, or NO_LABEL
+
+    @classmethod
+    def of(cls, rows: Sequence[Row], fmt: Format, labels_from_dirs: bool) -> ScoredChunk:
+        """Format rows and note their counts."""
+        return cls(
+            format_rows(rows, fmt, labels_from_dirs),
+            b"".join(_STATUS_CODES[row.status] for row in rows),
+            bytes(NO_LABEL if row.label is None else row.label for row in rows),
+            bytes(NO_LABEL if row.true_label is None else row.true_label for row in rows),
+        )
+
+    def count(self, status: str) -> int:
+        """How many rows have this status word."""
+        return self.statuses.count(_STATUS_CODES[status])
 
 
 def _round(value: float) -> float:
@@ -125,7 +212,7 @@ def _whole_rows_length(data: bytes, fmt: Format) -> int:
 
 
 class RowWriter:
-    """Writes rows to a file (or stdout) as they are scored, one flushed write per row."""
+    """Writes rows to a file (or stdout) as they are scored, one flushed write per chunk."""
 
     def __init__(self, out: Path | None, fmt: Format, labels_from_dirs: bool, append: bool, stdout: TextIO) -> None:
         self.fmt = fmt
@@ -140,9 +227,9 @@ class RowWriter:
         if fmt == "csv" and not append:
             self._write(",".join(columns(labels_from_dirs)) + "\n")
 
-    def write(self, row: Row) -> None:
-        """Write one whole row and flush it."""
-        self._write(format_row(row, self.fmt, self.labels_from_dirs))
+    def write(self, chunk: ScoredChunk) -> None:
+        """Write a chunk's whole rows and flush them."""
+        self._write(chunk.text)
 
     def _write(self, line: str) -> None:
         self._handle.write(line)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from digitnet.service import batch
 from digitnet.service.cli import main
-from digitnet.service.score_output import drop_torn_row
+from digitnet.service.score_output import Row, drop_torn_row
 
 from ..conftest import DEFAULT_MODEL, REPO
 from .conftest import running_server
@@ -104,10 +104,11 @@ def test_existing_output_is_never_overwritten_silently(mixed: Path, tmp_path: Pa
 
 def test_unreadable_file_becomes_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Tests run as root, for whom chmod 000 denies nothing: simulate the denial instead.
-    def denied(self: Path) -> bytes:
+    def denied(path: str, mode: str = "r") -> bytes:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    (tmp_path / "x.png").write_bytes(b"x")
+    monkeypatch.setattr(batch, "open", denied, raising=False)  # the module's name for the builtin
     [error] = batch.read_images([str(tmp_path / "x.png")])
     assert isinstance(error, Exception) and "cannot read file: Permission denied" in str(error)
 
@@ -233,10 +234,10 @@ def test_unlistable_folders_become_error_rows(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(batch.os, "walk", walk)
     items = list(batch.walk([tmp_path]))
-    rows = [item for item in items if isinstance(item, batch.Row)]
+    rows = [item for item in items if isinstance(item, Row)]
     assert [Path(r.path).name for r in rows] == ["locked", "last"]
     assert all(r.status == "error" and "cannot list folder: Permission denied" in r.error for r in rows)
-    assert tmp_path / "a.png" in items
+    assert str(tmp_path / "a.png") in items
 
 
 def test_a_folder_of_odd_files_finishes_in_process_and_through_a_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -276,3 +277,22 @@ def test_server_mode_splits_requests_to_fit_the_servers_message_limit(tmp_path: 
     assert all(rows[f"{i}.png"]["status"] == "ok" for i in range(8))
     assert rows["big.bin"]["status"] == "error"
     assert "the image's 1500000 bytes do not fit the server's message limit of 1000000 bytes" in rows["big.bin"]["error"]
+
+
+def test_a_chunk_counts_as_its_rows_one_by_one() -> None:
+    from digitnet.service.score import Summary
+    from digitnet.service.score_output import ScoredChunk
+
+    rows = [
+        Row("a/3/x.png", "ok", label=3, confidence=0.9, probabilities=(0.1,) * 10, true_label=3),
+        Row("a/3/y.png", "ok", label=5, confidence=0.9, probabilities=(0.1,) * 10, true_label=3),
+        Row("a/7/z.png", "unknown", reason="blank image: no ink found", true_label=7),
+        Row("a/7/w.png", "error", error="cannot decode", true_label=7),
+        Row("b/v.png", "ok", label=1, confidence=0.5, probabilities=(0.1,) * 10),
+    ]
+    one_by_one, at_once = Summary(), Summary()
+    for row in rows:
+        one_by_one.add(row)
+    at_once.add_chunk(ScoredChunk.of(rows, "csv", labels_from_dirs=True))
+    assert at_once.report() == one_by_one.report()
+    assert (at_once.files, at_once.ok, at_once.unknown, at_once.error) == (5, 3, 1, 1)
