@@ -29,7 +29,7 @@ from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.batching import MicroBatcher
 from digitnet.service.core import Classifier
 from digitnet.service.errors import ConfigurationError
-from digitnet.service.interceptors import GuardInterceptor
+from digitnet.service.interceptors import Guard
 from digitnet.service.observability import configure_logging, start_metrics
 from digitnet.service.oip import OIP_SERVICE, OipServicer, add_oip_to_server
 from digitnet.service.oip_catalog import reflection_pool
@@ -56,7 +56,6 @@ async def create_server(settings: ServerSettings, state: ServingState | None = N
     state = state or ServingState()
     token = settings.token.get_secret_value() if settings.token is not None else None
     server = grpc.aio.server(
-        interceptors=[GuardInterceptor(state, token, settings.max_concurrent_rpcs)],
         options=[
             ("grpc.max_receive_message_length", settings.message_bytes),
             ("grpc.max_send_message_length", settings.message_bytes),
@@ -65,6 +64,7 @@ async def create_server(settings: ServerSettings, state: ServingState | None = N
         ],
     )
     state.reloader = ModelReloader(classifier, settings)
+    Guard(state, token, settings.max_concurrent_rpcs).install(server)  # first: every service goes through it
     pb_grpc.add_DigitClassifierServicer_to_server(DigitClassifierServicer(classifier, executor, server_limits(settings)), server)
     batcher = None
     if settings.max_batch_delay_ms:
