@@ -1,11 +1,15 @@
-"""Benchmark the Open Inference Protocol endpoint against Seldon MLServer, with the real tritonclient.
+"""Benchmark the Open Inference Protocol endpoint against KServe's ModelServer and Seldon MLServer, with the
+real tritonclient.
 
-Run: ./dev run python bench/oip_bench.py [--seconds 3] [--concurrency 1 8 32]
+Run: ./dev run python bench/oip_bench.py [--seconds 3] [--concurrency 1 16] [--rounds 2]
 
-It builds its own virtual environment for MLServer under bench/out/ (MLServer needs protobuf < 7 and,
-measured here, uvloop 0.21.0 to load models), gives MLServer the committed model as a scikit-learn
-MLPClassifier (the ONNX weights copied into it: the same trained model), and measures one
-tritonclient.grpc.aio client process sending single FP32 [1, 784] images. Prints a markdown table.
+It builds its own virtual environments for the peers under bench/out/ (MLServer needs protobuf < 7 and,
+measured here, uvloop 0.21.0 to load models). KServe 0.21 serves the same ONNX file with onnxruntime
+(bench/kserve_onnx_server.py: loopback only, per-request logging off, binary outputs); MLServer gets the
+committed model as a scikit-learn MLPClassifier (the ONNX weights copied into it: the same trained model).
+One tritonclient.grpc.aio client process sends single FP32 [1, 784] images. The servers are measured
+in turn, `--rounds` times, so that a noisy moment on a shared machine shows as a spread, not as a
+winner. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "default.onnx"
 OUT = REPO / "bench" / "out"
 MLSERVER = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0", "scikit-learn==1.9.1"]
+KSERVE = ["kserve==0.21.0", "onnxruntime==1.32.0", "numpy==2.4.6"]
 
 
 def free_port() -> int:
@@ -54,14 +59,24 @@ def sklearn_twin(network: Network) -> MLPClassifier:
     return classifier
 
 
-def mlserver_python() -> Path:
-    """A virtual environment with MLServer, made once under bench/out/."""
-    home = OUT / "mlserver-venv"
+def peer_python(name: str, packages: list[str]) -> Path:
+    """A virtual environment with a peer server's packages, made once under bench/out/."""
+    home = OUT / f"{name}-venv"
     python = home / "bin" / "python"
     if not python.exists():
         venv.create(home, with_pip=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *MLSERVER], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
     return python
+
+
+def start_kserve() -> tuple[subprocess.Popen[bytes], int]:
+    """Serve the committed ONNX model with KServe's ModelServer; return the process and its gRPC port."""
+    grpc_port = free_port()
+    command = [
+        str(peer_python("kserve", KSERVE)), str(REPO / "bench" / "kserve_onnx_server.py"),
+        "--model_path", str(MODEL), "--grpc_port", str(grpc_port), "--http_port", str(free_port()),
+    ]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), grpc_port
 
 
 def start_mlserver(folder: Path, parallel_workers: int) -> tuple[subprocess.Popen[bytes], int]:
@@ -73,7 +88,7 @@ def start_mlserver(folder: Path, parallel_workers: int) -> tuple[subprocess.Pope
     (folder / "model-settings.json").write_text(json.dumps({
         "name": "digitnet", "implementation": "mlserver_sklearn.SKLearnModel", "parameters": {"uri": "./model.joblib", "version": "1"},
     }))
-    python = mlserver_python()
+    python = peer_python("mlserver", MLSERVER)
     process = subprocess.Popen([str(python.parent / "mlserver"), "start", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return process, grpc_port
 
@@ -155,22 +170,30 @@ def main() -> None:
     """Measure digitnet (plain and with adaptive batching) and MLServer (both worker settings) in one run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-mlserver", action="store_true", help="measure digitnet and KServe only")
     args = parser.parse_args()
     folder = OUT / "mlserver-model"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     joblib.dump(sklearn_twin(Network.from_onnx(MODEL)), folder / "model.joblib")
-    mlserver_python()  # build the environment before any clock runs
+    peer_python("kserve", KSERVE)  # build the environments before any clock runs
+    if not args.no_mlserver:
+        peer_python("mlserver", MLSERVER)
     print("| server | concurrency | p50 ms | p99 ms | requests/s | errors |")
     print("|---|---|---|---|---|---|")
     configurations = [
         ("digitnet (OIP)", lambda: start_digitnet(), "probabilities"),
         ("digitnet (OIP), adaptive batching 32 / 2 ms", lambda: start_digitnet("--max-batch-size", "32", "--max-batch-delay-ms", "2"), "probabilities"),
-        ("MLServer 1.7.1, parallel_workers=0", lambda: start_mlserver(folder, 0), "predict_proba"),
-        ("MLServer 1.7.1, parallel_workers=1 (default)", lambda: start_mlserver(folder, 1), "predict_proba"),
+        ("KServe 0.21 ModelServer, onnxruntime, logging off", start_kserve, "probabilities"),
     ]
-    for name, start, output in configurations:
+    if not args.no_mlserver:
+        configurations += [
+            ("MLServer 1.7.1, parallel_workers=0", lambda: start_mlserver(folder, 0), "predict_proba"),
+            ("MLServer 1.7.1, parallel_workers=1 (default)", lambda: start_mlserver(folder, 1), "predict_proba"),
+        ]
+    for name, start, output in configurations * args.rounds:
         process, port = start()
         try:
             asyncio.run(measure(name, port, output, args.concurrency, args.seconds))

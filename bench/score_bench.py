@@ -73,7 +73,7 @@ DECODERS = {"Pillow": _decode_pillow, "OpenCV": _decode_opencv}
 
 def decode_only(folder: Path, workers: int, decoder: str, chunk: int = 64) -> float:
     """Images per second for reading and decoding alone (one of DECODERS), in the same number of processes."""
-    paths = [p for p in walk([folder]) if isinstance(p, str)]
+    paths = [str(p) for p in walk([folder]) if isinstance(p, str | Path)]  # Path: the walk of older versions
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for future in [pool.submit(_hold) for _ in range(workers)]:  # start every worker before the clock
@@ -122,7 +122,8 @@ def main() -> None:
               "| ratio to the faster decoder | through a server (img/s) | ratio server / in-process |")
         print("|---|---|---|---|---|---|---|")
         server = subprocess.Popen(
-            [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(MODEL), "--port", "50391"],
+            # As many server processes as scoring processes: both sides get every core.
+            [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(MODEL), "--port", "50391", "--workers", str(args.workers)],
             stderr=subprocess.DEVNULL, cwd=REPO,
         )
         try:

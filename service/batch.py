@@ -22,6 +22,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from queue import Queue
 from typing import Protocol
 
 from digitnet.service.core import Classifier, ImageInput, Prediction
@@ -178,7 +179,10 @@ class LocalBackend:
 
 @dataclass
 class ServerBackend:
-    """Score through a running digitnet server: files are sent as they are, the server preprocesses them."""
+    """Score through a running digitnet server: files are sent as they are, the server preprocesses them.
+
+    Each request thread has a client (a connection) of its own, so that a server running several worker
+    processes (--workers) gets requests on each of them."""
 
     address: str
     workers: int
@@ -187,16 +191,27 @@ class ServerBackend:
     def __post_init__(self) -> None:
         from digitnet.service.client import DigitClient
 
-        self._client = DigitClient(self.address, timeout=60)
-        self._client.model_info()  # fail fast: unreachable server, wrong address
+        self._clients = [DigitClient(self.address, timeout=60) for _ in range(self.workers)]
+        self._clients[0].model_info()  # fail fast: unreachable server, wrong address
+        self._idle: Queue[DigitClient] = Queue()
+        for client in self._clients:
+            self._idle.put(client)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="digitnet-score")
+
+    def _score(self, request: ScoreRequest, paths: list[str]) -> ScoredChunk:
+        client = self._idle.get()  # one per thread at a time: as many as there are threads
+        try:
+            return request.score(client.classify_batch, paths)
+        finally:
+            self._idle.put(client)
 
     def score(self, chunks: Iterable[list[str]], request: ScoreRequest) -> Iterator[ScoredChunk]:
         """Yield each chunk's rows, in order."""
-        submit = lambda chunk: self._pool.submit(request.score, self._client.classify_batch, chunk)  # noqa: E731
+        submit = lambda chunk: self._pool.submit(self._score, request, chunk)  # noqa: E731
         return in_order(submit, chunks, window=2 * self.workers)
 
     def close(self) -> None:
-        """Close the channel and the request threads."""
+        """Close the connections and the request threads."""
         self._pool.shutdown(cancel_futures=True)
-        self._client.close()
+        for client in self._clients:
+            client.close()

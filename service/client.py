@@ -164,6 +164,9 @@ class DigitClient:
             # Reconnect to a restarted server within a second or two, not gRPC's default of up to 2 minutes.
             ("grpc.initial_reconnect_backoff_ms", int(RETRY_BACKOFF[0] * 1000)),
             ("grpc.max_reconnect_backoff_ms", int(RETRY_BACKOFF[1] * 1000)),
+            # A connection of its own, not one shared with the process's other clients of the same server:
+            # several clients then reach several worker processes of a server (--workers, SO_REUSEPORT).
+            ("grpc.use_local_subchannel_pool", 1),
         ]
         credentials = _channel_credentials(settings)
         self._tls = credentials is not None

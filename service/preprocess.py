@@ -331,7 +331,7 @@ def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
 
 def scale_uint8(pixels: np.ndarray) -> np.ndarray:
     """Scale uint8 MNIST pixels (0-255) to the model's float32 [0, 1], the one way every path does it."""
-    return pixels.astype(np.float32) / np.float32(255.0)
+    return np.divide(pixels, np.float32(255.0), dtype=np.float32)  # the cast inside the division: one pass, not two
 
 
 def from_uint8(data: bytes) -> np.ndarray | None:
