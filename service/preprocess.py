@@ -27,6 +27,9 @@ from digitnet.service.image_header import Header, sniff
 # Each image is small; parallelism comes from handling many at once (server threads, score processes).
 # OpenCV's own thread pool would only add hand-offs and oversubscribe the cores.
 cv2.setNumThreads(1)
+# libjpeg's warnings about a damaged file ("Corrupt JPEG data: ...") reach stderr through OpenCV's log:
+# a client could fill the server's log with them. Failures are reported by this module, per image.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 #: Formats accepted for encoded images (Pillow's names).
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
