@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from digitnet.service.batch import LocalBackend, ServerBackend, walk
-from digitnet.service.model import available_cpus
+from digitnet.service.constants import available_cpus
 from digitnet.service.score import ScoreJob, run_job
 from digitnet.training.data import load_mnist5k
 

@@ -25,10 +25,11 @@ from pathlib import Path
 from queue import Queue
 from typing import Protocol
 
-from digitnet.service.core import Classifier, ImageInput, Prediction
+from digitnet.service.core import Classifier
 from digitnet.service.errors import DigitnetError
 from digitnet.service.model import Model
 from digitnet.service.processes import ignore_interrupts, terminate_with_parent
+from digitnet.service.results import ImageInput, Prediction
 from digitnet.service.score_output import Format, Row, ScoredChunk, to_row
 
 #: Exit statuses of `digitnet score`.

@@ -20,7 +20,12 @@ from pathlib import Path
 
 from digitnet.service.cli_args import build_parser
 from digitnet.service.constants import LABELS, PATH_ERRORS, default_model
-from digitnet.service.errors import ConfigurationError, DigitnetError, InvalidInput, LimitExceeded
+from digitnet.service.errors import (
+    ConfigurationError,
+    DigitnetError,
+    InvalidInput,
+    LimitExceeded,
+)
 
 #: Exit status when an input (an image, a file) could not be read or classified.
 EXIT_BAD_INPUT = 1
@@ -111,8 +116,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from digitnet.service.batch import EXIT_RUN_FAILED, Backend, LocalBackend, ServerBackend
-    from digitnet.service.model import available_cpus
+    from digitnet.service.batch import (
+        EXIT_RUN_FAILED,
+        Backend,
+        LocalBackend,
+        ServerBackend,
+    )
+    from digitnet.service.constants import available_cpus
     from digitnet.service.score import ScoreJob, run_job
     from digitnet.service.score_output import format_for
 

@@ -23,11 +23,22 @@ import numpy as np
 
 from digitnet.service._generated import digitnet_pb2 as pb
 from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
-from digitnet.service.constants import N_CLASSES, N_PIXELS
-from digitnet.service.core import Explanation, ImageInput, Outcome, PackedPredictions, Prediction
-from digitnet.service.errors import ConfigurationError, DigitnetError, LimitExceeded, echo
-from digitnet.service.settings import MESSAGE_OVERHEAD_BYTES, ClientSettings
-from digitnet.service.state import SERVICE_NAME
+from digitnet.service.constants import MESSAGE_OVERHEAD_BYTES, N_CLASSES, N_PIXELS
+from digitnet.service.errors import (
+    ConfigurationError,
+    DigitnetError,
+    LimitExceeded,
+    echo,
+)
+from digitnet.service.results import (
+    Explanation,
+    ImageInput,
+    Outcome,
+    PackedPredictions,
+    Prediction,
+)
+from digitnet.service.client_settings import ClientSettings
+from digitnet.service.protocol import SERVICE_NAME
 
 Reply = TypeVar("Reply")
 #: The client's own message limit, both ways (the server's is usually lower: see ServerLimits).

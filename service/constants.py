@@ -31,14 +31,24 @@ OUTPUT_HIDDEN: Final = ("hidden1", "hidden2")
 #: How file names are encoded in text output: the OS gives bytes, and a name that is not UTF-8 is
 #: written (and read back by --resume) byte for byte.
 PATH_ERRORS: Final = "surrogateescape"
+#: Room in a gRPC message for what surrounds the pixels or image bytes (fields, ids, options).
+MESSAGE_OVERHEAD_BYTES: Final = 64 * 1024
 #: Key of the model card in the ONNX file's metadata_props.
 CARD_METADATA_KEY: Final = "digitnet.card"
+#: Where the model runs: onnxruntime's CUDA execution provider if present ("auto"), or a fixed choice.
+Provider = Literal["auto", "cpu", "cuda"]
+PROVIDERS: Final[tuple[Provider, ...]] = ("auto", "cpu", "cuda")
 
 assert N_PARAMETERS == 13_002
 
 
 #: The committed model's file name in models/, which installs as the package data `digitnet.models`.
 DEFAULT_MODEL_FILE: Final = "default.onnx"
+
+
+def available_cpus() -> int:
+    """Count the CPUs this process may run on (cgroup/affinity aware, unlike os.cpu_count)."""
+    return len(os.sched_getaffinity(0))
 
 
 def default_model() -> Path:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from digitnet.service.core import Classifier, Explanation, Outcome
+from digitnet.service.core import Classifier
 from digitnet.service.errors import DigitnetError
 from digitnet.service.model import Model
 from digitnet.service.network import Network
+from digitnet.service.results import Explanation, Outcome
 from digitnet.service.visuals import draw_network, draw_weights, save
 
 

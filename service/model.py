@@ -9,12 +9,10 @@ Usage:
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import onnx
@@ -31,6 +29,9 @@ from digitnet.service.constants import (
     OUTPUT_HIDDEN,
     OUTPUT_LABEL,
     OUTPUT_PROBABILITIES,
+    PROVIDERS,
+    Provider,
+    available_cpus,
 )
 from digitnet.service.errors import ConfigurationError, ModelError
 from digitnet.service.observability import BATCH_IMAGES
@@ -38,8 +39,6 @@ from digitnet.service.statistics import STATISTICS
 
 log = logging.getLogger(__name__)
 
-Provider = Literal["auto", "cpu", "cuda"]
-PROVIDERS: tuple[Provider, ...] = ("auto", "cpu", "cuda")
 _CPU = "CPUExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
 _OUTPUTS = [OUTPUT_PROBABILITIES, OUTPUT_LABEL, *OUTPUT_HIDDEN]
@@ -52,11 +51,6 @@ class ModelOutput:
     probabilities: np.ndarray  # float32 [N, 10]
     labels: np.ndarray  # int64 [N]
     hidden: tuple[np.ndarray, np.ndarray]  # float32 [N, 16] each: the two hidden layers' activations
-
-
-def available_cpus() -> int:
-    """Count the CPUs this process may run on (cgroup/affinity aware, unlike os.cpu_count)."""
-    return len(os.sched_getaffinity(0))
 
 
 def choose_providers(choice: Provider) -> list[str]:

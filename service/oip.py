@@ -22,9 +22,30 @@ import numpy as np
 from digitnet.service import __version__
 from digitnet.service._generated import oip_pb2 as pb
 from digitnet.service.batching import MicroBatcher
-from digitnet.service.constants import IMAGE_SIDE, INPUT_NAME, N_PIXELS, OUTPUT_HIDDEN, OUTPUT_LABEL, OUTPUT_PROBABILITIES
-from digitnet.service.core import NO_DEADLINE, Classifier, Deadline, PackedPredictions, check_min_confidence, decide_packed
-from digitnet.service.errors import Cancelled, DeadlineExceeded, DigitnetError, InternalError, InvalidInput, NotFound, echo
+from digitnet.service.constants import (
+    IMAGE_SIDE,
+    INPUT_NAME,
+    N_PIXELS,
+    OUTPUT_HIDDEN,
+    OUTPUT_LABEL,
+    OUTPUT_PROBABILITIES,
+)
+from digitnet.service.core import (
+    NO_DEADLINE,
+    Classifier,
+    Deadline,
+    check_min_confidence,
+    decide_packed,
+)
+from digitnet.service.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    DigitnetError,
+    InternalError,
+    InvalidInput,
+    NotFound,
+    echo,
+)
 from digitnet.service.model import ModelOutput
 from digitnet.service.observability import ERRORS, IMAGES
 from digitnet.service.oip_catalog import (
@@ -40,7 +61,14 @@ from digitnet.service.oip_catalog import (
     repository_index,
 )
 from digitnet.service.preprocess import scale_uint8
-from digitnet.service.servicer import INLINE_IMAGES, deadline_of, grpc_errors, offload, status_for
+from digitnet.service.results import PackedPredictions
+from digitnet.service.servicer import (
+    INLINE_IMAGES,
+    deadline_of,
+    grpc_errors,
+    offload,
+    status_for,
+)
 from digitnet.service.state import ServingState
 from digitnet.service.statistics import STATISTICS
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
@@ -23,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from digitnet.service.constants import DIGIT_BOX, IMAGE_SIDE, N_PIXELS
 from digitnet.service.errors import DigitnetError, InvalidInput, LimitExceeded
 from digitnet.service.image_header import Header, sniff
+from digitnet.service.limits import Limits
 
 # Each image is small; parallelism comes from handling many at once (server threads, score processes).
 # OpenCV's own thread pool would only add hand-offs and oversubscribe the cores.
@@ -40,16 +40,6 @@ MIN_CONTRAST = 32
 WORKING_SIDE = 64
 #: Share of the image's side used as the border that decides the background colour.
 _BORDER = 0.08
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Caps on untrusted image input; each bounds the work and memory one image can cost."""
-
-    max_encoded_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 25_000_000  # width x height before decoding: stops decompression bombs
-    max_side: int = 16_384  # longest side, before decoding
-    max_aspect: float = 20.0  # longer side / shorter side: a strip too thin to shrink stays costly to read
 
 
 def to_mnist(data: bytes, limits: Limits = Limits()) -> np.ndarray | None:

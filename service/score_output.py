@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from digitnet.service.constants import LABELS, PATH_ERRORS
-from digitnet.service.core import Outcome, Prediction
 from digitnet.service.errors import ConfigurationError, echo
+from digitnet.service.results import Outcome, Prediction
 
 #: Status words in the output, by outcome.
 STATUS = {Outcome.DIGIT: "ok", Outcome.UNKNOWN: "unknown", Outcome.ERROR: "error"}

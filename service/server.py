@@ -37,7 +37,8 @@ from digitnet.service.processes import terminate_with_parent
 from digitnet.service.reload import ModelReloader, load_model, publish
 from digitnet.service.servicer import DigitClassifierServicer
 from digitnet.service.settings import ServerSettings
-from digitnet.service.state import SERVICE_NAME, ServingState
+from digitnet.service.protocol import SERVICE_NAME
+from digitnet.service.state import ServingState
 
 log = logging.getLogger(__name__)
 

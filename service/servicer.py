@@ -23,7 +23,7 @@ from digitnet.service import __version__
 from digitnet.service._generated import digitnet_pb2 as pb
 from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.constants import N_PIXELS
-from digitnet.service.core import Classifier, Deadline, ImageInput, Outcome, PackedPredictions, Prediction
+from digitnet.service.core import Classifier, Deadline
 from digitnet.service.errors import (
     Cancelled,
     ConfigurationError,
@@ -39,6 +39,7 @@ from digitnet.service.errors import (
 )
 from digitnet.service.image_header import sniff
 from digitnet.service.observability import ERRORS, IMAGES
+from digitnet.service.results import ImageInput, Outcome, PackedPredictions, Prediction
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from digitnet.service.constants import N_PIXELS, default_model
-from digitnet.service.model import Provider, available_cpus
-from digitnet.service.preprocess import Limits
-
-#: Room in a gRPC message for what surrounds the pixels or image bytes (fields, ids, options).
-MESSAGE_OVERHEAD_BYTES = 64 * 1024
-
+from digitnet.service.constants import MESSAGE_OVERHEAD_BYTES, N_PIXELS, Provider, available_cpus, default_model
+from digitnet.service.limits import Limits
 
 class ServerSettings(BaseSettings):
     """Everything `digitnet serve` can be told."""
@@ -116,26 +111,3 @@ class ServerSettings(BaseSettings):
     def thread_count(self) -> int:
         """Worker threads per server process."""
         return self.threads or 2 * available_cpus()
-
-
-class ClientSettings(BaseSettings):
-    """How digitnet's clients (predict, score, explain with --server) reach a server, secured or not."""
-
-    model_config = SettingsConfigDict(env_prefix="DIGITNET_", extra="ignore")
-
-    retry_seconds: float = Field(15.0, ge=0)
-    """How long a call keeps retrying a server that is unavailable (draining, restarting, unreachable), with backoff."""
-
-    token: SecretStr | None = None
-    """Bearer token to send (the server's DIGITNET_TOKEN)."""
-    tls_ca: Path | None = None
-    """PEM CA that signed the server's certificate: connect with TLS."""
-    tls_client_cert: Path | None = None
-    """PEM client certificate, for a server that requires mutual TLS."""
-    tls_client_key: Path | None = None
-    """PEM private key of tls_client_cert."""
-
-    @field_validator("token", "tls_ca", "tls_client_cert", "tls_client_key", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value

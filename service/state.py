@@ -9,13 +9,10 @@ from typing import TYPE_CHECKING
 import grpc
 from grpc_health.v1 import health, health_pb2
 
-from digitnet.service._generated import digitnet_pb2 as pb
+from digitnet.service.protocol import SERVICE_NAME
 
 if TYPE_CHECKING:
     from digitnet.service.reload import ModelReloader
-
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DigitClassifier"].full_name
-
 
 class HealthServicer(health.aio.HealthServicer):
     """grpc's asyncio health servicer with Watch fixed for several watchers of one service.

@@ -6,9 +6,16 @@ import threading
 
 import pytest
 
-from digitnet.service.core import Classifier, Deadline, Outcome
-from digitnet.service.errors import Cancelled, DeadlineExceeded, InternalError, InvalidInput, TimeLimitExceeded
+from digitnet.service.core import Classifier, Deadline
+from digitnet.service.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    InternalError,
+    InvalidInput,
+    TimeLimitExceeded,
+)
 from digitnet.service.model import Model
+from digitnet.service.results import Outcome
 
 from ..conftest import DEFAULT_MODEL, REPO
 from .conftest import DecodeSpy

@@ -89,7 +89,8 @@ def test_a_model_that_answers_nan_is_refused_at_warm_up(tmp_path: Path) -> None:
 
 
 def test_non_finite_probabilities_are_never_a_guess() -> None:
-    from digitnet.service.core import Outcome, decide
+    from digitnet.service.core import decide
+    from digitnet.service.results import Outcome
 
     prediction = decide(np.array([np.nan] * 10, dtype=np.float32), 0.0)
     assert prediction.outcome is Outcome.ERROR and "NaN or infinite" in prediction.reason

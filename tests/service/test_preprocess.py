@@ -15,8 +15,9 @@ from PIL import Image
 from digitnet.service import preprocess
 from digitnet.service.core import Classifier
 from digitnet.service.errors import InvalidInput, LimitExceeded
+from digitnet.service.limits import Limits
 from digitnet.service.model import Model
-from digitnet.service.preprocess import Limits, from_float, from_uint8, to_mnist
+from digitnet.service.preprocess import from_float, from_uint8, to_mnist
 
 from ..conftest import DEFAULT_MODEL, REPO
 

@@ -189,7 +189,7 @@ def test_health_and_reflection(channel: grpc.Channel) -> None:
 
 
 def test_packed_encoding_equals_protobufs_own() -> None:
-    from digitnet.service.core import PackedPredictions
+    from digitnet.service.results import PackedPredictions
     from digitnet.service.servicer import encode_packed
 
     rng = np.random.default_rng(0)
