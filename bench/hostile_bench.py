@@ -171,7 +171,9 @@ def stall_table(seconds: float) -> None:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, grpc.insecure_channel(
             f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1), ("grpc.max_send_message_length", 2**27)]
         ) as big_channel:
-            classify = channel.unary_unary("/digitnet.v1.DigitClassifier/Classify", pb.ClassifyRequest.SerializeToString, pb.ClassifyResponse.FromString)
+            classify = channel.unary_unary(
+                "/digitnet.v1.DigitClassifier/Classify", pb.ClassifyRequest.SerializeToString, pb.ClassifyResponse.FromString
+            )
             for label, (method, payload) in big_kinds.items():
                 stop, sent = threading.Event(), [0]
 

@@ -7,10 +7,9 @@ import argparse
 import logging
 import types
 
+import kserve
 import numpy as np
 import onnxruntime as ort
-
-import kserve
 from kserve import model_server
 from kserve.protocol.grpc import server as grpc_server
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse

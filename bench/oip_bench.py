@@ -185,7 +185,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     configurations = [
         ("digitnet (OIP)", lambda: start_digitnet(), "probabilities"),
-        ("digitnet (OIP), adaptive batching 32 / 2 ms", lambda: start_digitnet("--max-batch-size", "32", "--max-batch-delay-ms", "2"), "probabilities"),
+        (
+            "digitnet (OIP), adaptive batching 32 / 2 ms",
+            lambda: start_digitnet("--max-batch-size", "32", "--max-batch-delay-ms", "2"),
+            "probabilities",
+        ),
         ("KServe 0.21 ModelServer, onnxruntime, logging off", start_kserve, "probabilities"),
     ]
     if not args.no_mlserver:

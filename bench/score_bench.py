@@ -102,7 +102,8 @@ def peak_memory_mb(folder: Path, workers: int) -> tuple[float, float]:
     )
     with tempfile.TemporaryDirectory() as scratch:
         done = subprocess.run(
-            [sys.executable, "-c", probe, "score", str(folder), "--model", str(MODEL), "--out", f"{scratch}/o.csv", "--quiet", "--workers", str(workers)],
+            [sys.executable, "-c", probe, "score", str(folder), "--model", str(MODEL), "--out", f"{scratch}/o.csv", "--quiet",
+             "--workers", str(workers)],
             capture_output=True, text=True, check=True, cwd=REPO,
         )
     main_kb, child_kb = (int(v) for v in done.stdout.split())

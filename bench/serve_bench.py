@@ -206,7 +206,8 @@ async def grpc_rows(workers: int, concurrencies: list[int], seconds: float, batc
                 await stream.done_writing()
         for concurrency in (1, 2):
             result = await measure(
-                f"ClassifyBatch, {batch} packed uint8", workers, concurrency, seconds, lambda s: stubs[s % CHANNELS].ClassifyBatch(batch_request), batch
+                f"ClassifyBatch, {batch} packed uint8", workers, concurrency, seconds,
+                lambda s: stubs[s % CHANNELS].ClassifyBatch(batch_request), batch,
             )
             rows.append(result.row())
         for c in channels:

@@ -14,11 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
-
 from formats import (  # type: ignore[import-not-found]  # run as a script, beside this file
-    Corpus,
     PNG_SIGNATURE,
+    Corpus,
     bmp,
     bmp_rows,
     chunk,
@@ -43,7 +41,7 @@ from formats import (  # type: ignore[import-not-found]  # run as a script, besi
     webp_chunks,
     zeros_deflate,
 )
-
+from PIL import Image, ImageOps
 
 
 def modes(c: Corpus) -> None:

@@ -26,7 +26,8 @@ def _call(server: ServerThread, method: str, data: str = "{}") -> dict[str, obje
 
 
 def _list(server: ServerThread, symbol: str = "") -> list[str]:
-    result = subprocess.run([GRPCURL, "-plaintext", server.address, "list", *([symbol] if symbol else [])], capture_output=True, text=True, timeout=60)
+    command = [GRPCURL, "-plaintext", server.address, "list", *([symbol] if symbol else [])]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
 
@@ -76,7 +77,8 @@ def test_health_watch_through_grpcurl_sees_the_drain() -> None:
     # Watch used to fail at once: UNKNOWN "'async for' requires an object with __aiter__ method, got coroutine".
     with running_server() as server:
         watch = subprocess.Popen(
-            [GRPCURL, "-plaintext", "-max-time", "30", server.address, "grpc.health.v1.Health/Watch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [GRPCURL, "-plaintext", "-max-time", "30", server.address, "grpc.health.v1.Health/Watch"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
             assert watch.stdout is not None

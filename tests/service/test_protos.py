@@ -7,4 +7,4 @@ from digitnet.service import protos
 
 def test_generated_code_is_current() -> None:
     committed = {p.name: p.read_text() for p in protos.GENERATED.glob("*_pb2*")}
-    assert committed == protos.generate(), "protos/ changed: run ./dev protos and commit service/_generated"
+    assert committed == protos.generate(), "protos/ changed: run ./dev protos and commit service/digitnet/service/_generated"

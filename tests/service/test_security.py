@@ -10,8 +10,8 @@ from pydantic import SecretStr
 
 from digitnet.service._generated import oip_pb2 as oip
 from digitnet.service.client import DigitClient, RemoteError, health_status
-from digitnet.service.errors import ConfigurationError
 from digitnet.service.client_settings import ClientSettings
+from digitnet.service.errors import ConfigurationError
 
 from ..conftest import REPO
 from .certs import make_pki

@@ -20,8 +20,8 @@ from digitnet.service._generated import digitnet_pb2 as pb
 from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.cli import main
 from digitnet.service.client import DigitClient
-from digitnet.service.core import Classifier
 from digitnet.service.client_settings import ClientSettings
+from digitnet.service.core import Classifier
 from digitnet.service.settings import ServerSettings
 
 from ..conftest import DEFAULT_MODEL, REPO

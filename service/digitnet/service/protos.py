@@ -1,4 +1,4 @@
-"""Regenerate service/_generated from protos/ (`./dev protos`); a test checks the committed code is current.
+"""Regenerate service/digitnet/service/_generated from protos/ (`./dev protos`); a test checks the committed code is current.
 
 protoc names imports after the .proto's folder (`from digitnet.v1 import digitnet_pb2`), which would
 clash with our own `digitnet` package, so the generated files are flattened into one folder and
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from grpc_tools import protoc
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]  # service/digitnet/service/protos.py
 #: The package the OIP's Python code is generated under (the .proto says `inference`).
 OIP_PACKAGE = "digitnet.oip.v2"
 PROTO_ROOT = REPO / "protos"
@@ -46,7 +46,7 @@ def generate() -> dict[str, str]:
 
 
 def main() -> int:
-    """Write the generated code into service/_generated, replacing what was there."""
+    """Write the generated code into _generated (beside this file), replacing what was there."""
     files = generate()
     for stale in GENERATED.glob("*_pb2*"):
         stale.unlink()

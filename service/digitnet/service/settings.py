@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from digitnet.service.constants import MESSAGE_OVERHEAD_BYTES, N_PIXELS, Provider, available_cpus, default_model
 from digitnet.service.limits import Limits
 
+
 class ServerSettings(BaseSettings):
     """Everything `digitnet serve` can be told."""
 

@@ -93,7 +93,8 @@ def repository_index(ready: bool, only_ready: bool) -> pb.RepositoryIndexRespons
     if only_ready and not ready:
         return pb.RepositoryIndexResponse()
     state, reason = ("READY", "") if ready else ("UNAVAILABLE", "the server is draining")
-    return pb.RepositoryIndexResponse(models=[pb.RepositoryIndexResponse.ModelIndex(name=MODEL_NAME, version=MODEL_VERSION, state=state, reason=reason)])
+    entry = pb.RepositoryIndexResponse.ModelIndex(name=MODEL_NAME, version=MODEL_VERSION, state=state, reason=reason)
+    return pb.RepositoryIndexResponse(models=[entry])
 
 
 def reflection_pool(*others: FileDescriptor) -> descriptor_pool.DescriptorPool:

@@ -23,7 +23,7 @@ N_PARAMETERS: Final = sum(a * b + b for a, b in zip(LAYER_SIZES, LAYER_SIZES[1:]
 Activation = Literal["relu", "logistic"]
 ACTIVATIONS: Final[tuple[Activation, ...]] = ("relu", "logistic")
 
-# The ONNX artifact's interface (see service/model.py, which owns the contract).
+# The ONNX artifact's interface (see model.py, which owns the contract).
 INPUT_NAME: Final = "pixels"
 OUTPUT_PROBABILITIES: Final = "probabilities"
 OUTPUT_LABEL: Final = "label"

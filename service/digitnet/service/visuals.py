@@ -1,6 +1,6 @@
 """Pictures of the network at work (matplotlib, headless): one input's journey, and the weights.
 
-The numbers come from service/network.py; this module only draws them.
+The numbers come from network.py; this module only draws them.
 
 Usage:
     figure = draw_network(net, net.forward(pixels))

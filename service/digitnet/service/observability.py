@@ -50,7 +50,7 @@ def metrics_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
     if environ.get("PATH_INFO") != "/metrics":
         start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
         return [b"not found: the metrics are at /metrics\n"]
-    return _PROMETHEUS_APP(environ, start_response)  # type: ignore[no-any-return]
+    return _PROMETHEUS_APP(environ, start_response)
 
 
 _PROMETHEUS_APP = make_wsgi_app()

@@ -34,10 +34,10 @@ from digitnet.service.observability import configure_logging, start_metrics
 from digitnet.service.oip import OIP_SERVICE, OipServicer, add_oip_to_server
 from digitnet.service.oip_catalog import reflection_pool
 from digitnet.service.processes import terminate_with_parent
+from digitnet.service.protocol import SERVICE_NAME
 from digitnet.service.reload import ModelReloader, load_model, publish
 from digitnet.service.servicer import DigitClassifierServicer
 from digitnet.service.settings import ServerSettings
-from digitnet.service.protocol import SERVICE_NAME
 from digitnet.service.state import ServingState
 
 log = logging.getLogger(__name__)

@@ -72,7 +72,7 @@ class Guard:
         def register_guarded(handlers: Sequence[grpc.GenericRpcHandler]) -> None:
             register([_GuardedHandlers(self, handlers)])
 
-        server.add_generic_rpc_handlers = register_guarded  # type: ignore[method-assign]
+        server.add_generic_rpc_handlers = register_guarded
 
     def _admit(self, context: grpc.aio.ServicerContext, stream: bool) -> None:
         """Take a slot for this call, or raise the refusal; reads only the call's metadata."""
@@ -217,5 +217,5 @@ def _behaviour_of(handler: grpc.RpcMethodHandler) -> Callable[..., Any]:
     for attribute in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
         behaviour = getattr(handler, attribute)
         if behaviour is not None:
-            return behaviour  # type: ignore[no-any-return]
+            return behaviour
     raise TypeError(f"handler {handler!r} has no behaviour")

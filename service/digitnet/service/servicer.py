@@ -77,7 +77,7 @@ def status_for(error: DigitnetError) -> grpc.StatusCode:
     """Return the gRPC status code for a digitnet error."""
     for cls in type(error).__mro__:
         if cls in STATUS_CODES:
-            return STATUS_CODES[cls]  # type: ignore[index]
+            return STATUS_CODES[cls]
     return grpc.StatusCode.INTERNAL
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from digitnet.service._generated import digitnet_pb2 as pb
 from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
+from digitnet.service.client_settings import ClientSettings
 from digitnet.service.constants import MESSAGE_OVERHEAD_BYTES, N_CLASSES, N_PIXELS
 from digitnet.service.errors import (
     ConfigurationError,
@@ -30,6 +31,7 @@ from digitnet.service.errors import (
     LimitExceeded,
     echo,
 )
+from digitnet.service.protocol import SERVICE_NAME
 from digitnet.service.results import (
     Explanation,
     ImageInput,
@@ -37,8 +39,6 @@ from digitnet.service.results import (
     PackedPredictions,
     Prediction,
 )
-from digitnet.service.client_settings import ClientSettings
-from digitnet.service.protocol import SERVICE_NAME
 
 Reply = TypeVar("Reply")
 #: The client's own message limit, both ways (the server's is usually lower: see ServerLimits).

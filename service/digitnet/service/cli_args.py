@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from digitnet.service import __version__
@@ -65,7 +65,7 @@ def _env_only_settings() -> str:
     return "\n".join(lines)
 
 
-def build_parser(handlers: dict[str, Handler], serve_epilog: bool = False) -> argparse.ArgumentParser:
+def build_parser(handlers: Mapping[str, Handler], serve_epilog: bool = False) -> argparse.ArgumentParser:
     """Build the parser; `handlers` maps each command to the function that runs it."""
     parser = argparse.ArgumentParser(
         prog="digitnet", description="Recognize handwritten digits with the 784-16-16-10 network: train, serve, score, explain."

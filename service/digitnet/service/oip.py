@@ -215,7 +215,8 @@ class OipServicer:
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext) -> pb.ModelConfigResponse:
         check_model(request.name, request.version)
         batching = self.batcher
-        config = model_config(self.classifier.max_request_images, batching.max_size if batching else None, 1000 * batching.max_delay if batching else 0)
+        max_size, max_delay_ms = (batching.max_size, 1000 * batching.max_delay) if batching else (None, 0)
+        config = model_config(self.classifier.max_request_images, max_size, max_delay_ms)
         return pb.ModelConfigResponse(config=config)
 
     @grpc_errors
