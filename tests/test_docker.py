@@ -30,11 +30,11 @@ import pytest
 from digitnet.service.card import read_card
 from digitnet.service.client import DigitClient
 
-from .service.test_observability import _free_port
+from .conftest import GOLDEN
+from .service.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_IMAGE = "python:3.11-slim"
-GOLDEN = REPO / "tests" / "golden"
 
 
 def _run(*command: str, env: dict[str, str] | None = None, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -160,7 +160,7 @@ def test_the_compose_deployment_in_a_real_daemon(docker: Docker, images: str, tm
     (tmp_path / "data" / "out").mkdir()
     for label in (2, 7):
         shutil.copy(GOLDEN / f"{label}_scan.png", tmp_path / "data" / "in" / f"{label}.png")
-    port, metrics = _free_port(), _free_port()
+    port, metrics = free_port(), free_port()
     project = f"digitnet-{images}"
     env = {
         **docker.env, "DIGITNET_TAG": images, "DIGITNET_HOST_PORT": str(port), "DIGITNET_METRICS_HOST_PORT": str(metrics),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import GOLDEN
 from .service.conftest import ServerThread, running_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +70,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("readme")
     (folder / "tests").symlink_to(REPO / "tests")
     (folder / "models").symlink_to(REPO / "models")
-    golden = REPO / "tests" / "golden"
+    golden = GOLDEN
     (folder / "scans").mkdir()
     for label in range(10):
         shutil.copy(golden / f"{label}_scan.jpg", folder / "scans" / f"{label}.jpg")

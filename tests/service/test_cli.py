@@ -16,10 +16,9 @@ import pytest
 
 from digitnet.service.cli import main
 
-from ..conftest import DEFAULT_MODEL, REPO
-from .test_observability import _free_port
+from ..conftest import DEFAULT_MODEL, GOLDEN, REPO
+from .helpers import free_port
 
-GOLDEN = REPO / "tests" / "golden"
 COMMAND = [sys.executable, "-m", "digitnet.service.cli"]
 
 
@@ -122,7 +121,7 @@ def test_dev_without_a_task_prints_its_usage_only() -> None:
 
 @pytest.mark.slow
 def test_metrics_only_at_metrics_and_debug_logs_only_ours() -> None:
-    metrics, port = _free_port(), _free_port()
+    metrics, port = free_port(), free_port()
     process = subprocess.Popen(
         [*COMMAND, "serve", "--port", str(port), "--metrics-port", str(metrics), "--log-level", "debug"], stderr=subprocess.PIPE, text=True, cwd=REPO
     )

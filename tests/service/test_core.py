@@ -17,10 +17,10 @@ from digitnet.service.errors import (
 from digitnet.service.model import Model
 from digitnet.service.results import Outcome
 
-from ..conftest import DEFAULT_MODEL, REPO
+from ..conftest import DEFAULT_MODEL, GOLDEN, REPO
 from .conftest import DecodeSpy
 
-GOOD = (REPO / "tests" / "golden" / "3_scan.png").read_bytes()
+GOOD = (GOLDEN / "3_scan.png").read_bytes()
 ODD = (REPO / "tests" / "corpus" / "tiff_tiles_2G.tif").read_bytes()  # Pillow raises OverflowError on it
 
 

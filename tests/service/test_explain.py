@@ -17,10 +17,8 @@ from digitnet.service.model import Model
 from digitnet.service.network import Network
 from digitnet.service.visuals import draw_network, to_png
 
-from ..conftest import DEFAULT_MODEL, REPO
+from ..conftest import DEFAULT_MODEL, GOLDEN
 from .conftest import ServerThread
-
-GOLDEN = REPO / "tests" / "golden"
 
 
 def test_explanation_equals_a_numpy_forward_pass_with_the_onnx_weights() -> None:

@@ -25,12 +25,12 @@ from digitnet.service._generated import digitnet_pb2 as pb
 from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service._generated import oip_pb2 as oip
 
-from ..conftest import DEFAULT_MODEL, REPO
-from .test_reload import _serve
+from ..conftest import DEFAULT_MODEL, GOLDEN, REPO
+from .helpers import serve
 
 SEEDS = [p.read_bytes() for p in sorted((REPO / "tests" / "corpus").iterdir()) if p.is_file() and p.suffix != ".py"]
-SEEDS += [p.read_bytes() for p in sorted((REPO / "tests" / "golden").glob("*_*.*")) if p.suffix != ".py"]
-GOOD = (REPO / "tests" / "golden" / "9_scan.jpg").read_bytes()
+SEEDS += [p.read_bytes() for p in sorted(GOLDEN.glob("*_*.*")) if p.suffix != ".py"]
+GOOD = (GOLDEN / "9_scan.jpg").read_bytes()
 #: Codes that mean the server failed, not the input.
 FORBIDDEN = {"INTERNAL", "UNKNOWN", "DEADLINE_EXCEEDED"}
 BOUNDARY = [0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF]
@@ -158,7 +158,7 @@ class _Campaign:
 @pytest.mark.slow
 def test_fuzzed_requests_never_break_the_server(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> None:
     cases, seed = request.config.getoption("fuzz_cases"), request.config.getoption("fuzz_seed")
-    process, port = _serve(DEFAULT_MODEL)
+    process, port = serve(DEFAULT_MODEL)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             campaign = _Campaign(channel, seed)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO
+from ..conftest import GOLDEN, REPO
 from .conftest import ServerThread, running_server
 
 GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
-DIGIT = base64.b64encode((REPO / "tests" / "golden" / "4_scan.png").read_bytes()).decode()
+DIGIT = base64.b64encode((GOLDEN / "4_scan.png").read_bytes()).decode()
 
 
 def _call(server: ServerThread, method: str, data: str = "{}") -> dict[str, object]:

@@ -15,10 +15,10 @@ from prometheus_client import REGISTRY
 from digitnet.service._generated import digitnet_pb2 as pb
 from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
 
-from ..conftest import REPO
+from ..conftest import GOLDEN
 from .conftest import DecodeSpy, running_server
 
-IMAGE = pb.Image(encoded=(REPO / "tests" / "golden" / "5_scan.png").read_bytes())
+IMAGE = pb.Image(encoded=(GOLDEN / "5_scan.png").read_bytes())
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
 

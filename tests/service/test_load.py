@@ -20,17 +20,15 @@ from PIL import Image
 from digitnet.service._generated import digitnet_pb2 as pb
 from digitnet.service.client import DigitClient
 
-from ..conftest import DEFAULT_MODEL, REPO
+from ..conftest import DEFAULT_MODEL, GOLDEN
 from .conftest import write_model_that_fails_to_run
-from .test_observability import _free_port, _scrape
-from .test_reload import _install, _serve, _Traffic
+from .helpers import Traffic, free_port, install, scrape, serve
 
-GOLDEN = REPO / "tests" / "golden"
 DIGITS = np.stack([np.asarray(Image.open(GOLDEN / f"{d}_mnist.png"), dtype=np.uint8).reshape(784) for d in range(10)])
 SCANS = [(GOLDEN / f"{d}_scan.jpg").read_bytes() for d in range(10)]
 
 
-class _Mixed(_Traffic):
+class _Mixed(Traffic):
     """Clients sending a random mix of every kind of call."""
 
     def call(self, client: DigitClient, rng: random.Random) -> None:
@@ -70,23 +68,23 @@ def _rss_sampler(pid: int) -> Iterator[list[int]]:
 @pytest.mark.slow
 def test_mixed_load_at_concurrency_32_through_failed_reloads(tmp_path: Path) -> None:
     served = tmp_path / "served.onnx"
-    _install(DEFAULT_MODEL, served)
+    install(DEFAULT_MODEL, served)
     broken = write_model_that_fails_to_run(tmp_path / "broken.onnx")
-    metrics = _free_port()
-    process, port = _serve(served, "--metrics-port", str(metrics))
+    metrics = free_port()
+    process, port = serve(served, "--metrics-port", str(metrics))
     try:
         with _rss_sampler(process.pid) as rss, _Mixed(f"127.0.0.1:{port}", threads=32) as load:
             time.sleep(1.5)
             served.write_bytes(served.read_bytes()[:-10])  # corrupt: refused, the old model keeps serving
             process.send_signal(signal.SIGHUP)
             time.sleep(1.5)
-            _install(broken, served)  # loads, but cannot run: refused at warm-up
+            install(broken, served)  # loads, but cannot run: refused at warm-up
             process.send_signal(signal.SIGHUP)
             time.sleep(1.5)
-            _install(DEFAULT_MODEL, served)
+            install(DEFAULT_MODEL, served)
             process.send_signal(signal.SIGHUP)
             time.sleep(1.5)
-        reloads = _scrape(metrics)
+        reloads = scrape(metrics)
         assert load.failures == [], load.failures[:5]
         assert load.ok > 200
         assert reloads[("digitnet_model_reloads_total", (("result", "failed"),))] == 2
@@ -105,7 +103,7 @@ def test_mixed_load_at_concurrency_32_through_failed_reloads(tmp_path: Path) -> 
 def test_an_unauthenticated_flood_of_large_requests_costs_no_memory() -> None:
     # 30 concurrent unauthenticated 60 MB requests once took a server from 970 MB to 3.45 GB: the token was
     # checked after the whole message had been received and parsed. 20 MB each here, to spare CI's memory.
-    process, port = _serve(DEFAULT_MODEL, env={"DIGITNET_TOKEN": "s3cret", "DIGITNET_MAX_MESSAGE_BYTES": str(64 * 2**20)})
+    process, port = serve(DEFAULT_MODEL, env={"DIGITNET_TOKEN": "s3cret", "DIGITNET_MAX_MESSAGE_BYTES": str(64 * 2**20)})
     payload = pb.ClassifyRequest(image=pb.Image(encoded=bytes(20_000_000))).SerializeToString()
     codes: list[grpc.StatusCode] = []
 
@@ -137,15 +135,15 @@ def test_an_unauthenticated_flood_of_large_requests_costs_no_memory() -> None:
 @pytest.mark.slow
 def test_a_client_outlasts_a_server_restart() -> None:
     # The client used to give up after ~0.7 s of UNAVAILABLE; a restart takes a few seconds.
-    port = _free_port()
-    process, _ = _serve(DEFAULT_MODEL, "--port", str(port))
+    port = free_port()
+    process, _ = serve(DEFAULT_MODEL, "--port", str(port))
     try:
         with _Mixed(f"127.0.0.1:{port}", threads=4) as load:
             time.sleep(0.5)
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=30) == 0
             time.sleep(1.0)  # down for a while: nobody listens on the port
-            process, _ = _serve(DEFAULT_MODEL, "--port", str(port))
+            process, _ = serve(DEFAULT_MODEL, "--port", str(port))
             before = load.ok
             deadline = time.monotonic() + 30
             while load.ok < before + 50 and time.monotonic() < deadline:

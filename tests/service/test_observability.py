@@ -3,44 +3,31 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from digitnet.service.client import DigitClient, RemoteError
 from digitnet.service.observability import start_metrics
 
-from ..conftest import DEFAULT_MODEL, REPO
+from ..conftest import DEFAULT_MODEL, GOLDEN, REPO
 from .conftest import ServerThread
+from .helpers import free_port, scrape
 
-IMAGE = (REPO / "tests" / "golden" / "2_mnist.png").read_bytes()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text) for s in family.samples}
+IMAGE = (GOLDEN / "2_mnist.png").read_bytes()
 
 
 def test_metrics_count_requests_errors_batches_and_describe_the_model(server: ServerThread, client: DigitClient) -> None:
-    port = _free_port()
+    port = free_port()
     start_metrics(port, host="127.0.0.1")
-    before = _scrape(port)
+    before = scrape(port)
     for _ in range(3):
         client.classify(IMAGE)
     with pytest.raises(RemoteError):
         client.classify(b"not an image")
-    after = _scrape(port)
+    after = scrape(port)
 
     def delta(name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))
@@ -58,7 +45,7 @@ def test_metrics_count_requests_errors_batches_and_describe_the_model(server: Se
 
 @pytest.mark.slow
 def test_json_logs_show_startup_and_requests_without_payloads(tmp_path: object) -> None:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(DEFAULT_MODEL), "--port", str(port),
          "--log-format", "json", "--log-level", "debug"],
@@ -91,14 +78,14 @@ def test_metrics_listen_on_the_servers_host_unless_told_otherwise() -> None:
     # /metrics has no token and shows the model and the traffic: it used to bind 0.0.0.0 whatever --host said.
     import psutil
 
-    from .test_reload import _serve
+    from .helpers import serve
 
-    port = _free_port()
-    process, _ = _serve(DEFAULT_MODEL, "--host", "127.0.0.1", "--metrics-port", str(port))
+    port = free_port()
+    process, _ = serve(DEFAULT_MODEL, "--host", "127.0.0.1", "--metrics-port", str(port))
     try:
         listening = {c.laddr for c in psutil.Process(process.pid).net_connections() if c.status == psutil.CONN_LISTEN}
         assert (("127.0.0.1", port)) in {(a.ip, a.port) for a in listening}
-        assert _scrape(port)  # and it serves
+        assert scrape(port)  # and it serves
     finally:
         process.kill()
         process.wait()

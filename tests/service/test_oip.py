@@ -18,10 +18,9 @@ from digitnet.service._generated import oip_pb2
 from digitnet.service.client import DigitClient
 from digitnet.service.oip import MODEL_NAME
 
-from ..conftest import REPO
+from ..conftest import GOLDEN
 from .conftest import ServerThread, running_server
 
-GOLDEN = REPO / "tests" / "golden"
 DIGITS = np.stack([np.asarray(Image.open(GOLDEN / f"{d}_mnist.png"), dtype=np.uint8).reshape(784) for d in range(10)])
 
 

@@ -9,10 +9,8 @@ import pytest
 
 from digitnet.service.cli import main
 
-from ..conftest import DEFAULT_MODEL, REPO
+from ..conftest import DEFAULT_MODEL, GOLDEN
 from .conftest import ServerThread
-
-GOLDEN = REPO / "tests" / "golden"
 
 
 def _predict(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict[str, object]]]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +17,9 @@ from digitnet.service.limits import Limits
 from digitnet.service.model import Model
 from digitnet.service.preprocess import from_float, from_uint8, to_mnist
 
-from ..conftest import DEFAULT_MODEL, REPO
+from ..conftest import DEFAULT_MODEL, GOLDEN, REPO
+from .helpers import png_header_only
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 FORMS = ("mnist.png", "scan.png", "scan.jpg", "rgba.png")
 
 
@@ -110,22 +108,15 @@ def test_bad_bytes_are_invalid_input(data: bytes, message: str) -> None:
         to_mnist(data)
 
 
-def _png_header_only(width: int, height: int, depth: int = 8) -> bytes:
-    # A tiny PNG that claims to be huge: a decompression bomb must be refused before decoding.
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
 def test_decompression_bomb_is_refused() -> None:
     with pytest.raises(LimitExceeded, match="6000x6000 = 36000000 pixels, over the limit of 25000000"):
-        to_mnist(_png_header_only(6000, 6000))
+        to_mnist(png_header_only(6000, 6000))
     with pytest.raises(LimitExceeded, match="100000x100000 = 10000000000 pixels, over the limit"):  # the fast path's header
-        to_mnist(_png_header_only(100_000, 100_000))
-    with pytest.raises(LimitExceeded, match="over the limit of 25000000 pixels"):  # 16-bit: Pillow's path, its guard first
-        to_mnist(_png_header_only(100_000, 100_000, depth=16))
+        to_mnist(png_header_only(100_000, 100_000))
+    with pytest.raises(LimitExceeded, match="100000x100000 = 10000000000 pixels"):  # 16-bit: not plain, its size still read
+        to_mnist(png_header_only(100_000, 100_000, depth=16))
+    with pytest.raises(LimitExceeded, match="over the limit of 25000000 pixels"):  # a BMP: Pillow's own guard first
+        to_mnist((Path(__file__).resolve().parents[1] / "corpus" / "bmp_header_100000x100000.bmp").read_bytes())
 
 
 def test_encoded_size_limit() -> None:
@@ -183,7 +174,7 @@ def test_costly_sizes_are_refused_before_decoding(width: int, height: int, messa
     # A 4.9 KB 1x2,000,000 PNG used to cost 29 s of CPU: every step is now linear in the area, and strips
     # too thin to shrink before the work are refused from the header.
     with pytest.raises(LimitExceeded, match=message):
-        to_mnist(_png_header_only(width, height))
+        to_mnist(png_header_only(width, height))
 
 
 def test_thin_images_cost_linear_time_in_their_area() -> None:
@@ -282,3 +273,31 @@ def test_many_images_in_mnist_form_are_recognised_at_once_as_one_by_one() -> Non
     for grey, form in zip(greys, forms):
         if form is not None:
             np.testing.assert_array_equal(form, preprocess.normalise(grey))
+
+
+def test_damaged_files_get_pillows_answer_and_print_nothing(capfd: pytest.CaptureFixture[str]) -> None:
+    # Native decoders tolerate damage Pillow refuses, and print about it on stderr: a damaged file must get
+    # the answer it got before the fast path (Pillow's), and the server's stderr must stay its own.
+    digit = np.asarray(Image.open(GOLDEN / "5_mnist.png"))
+    big = np.asarray(Image.fromarray(255 - digit).resize((140, 140)))
+    damaged = []
+    for data in (_encode(big, "JPEG"), _encode(big)):
+        for offset in (0.3, 0.5, 0.7):
+            flipped = bytearray(data)
+            at = int(len(data) * offset)
+            flipped[at : at + 4] = bytes(b ^ 0x5A for b in flipped[at : at + 4])
+            damaged.append(bytes(flipped))
+    for data in damaged:
+        try:
+            pillow: object = preprocess._decode_pillow(data, Limits())
+        except Exception as err:  # noqa: BLE001 - the kind of refusal is what is compared
+            pillow = type(err)
+        try:
+            ours: object = preprocess.decode(data)
+        except Exception as err:  # noqa: BLE001
+            ours = type(err)
+        if isinstance(pillow, np.ndarray):
+            np.testing.assert_array_equal(ours, pillow)
+        else:
+            assert ours == pillow
+    assert capfd.readouterr().err == ""

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from ..conftest import DEFAULT_MODEL, REPO
-from .test_score import _make_many
+from .helpers import make_many
 
 
 def _descendants_once_started(process: subprocess.Popen[bytes], count: int) -> list[psutil.Process]:
@@ -41,7 +41,7 @@ def _survivors(processes: list[psutil.Process], within: float = 15.0) -> list[st
 def test_score_workers_die_with_their_parent(tmp_path: Path, signum: signal.Signals) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    _make_many(data, 2000)
+    make_many(data, 2000)
     out = tmp_path / "out.csv"
     command = [sys.executable, "-m", "digitnet.service.cli", "score", str(data), "--out", str(out), "--quiet",
                "--model", str(DEFAULT_MODEL), "--workers", "2", "--batch-size", "4"]

@@ -2,78 +2,31 @@
 
 from __future__ import annotations
 
-import os
-import random
-import re
-import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from digitnet.service.card import card_path_for, read_card
+from digitnet.service.card import read_card
 from digitnet.service.client import DigitClient
 
-from ..conftest import DEFAULT_MODEL, REPO
+from ..conftest import DEFAULT_MODEL, GOLDEN, REPO
 from .conftest import running_server
+from .helpers import Traffic, install, serve
 
-IMAGE = (REPO / "tests" / "golden" / "4_mnist.png").read_bytes()
-
-
-def _install(source: Path, target: Path) -> None:
-    """Put a model and its card in place the way an operator should: copy beside, then rename."""
-    for src, dst in ((source, target), (card_path_for(source), card_path_for(target))):
-        partial = dst.with_name(dst.name + ".partial")
-        shutil.copy(src, partial)
-        os.replace(partial, dst)
-
-
-class _Traffic:
-    """Clients calling without pause in background threads, each on its own channel, counting failures."""
-
-    def __init__(self, address: str, threads: int = 4) -> None:
-        self.stop = threading.Event()
-        self.ok = 0
-        self.failures: list[str] = []
-        self._threads = [threading.Thread(target=self._run, args=(address, n)) for n in range(threads)]
-
-    def call(self, client: DigitClient, rng: random.Random) -> None:
-        """One call of the traffic (subclasses send other mixes); it raises when the answer is wrong."""
-        assert client.classify(IMAGE).label == 4
-
-    def _run(self, address: str, n: int) -> None:
-        rng = random.Random(n)
-        with DigitClient(address, timeout=30) as client:
-            while not self.stop.is_set():
-                try:
-                    self.call(client, rng)
-                    self.ok += 1
-                except Exception as err:  # noqa: BLE001 - every failure is what this test looks for
-                    self.failures.append(repr(err))
-
-    def __enter__(self) -> _Traffic:
-        for thread in self._threads:
-            thread.start()
-        time.sleep(0.3)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
+IMAGE = (GOLDEN / "4_mnist.png").read_bytes()
 
 
 def test_reload_swaps_without_failing_a_request(tmp_path: Path, small_model: Path) -> None:
     served = tmp_path / "served.onnx"
-    _install(DEFAULT_MODEL, served)
+    install(DEFAULT_MODEL, served)
     with running_server(model=served) as server, DigitClient(server.address) as client:
         assert client.model_info().model_sha256 == read_card(DEFAULT_MODEL).model_sha256
-        with _Traffic(server.address) as traffic:
-            _install(small_model, served)
+        with Traffic(server.address) as traffic:
+            install(small_model, served)
             assert server.call(server.state.reloader.reload()) is True
             time.sleep(0.3)
         assert traffic.failures == [] and traffic.ok > 50
@@ -82,28 +35,14 @@ def test_reload_swaps_without_failing_a_request(tmp_path: Path, small_model: Pat
 
 def test_failed_reload_keeps_the_old_model(tmp_path: Path) -> None:
     served = tmp_path / "served.onnx"
-    _install(DEFAULT_MODEL, served)
+    install(DEFAULT_MODEL, served)
     with running_server(model=served) as server, DigitClient(server.address) as client:
-        with _Traffic(server.address) as traffic:
+        with Traffic(server.address) as traffic:
             served.write_bytes(served.read_bytes()[:-10])  # corrupt: its sha256 no longer matches the card
             assert server.call(server.state.reloader.reload()) is False
         assert traffic.failures == []
         assert client.model_info().model_sha256 == read_card(DEFAULT_MODEL).model_sha256
         assert client.classify(IMAGE).label == 4
-
-
-def _serve(model: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(model), "--port", "0", *flags],
-        stderr=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, **(env or {})},
-    )
-    assert process.stderr is not None
-    for line in process.stderr:
-        found = re.search(r"serving on port (\d+)", line)
-        if found:
-            threading.Thread(target=process.stderr.read, daemon=True).start()
-            return process, int(found.group(1))
-    raise AssertionError(f"server exited with {process.wait()}")
 
 
 def _wait_for_sha(address: str, sha: str, timeout: float = 30) -> bool:
@@ -120,13 +59,13 @@ def _wait_for_sha(address: str, sha: str, timeout: float = 30) -> bool:
 @pytest.mark.parametrize("trigger", ["SIGHUP", "--watch"])
 def test_reload_triggers(tmp_path: Path, small_model: Path, trigger: str) -> None:
     served = tmp_path / "served.onnx"
-    _install(DEFAULT_MODEL, served)
+    install(DEFAULT_MODEL, served)
     flags = ("--watch",) if trigger == "--watch" else ()
-    process, port = _serve(served, *flags, env={"DIGITNET_WATCH_SECONDS": "0.2"})
+    process, port = serve(served, *flags, env={"DIGITNET_WATCH_SECONDS": "0.2"})
     try:
         address = f"127.0.0.1:{port}"
-        with _Traffic(address) as traffic:
-            _install(small_model, served)
+        with Traffic(address) as traffic:
+            install(small_model, served)
             if trigger == "SIGHUP":
                 process.send_signal(signal.SIGHUP)
             assert _wait_for_sha(address, str(read_card(small_model).model_sha256)), "the new model was not swapped in"
@@ -143,12 +82,12 @@ def test_a_model_that_loads_but_cannot_run_is_not_swapped_in(tmp_path: Path) -> 
     from .conftest import write_model_that_fails_to_run
 
     served = tmp_path / "served.onnx"
-    _install(DEFAULT_MODEL, served)
+    install(DEFAULT_MODEL, served)
     broken = write_model_that_fails_to_run(tmp_path / "broken.onnx")
     failed_before = REGISTRY.get_sample_value("digitnet_model_reloads_total", {"result": "failed"}) or 0
     with running_server(model=served) as server, DigitClient(server.address) as client:
-        with _Traffic(server.address) as traffic:
-            _install(broken, served)
+        with Traffic(server.address) as traffic:
+            install(broken, served)
             assert server.call(server.state.reloader.reload()) is False  # it used to escape: "Task exception was never retrieved"
         assert traffic.failures == [] and client.classify(IMAGE).label == 4
         assert client.model_info().model_sha256 == read_card(DEFAULT_MODEL).model_sha256

@@ -12,8 +12,7 @@ from digitnet.service.client import DigitClient, channel_target
 from digitnet.service.errors import ConfigurationError
 
 from ..conftest import DEFAULT_MODEL
-from .test_observability import _free_port
-from .test_reload import IMAGE, _serve, _Traffic
+from .helpers import TRAFFIC_IMAGE, Traffic, free_port, serve
 
 
 def _classify_count(metrics_port: int) -> float:
@@ -40,17 +39,17 @@ def test_targets() -> None:
 
 @pytest.mark.slow
 def test_round_robin_and_a_replica_stopping() -> None:
-    metrics = [_free_port(), _free_port()]
-    replicas = [_serve(DEFAULT_MODEL, "--metrics-port", str(port)) for port in metrics]
+    metrics = [free_port(), free_port()]
+    replicas = [serve(DEFAULT_MODEL, "--metrics-port", str(port)) for port in metrics]
     try:
         addresses = [f"localhost:{port}" for _, port in replicas]  # host names resolve to every address
         with DigitClient(addresses) as client:
             for _ in range(40):
-                assert client.classify(IMAGE).label == 4
+                assert client.classify(TRAFFIC_IMAGE).label == 4
         counts = [_classify_count(port) for port in metrics]
         assert all(count >= 10 for count in counts), f"round-robin skipped a replica: {counts}"
 
-        with _Traffic(",".join(addresses)) as traffic:
+        with Traffic(",".join(addresses)) as traffic:
             first, _ = replicas[0]
             first.send_signal(signal.SIGTERM)  # drains, then exits: the clients retry on the other replica
             assert first.wait(timeout=30) == 0

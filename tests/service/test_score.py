@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import shutil
@@ -21,11 +20,9 @@ from digitnet.service import batch
 from digitnet.service.cli import main
 from digitnet.service.score_output import Row, drop_torn_row
 
-from ..conftest import DEFAULT_MODEL, REPO
+from ..conftest import DEFAULT_MODEL, GOLDEN, REPO
 from .conftest import running_server
-from .test_preprocess import _png_header_only
-
-GOLDEN = REPO / "tests" / "golden"
+from .helpers import make_many, png_header_only
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +39,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (bad / "empty.png").write_bytes(b"")
     (bad / "truncated.png").write_bytes((GOLDEN / "4_scan.png").read_bytes()[:200])
     (bad / "notes.txt").write_text("not an image")
-    (bad / "bomb.png").write_bytes(_png_header_only(20_000, 20_000))
+    (bad / "bomb.png").write_bytes(png_header_only(20_000, 20_000))
     Image.new("L", (40, 40), 255).save(bad / "blank.png")
     (root / ".hidden.png").write_bytes((GOLDEN / "1_mnist.png").read_bytes())
     (root / ".cache").mkdir()
@@ -151,20 +148,11 @@ def test_odd_names_survive_a_torn_row_and_resume(tmp_path: Path, capsys: pytest.
     assert out.read_bytes() == whole
 
 
-def _make_many(folder: Path, count: int) -> None:
-    digits = [np.asarray(Image.open(GOLDEN / f"{d}_mnist.png")) for d in range(10)]
-    for i in range(count):
-        buffer = io.BytesIO()
-        Image.fromarray(np.roll(digits[i % 10], i % 3, axis=1)).save(buffer, "PNG")
-        (folder / str(i % 10)).mkdir(exist_ok=True)
-        (folder / str(i % 10) / f"{i:05d}.png").write_bytes(buffer.getvalue())
-
-
 @pytest.mark.slow
 def test_resume_after_kill_9_gives_the_uninterrupted_result(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    _make_many(data, 3000)
+    make_many(data, 3000)
     command = [sys.executable, "-m", "digitnet.service.cli", "score", str(data), "--model", str(DEFAULT_MODEL), "--workers", "1", "--batch-size", "8"]
     reference = tmp_path / "reference.csv"
     subprocess.run([*command, "--out", str(reference), "--quiet"], check=True, cwd=REPO)

@@ -13,11 +13,11 @@ from digitnet.service.client import DigitClient, RemoteError, health_status
 from digitnet.service.client_settings import ClientSettings
 from digitnet.service.errors import ConfigurationError
 
-from ..conftest import REPO
+from ..conftest import GOLDEN
 from .certs import make_pki
 from .conftest import running_server
 
-IMAGE = (REPO / "tests" / "golden" / "8_mnist.png").read_bytes()
+IMAGE = (GOLDEN / "8_mnist.png").read_bytes()
 
 
 @pytest.fixture(scope="module")

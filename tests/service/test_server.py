@@ -24,10 +24,8 @@ from digitnet.service.client_settings import ClientSettings
 from digitnet.service.core import Classifier
 from digitnet.service.settings import ServerSettings
 
-from ..conftest import DEFAULT_MODEL, REPO
+from ..conftest import DEFAULT_MODEL, GOLDEN, REPO
 from .conftest import running_server
-
-GOLDEN = REPO / "tests" / "golden"
 
 
 def test_drain_finishes_in_flight_requests(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,10 +20,8 @@ from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.card import read_card
 from digitnet.service.client import DigitClient
 
-from ..conftest import DEFAULT_MODEL
+from ..conftest import DEFAULT_MODEL, GOLDEN
 from .conftest import DecodeSpy
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
 def _golden(label: int, form: str = "scan.png") -> bytes:

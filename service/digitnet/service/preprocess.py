@@ -17,6 +17,7 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from digitnet.service.constants import DIGIT_BOX, IMAGE_SIDE, N_PIXELS
@@ -27,8 +28,8 @@ from digitnet.service.limits import Limits
 # Each image is small; parallelism comes from handling many at once (server threads, score processes).
 # OpenCV's own thread pool would only add hand-offs and oversubscribe the cores.
 cv2.setNumThreads(1)
-# libjpeg's warnings about a damaged file ("Corrupt JPEG data: ...") reach stderr through OpenCV's log:
-# a client could fill the server's log with them. Failures are reported by this module, per image.
+# OpenCV decodes only PNGs checked sound (image_header), but its log would still reach stderr for anything
+# unexpected: failures are reported by this module, per image.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 #: Formats accepted for encoded images (Pillow's names).
@@ -55,37 +56,51 @@ def decode(data: bytes, limits: Limits = Limits()) -> np.ndarray:
         raise LimitExceeded(f"encoded image is {len(data)} bytes, over the limit of {limits.max_encoded_bytes}")
     header = sniff(data)
     if header is not None:
-        check_dimensions(header.width, header.height, limits)
-        grey = _decode_fast(data, header)
+        check_dimensions(header.width, header.height, limits)  # from the header, before any pixel is decoded
+        grey = _decode_fast(data, header) if header.plain else None
         if grey is not None:
             return grey
     return _decode_pillow(data, limits)
 
 
-#: OpenCV's JPEG flags for decoding at 1/1, 1/2, 1/4 or 1/8 of the size (libjpeg's DCT scaling).
-_JPEG_REDUCED = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
-                 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+#: JPEG scales libjpeg decodes at directly, as Pillow's draft mode picks them (1/2, 1/4, 1/8).
+_JPEG_SCALES = (2, 4, 8)
 
 
 def _decode_fast(data: bytes, header: Header) -> np.ndarray | None:
-    """Decode a plain PNG or JPEG to greyscale with OpenCV (libpng, libjpeg-turbo); None if it cannot."""
-    encoded = np.frombuffer(data, dtype=np.uint8)
-    shrink = min(header.width, header.height) // WORKING_SIDE
-    if header.kind == "jpeg" and shrink >= 2:
-        # libjpeg decodes straight to a smaller greyscale image (its luma), as Pillow's draft mode does.
-        grey = cv2.imdecode(encoded, _JPEG_REDUCED[max(r for r in _JPEG_REDUCED if r <= shrink)])
+    """Decode a plain PNG (OpenCV: libpng) or JPEG (simplejpeg: libjpeg-turbo) to greyscale; None if it cannot."""
+    if header.kind == "jpeg":
+        grey = _decode_jpeg(data, header)
     elif header.colour:
         # Decoders' own colour-to-grey conversions round differently from Pillow's (by up to one level on
         # half the pixels); OpenCV's cvtColor uses Pillow's weights, so both paths give the same pixels.
-        colour = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+        colour = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
         grey = None if colour is None or colour.ndim != 3 else cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)
     else:
-        grey = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)  # honours the EXIF orientation, like Pillow here
+        grey = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
     if grey is None or grey.ndim != 2:
-        return None  # corrupt or unusual after all: Pillow reads it or says exactly what is wrong
+        return None  # unusual after all: Pillow reads it or says exactly what is wrong
     if _shrink_factor((grey.shape[1], grey.shape[0])) < 2:
         return grey
     return np.asarray(_shrink(Image.fromarray(grey)))  # the same box filter as Pillow's path, edge blocks too
+
+
+def _decode_jpeg(data: bytes, header: Header) -> np.ndarray | None:
+    """Decode a JPEG as Pillow's path does (large ones straight at 1/2-1/8 size, as their luma); None for any
+    file libjpeg has a warning about (strict: damaged data is Pillow's to refuse or to read)."""
+    shrink = min(header.width, header.height) // WORKING_SIDE
+    scale = max((s for s in _JPEG_SCALES if s <= shrink), default=1)
+    try:
+        if scale > 1 or not header.colour:
+            # The smallest libjpeg scale at least 1/scale of the size is 1/scale itself (a power of two).
+            decoded = simplejpeg.decode_jpeg(
+                data, colorspace="GRAY", min_height=header.height // scale, min_width=header.width // scale, strict=True
+            )
+            return np.ascontiguousarray(decoded[..., 0])
+        # Full-size colour: Pillow converts its RGB with its weights, as cvtColor does.
+        return cv2.cvtColor(simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True), cv2.COLOR_RGB2GRAY)
+    except ValueError:  # simplejpeg's one error: a corrupt or unsupported file, or a libjpeg warning
+        return None
 
 
 def _decode_pillow(data: bytes, limits: Limits) -> np.ndarray:

@@ -63,10 +63,12 @@ _IMAGE_COUNTERS = {outcome: IMAGES.labels(outcome.value) for outcome in Outcome}
 #: image of typed values); larger ones go to the thread pool. digitnet.v1 answers one MNIST-form image
 #: inline and sends every batch to the pool.
 INLINE_IMAGES = 8
-#: An encoded image whose header says at most this many pixels (64x64) is decoded on the event loop too: it
-#: costs ~50 us, less than the hop to a pool thread and back. Larger ones, and formats whose header is not
-#: read up front, go to the pool, so that no image can stall the other calls.
+#: A plain, sound PNG or JPEG (image_header) whose header says at most this many pixels (64x64), in at most
+#: INLINE_ENCODED_BYTES, is decoded on the event loop too: ~50 us, less than the hop to a pool thread and
+#: back. Anything else goes to the pool, so that no image can stall the other calls (the byte bound caps
+#: the scans a progressive JPEG can make libjpeg run).
 INLINE_ENCODED_PIXELS = 64 * 64
+INLINE_ENCODED_BYTES = 32 * 1024
 
 Servicer = TypeVar("Servicer")
 Request = TypeVar("Request")
@@ -270,9 +272,11 @@ _NO_IMAGE = "no image given: set one of image.encoded, image.mnist_uint8 or imag
 
 
 def _small(image: bytes) -> bool:
-    """Is this a PNG or JPEG whose header promises at most INLINE_ENCODED_PIXELS pixels?"""
+    """Is this a plain PNG or JPEG of at most INLINE_ENCODED_BYTES that promises at most INLINE_ENCODED_PIXELS?"""
+    if len(image) > INLINE_ENCODED_BYTES:
+        return False
     header = sniff(image)
-    return header is not None and header.width * header.height <= INLINE_ENCODED_PIXELS
+    return header is not None and header.plain and header.width * header.height <= INLINE_ENCODED_PIXELS
 
 
 def _require(image: ImageInput | None) -> ImageInput:
