@@ -12,6 +12,7 @@ import pytest
 from digitnet.service.card import read_card
 from digitnet.service.cli import main
 from digitnet.service.errors import ExportVerificationError
+from digitnet.training import evaluate as evaluate_module
 from digitnet.training import export, pipeline
 from digitnet.training.data import Dataset, write_idx
 from digitnet.training.train import TrainConfig
@@ -26,8 +27,8 @@ def test_failed_verification_writes_nothing(tmp_path: Path, small_dataset: Datas
 
 
 def test_evaluate_reproduces_card_accuracy(small_model: Path, small_dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "load_dataset", lambda spec, part="train": small_dataset)
-    result = pipeline.evaluate(small_model)
+    monkeypatch.setattr(evaluate_module, "load_dataset", lambda spec, part="train": small_dataset)
+    result = evaluate_module.evaluate(small_model)
     card = read_card(small_model)
     assert result.accuracy == card.validation.accuracy
     assert result.confusion_matrix.tolist() == card.validation.confusion_matrix

@@ -66,7 +66,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from digitnet.training.pipeline import evaluate
+    from digitnet.training.evaluate import evaluate
 
     result = evaluate(args.model or default_model(), args.data)
     print(f"{result.data}: accuracy {result.accuracy:.4f} on {result.images} digits")

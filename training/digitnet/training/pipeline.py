@@ -11,7 +11,6 @@ import datetime as dt
 import logging
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -26,33 +25,14 @@ from digitnet.service.card import (
     TrainingInfo,
     ValidationInfo,
 )
-from digitnet.service.constants import N_CLASSES
-from digitnet.service.model import Model
-from digitnet.service.preprocess import scale_uint8
 from digitnet.training.data import load_dataset
+from digitnet.training.evaluate import confusion_matrix
 from digitnet.training.export import embed_card, to_onnx_model, verify_export, write_artifact
 from digitnet.training.train import EpochStats, TrainConfig, count_parameters, split_dataset, train
 
 log = logging.getLogger(__name__)
 
 _LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "mlxtend")
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Accuracy and confusion matrix of a model on some labelled digits."""
-
-    accuracy: float
-    images: int
-    confusion_matrix: np.ndarray  # [10, 10] int: rows true digit, columns predicted
-    data: str
-
-
-def confusion_matrix(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Count (true digit, predicted digit) pairs into a 10x10 matrix."""
-    matrix = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
-    np.add.at(matrix, (truth.astype(np.int64), predicted.astype(np.int64)), 1)
-    return matrix
 
 
 def train_and_export(
@@ -102,20 +82,6 @@ def train_and_export(
     )
     embed_card(onnx_model, card)
     return write_artifact(onnx_model, card, out)
-
-
-def evaluate(model_path: Path, data_spec: str = "mnist5k") -> Evaluation:
-    """Score a model: mnist5k -> the validation split its card records; idx:DIR -> the 10,000 t10k test digits."""
-    model = Model.load(model_path, threads=1)
-    assert model.card is not None  # Model.load always reads the card
-    if data_spec == "mnist5k":
-        split = split_dataset(load_dataset(data_spec), model.card.data.split_seed, model.card.data.validation_fraction)
-        pixels, truth, described = split.val_x, split.val_y, "mnist5k validation split"
-    else:
-        dataset = load_dataset(data_spec, part="test")
-        pixels, truth, described = scale_uint8(dataset.images), dataset.labels.astype(np.int64), dataset.source
-    predicted = model.run(pixels).labels
-    return Evaluation(float(np.mean(predicted == truth)), len(truth), confusion_matrix(truth, predicted), described)
 
 
 def opset_of(model: onnx.ModelProto) -> int:

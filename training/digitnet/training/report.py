@@ -18,7 +18,7 @@ from digitnet.service.model import Model
 from digitnet.service.network import Network
 from digitnet.service.visuals import draw_digit, draw_training_curve, draw_weights, to_png
 from digitnet.training.data import load_dataset
-from digitnet.training.train import split_dataset
+from digitnet.training.evaluate import TRAINING_EXTRA
 
 #: How many misclassified validation digits the page shows.
 MISTAKES_SHOWN = 12
@@ -50,7 +50,12 @@ def _mistakes(model_path: Path) -> str:
     data = model.card.data  # type: ignore[union-attr]
     if not data.source.startswith("mnist5k"):
         return f"<p>The validation digits come from <code>{html.escape(data.source)}</code>, which is not bundled: not shown.</p>"
-    split = split_dataset(load_dataset("mnist5k"), data.split_seed, data.validation_fraction)
+    try:
+        from digitnet.training.train import split_dataset  # scikit-learn: the training extra
+        dataset = load_dataset("mnist5k")
+    except ModuleNotFoundError as err:
+        return f"<p>Not shown: rebuilding the validation split needs {TRAINING_EXTRA} ({html.escape(str(err.name))} is missing).</p>"
+    split = split_dataset(dataset, data.split_seed, data.validation_fraction)
     out = model.run(split.val_x)
     wrong = np.flatnonzero(out.labels != split.val_y)[:MISTAKES_SHOWN]
     figures = [
