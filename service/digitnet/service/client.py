@@ -39,6 +39,7 @@ from digitnet.service.results import (
     PackedPredictions,
     Prediction,
 )
+from digitnet.service.tls import read_pem
 
 Reply = TypeVar("Reply")
 #: The client's own message limit, both ways (the server's is usually lower: see ServerLimits).
@@ -308,12 +309,7 @@ def _channel_credentials(settings: ClientSettings) -> grpc.ChannelCredentials | 
         if settings.tls_client_cert or settings.tls_client_key:
             raise ConfigurationError("a client certificate needs DIGITNET_TLS_CA too (the server's CA)")
         return None
-    try:
-        ca = settings.tls_ca.read_bytes()
-        key = settings.tls_client_key.read_bytes() if settings.tls_client_key else None
-        cert = settings.tls_client_cert.read_bytes() if settings.tls_client_cert else None
-    except OSError as err:
-        raise ConfigurationError(f"cannot read TLS file {err.filename}: {err.strerror}") from err
+    ca, key, cert = read_pem(settings.tls_ca), read_pem(settings.tls_client_key), read_pem(settings.tls_client_cert)
     return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from digitnet.service.card import card_path_for
 from digitnet.service.core import Classifier
 from digitnet.service.errors import DigitnetError, InternalError
 from digitnet.service.model import Model
@@ -69,7 +70,7 @@ class ModelReloader:
 
     def _fingerprint(self) -> tuple[tuple[int, int], ...]:
         stats = []
-        for path in (self.settings.model, self.settings.model.with_suffix(".json")):
+        for path in (self.settings.model, card_path_for(self.settings.model)):
             try:
                 stat = path.stat()
                 stats.append((stat.st_mtime_ns, stat.st_size))

@@ -39,6 +39,7 @@ from digitnet.service.reload import ModelReloader, load_model, publish
 from digitnet.service.servicer import DigitClassifierServicer
 from digitnet.service.settings import ServerSettings
 from digitnet.service.state import ServingState
+from digitnet.service.tls import read_pem
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +131,8 @@ def _tls_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
         return None
     if settings.tls_cert is None or settings.tls_key is None:
         raise ConfigurationError("TLS needs both --tls-cert and --tls-key")
-    try:
-        key, cert = settings.tls_key.read_bytes(), settings.tls_cert.read_bytes()
-        client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
-    except OSError as err:
-        raise ConfigurationError(f"cannot read TLS file {err.filename}: {err.strerror}") from err
+    key, cert, client_ca = read_pem(settings.tls_key), read_pem(settings.tls_cert), read_pem(settings.tls_client_ca)
+    assert key is not None and cert is not None  # both checked set above
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
