@@ -80,7 +80,10 @@ def cpu_table() -> None:
 def _serve(*flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
         [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(MODEL), "--port", "0", *flags],
-        stderr=subprocess.PIPE, text=True, cwd=REPO, env={**__import__("os").environ, **(env or {})},
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**__import__("os").environ, **(env or {})},
     )
     assert process.stderr is not None
     for line in process.stderr:
@@ -168,9 +171,12 @@ def stall_table(seconds: float) -> None:
     print("| while another client sends | small Classify p50 (ms) | p99 (ms) | max (ms) | big requests sent |")
     print("|---|---:|---:|---:|---:|")
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, grpc.insecure_channel(
-            f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1), ("grpc.max_send_message_length", 2**27)]
-        ) as big_channel:
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+            grpc.insecure_channel(
+                f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1), ("grpc.max_send_message_length", 2**27)]
+            ) as big_channel,
+        ):
             classify = channel.unary_unary(
                 "/digitnet.v1.DigitClassifier/Classify", pb.ClassifyRequest.SerializeToString, pb.ClassifyResponse.FromString
             )

@@ -73,8 +73,14 @@ def start_kserve() -> tuple[subprocess.Popen[bytes], int]:
     """Serve the committed ONNX model with KServe's ModelServer; return the process and its gRPC port."""
     grpc_port = free_port()
     command = [
-        str(peer_python("kserve", KSERVE)), str(REPO / "bench" / "kserve_onnx_server.py"),
-        "--model_path", str(MODEL), "--grpc_port", str(grpc_port), "--http_port", str(free_port()),
+        str(peer_python("kserve", KSERVE)),
+        str(REPO / "bench" / "kserve_onnx_server.py"),
+        "--model_path",
+        str(MODEL),
+        "--grpc_port",
+        str(grpc_port),
+        "--http_port",
+        str(free_port()),
     ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), grpc_port
 
@@ -82,12 +88,25 @@ def start_kserve() -> tuple[subprocess.Popen[bytes], int]:
 def start_mlserver(folder: Path, parallel_workers: int) -> tuple[subprocess.Popen[bytes], int]:
     """Serve the scikit-learn twin with MLServer; return the process and its gRPC port."""
     grpc_port, http_port = free_port(), free_port()
-    (folder / "settings.json").write_text(json.dumps({
-        "http_port": http_port, "grpc_port": grpc_port, "metrics_port": free_port(), "parallel_workers": parallel_workers,
-    }))
-    (folder / "model-settings.json").write_text(json.dumps({
-        "name": "digitnet", "implementation": "mlserver_sklearn.SKLearnModel", "parameters": {"uri": "./model.joblib", "version": "1"},
-    }))
+    (folder / "settings.json").write_text(
+        json.dumps(
+            {
+                "http_port": http_port,
+                "grpc_port": grpc_port,
+                "metrics_port": free_port(),
+                "parallel_workers": parallel_workers,
+            }
+        )
+    )
+    (folder / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "digitnet",
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": "1"},
+            }
+        )
+    )
     python = peer_python("mlserver", MLSERVER)
     process = subprocess.Popen([str(python.parent / "mlserver"), "start", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return process, grpc_port

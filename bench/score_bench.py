@@ -102,9 +102,24 @@ def peak_memory_mb(folder: Path, workers: int) -> tuple[float, float]:
     )
     with tempfile.TemporaryDirectory() as scratch:
         done = subprocess.run(
-            [sys.executable, "-c", probe, "score", str(folder), "--model", str(MODEL), "--out", f"{scratch}/o.csv", "--quiet",
-             "--workers", str(workers)],
-            capture_output=True, text=True, check=True, cwd=REPO,
+            [
+                sys.executable,
+                "-c",
+                probe,
+                "score",
+                str(folder),
+                "--model",
+                str(MODEL),
+                "--out",
+                f"{scratch}/o.csv",
+                "--quiet",
+                "--workers",
+                str(workers),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
         )
     main_kb, child_kb = (int(v) for v in done.stdout.split())
     return main_kb / 1024, child_kb / 1024
@@ -119,13 +134,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         print(f"{args.workers} worker processes, {args.images} images per folder\n")
-        print("| images | decode only, Pillow (img/s) | decode only, OpenCV (img/s) | digitnet score in-process (img/s) "
-              "| ratio to the faster decoder | through a server (img/s) | ratio server / in-process |")
+        print(
+            "| images | decode only, Pillow (img/s) | decode only, OpenCV (img/s) | digitnet score in-process (img/s) "
+            "| ratio to the faster decoder | through a server (img/s) | ratio server / in-process |"
+        )
         print("|---|---|---|---|---|---|---|")
         server = subprocess.Popen(
             # As many server processes as scoring processes: both sides get every core.
             [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(MODEL), "--port", "50391", "--workers", str(args.workers)],
-            stderr=subprocess.DEVNULL, cwd=REPO,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
         )
         try:
             time.sleep(4)

@@ -75,9 +75,7 @@ def _echo_worker(port: int, use_aio: bool) -> None:
         asyncio.run(run())
         return
     server = grpc.server(futures.ThreadPoolExecutor(16), options=options)
-    handler = grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request[:40])}
-    )
+    handler = grpc.method_handlers_generic_handler("bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request[:40])})
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
@@ -107,7 +105,9 @@ def start_digitnet(workers: int) -> tuple[subprocess.Popen[str], int]:
     """Start `digitnet serve` with N workers and wait until every worker serves."""
     process = subprocess.Popen(
         [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(MODEL), "--port", "0", "--workers", str(workers)],
-        stderr=subprocess.PIPE, text=True, cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     ready = 0
     assert process.stderr is not None
@@ -120,9 +120,7 @@ def start_digitnet(workers: int) -> tuple[subprocess.Popen[str], int]:
     raise RuntimeError("digitnet serve exited before serving")
 
 
-async def measure(
-    name: str, workers: int, concurrency: int, seconds: float, call: Callable[[int], Awaitable[object]], items: int = 1
-) -> Result:
+async def measure(name: str, workers: int, concurrency: int, seconds: float, call: Callable[[int], Awaitable[object]], items: int = 1) -> Result:
     """Run `call` from `concurrency` tasks for `seconds`, recording each call's latency."""
     latencies: list[float] = []
     errors = 0
@@ -206,8 +204,12 @@ async def grpc_rows(workers: int, concurrencies: list[int], seconds: float, batc
                 await stream.done_writing()
         for concurrency in (1, 2):
             result = await measure(
-                f"ClassifyBatch, {batch} packed uint8", workers, concurrency, seconds,
-                lambda s: stubs[s % CHANNELS].ClassifyBatch(batch_request), batch,
+                f"ClassifyBatch, {batch} packed uint8",
+                workers,
+                concurrency,
+                seconds,
+                lambda s: stubs[s % CHANNELS].ClassifyBatch(batch_request),
+                batch,
             )
             rows.append(result.row())
         for c in channels:

@@ -84,9 +84,16 @@ def docker() -> Iterator[Docker]:
     socket_path = root / "docker.sock"
     log = (root / "dockerd.log").open("w")
     daemon = subprocess.Popen(
-        ["dockerd", "--storage-driver=vfs", f"--data-root={root / 'data'}", f"--exec-root={root / 'exec'}",
-         f"--pidfile={root / 'dockerd.pid'}", f"--host=unix://{socket_path}"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            "dockerd",
+            "--storage-driver=vfs",
+            f"--data-root={root / 'data'}",
+            f"--exec-root={root / 'exec'}",
+            f"--pidfile={root / 'dockerd.pid'}",
+            f"--host=unix://{socket_path}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     env = {"DOCKER_HOST": f"unix://{socket_path}"}
     try:
@@ -117,14 +124,32 @@ def base_image(docker: Docker) -> Iterator[str]:
     assert shutil.which("debootstrap"), f"{BASE_IMAGE} cannot be pulled and debootstrap is missing: `apt-get install debootstrap`"
     with tempfile.TemporaryDirectory(dir="/var/tmp") as folder:
         rootfs = Path(folder) / "rootfs"
-        _run("debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates", "bookworm", str(rootfs),
-             "http://deb.debian.org/debian")
+        _run(
+            "debootstrap",
+            "--variant=minbase",
+            "--include=python3,python3-venv,ca-certificates",
+            "bookworm",
+            str(rootfs),
+            "http://deb.debian.org/debian",
+        )
         (rootfs / "usr/local/bin/python").symlink_to("/usr/bin/python3")  # as the official image has it
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         imported = subprocess.run(
-            [docker.cli, "import", "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-             "--change", 'CMD ["python3"]', "-", BASE_IMAGE],
-            stdin=tar.stdout, capture_output=True, text=True, env={**os.environ, **docker.env}, timeout=600,
+            [
+                docker.cli,
+                "import",
+                "--change",
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "--change",
+                'CMD ["python3"]',
+                "-",
+                BASE_IMAGE,
+            ],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **docker.env},
+            timeout=600,
         )
         tar.wait()
         assert imported.returncode == 0, imported.stderr
@@ -163,8 +188,13 @@ def test_the_compose_deployment_in_a_real_daemon(docker: Docker, images: str, tm
     port, metrics = free_port(), free_port()
     project = f"digitnet-{images}"
     env = {
-        **docker.env, "DIGITNET_TAG": images, "DIGITNET_HOST_PORT": str(port), "DIGITNET_METRICS_HOST_PORT": str(metrics),
-        "DIGITNET_UID": str(os.getuid()), "DIGITNET_GID": str(os.getgid()), "DIGITNET_TRAIN_EPOCHS": "2",
+        **docker.env,
+        "DIGITNET_TAG": images,
+        "DIGITNET_HOST_PORT": str(port),
+        "DIGITNET_METRICS_HOST_PORT": str(metrics),
+        "DIGITNET_UID": str(os.getuid()),
+        "DIGITNET_GID": str(os.getgid()),
+        "DIGITNET_TRAIN_EPOCHS": "2",
     }
     compose = ["docker-compose", "-f", str(REPO / "docker-compose.yml"), "--project-directory", str(tmp_path), "-p", project]
 

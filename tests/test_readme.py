@@ -43,10 +43,7 @@ class Block:
 def readme_blocks() -> list[Block]:
     """Every sh and python block, in order."""
     text = (REPO / "README.md").read_text()
-    return [
-        Block(m.group(2), m.group(3), text.count("\n", 0, m.start(2)) + 1, (m.group(1) or "").strip())
-        for m in _BLOCK.finditer(text)
-    ]
+    return [Block(m.group(2), m.group(3), text.count("\n", 0, m.start(2)) + 1, (m.group(1) or "").strip()) for m in _BLOCK.finditer(text)]
 
 
 RUN = [block for block in readme_blocks() if not block.skipped_because]

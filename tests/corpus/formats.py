@@ -86,9 +86,7 @@ def png(samples: np.ndarray, depth: int, colour: int, extra: Iterable[bytes] = (
     """A complete PNG from samples; `extra` chunks go before IDAT."""
     h, w = samples.shape[:2]
     if interlace:
-        raw = b"".join(
-            png_rows(samples[y0::dy, x0::dx], depth) for x0, y0, dx, dy in ADAM7 if samples[y0::dy, x0::dx].size
-        )
+        raw = b"".join(png_rows(samples[y0::dy, x0::dx], depth) for x0, y0, dx, dy in ADAM7 if samples[y0::dy, x0::dx].size)
     else:
         raw = png_rows(samples, depth)
     idat = chunk(b"IDAT", zlib.compress(raw, 9))
@@ -184,9 +182,7 @@ def bmp(
     header: bytes | None = None,
 ) -> bytes:
     """A BMP with a BITMAPINFOHEADER (or a given DIB header); sizes are written as given, however absurd."""
-    dib = header or struct.pack(
-        "<IiiHHIIiiII", 40, width, height, 1, bpp, compression, len(pixels), 2835, 2835, colours_used, 0
-    )
+    dib = header or struct.pack("<IiiHHIIiiII", 40, width, height, 1, bpp, compression, len(pixels), 2835, 2835, colours_used, 0)
     offset = 14 + len(dib) + len(palette) if data_offset is None else data_offset
     file_header = b"BM" + struct.pack("<IHHI", 14 + len(dib) + len(palette) + len(pixels), 0, 0, offset)
     return file_header + dib + palette + pixels
@@ -220,9 +216,7 @@ def gif_blocks(data: bytes) -> list[tuple[str, int]]:
     return found
 
 
-def gif_patch(
-    data: bytes, screen: tuple[int, int] | None = None, frame: tuple[int, int, int, int] | None = None
-) -> bytes:
+def gif_patch(data: bytes, screen: tuple[int, int] | None = None, frame: tuple[int, int, int, int] | None = None) -> bytes:
     """Rewrite the logical screen size and/or the first frame's (left, top, width, height)."""
     out = bytearray(data)
     blocks = dict(gif_blocks(data)[:2])
@@ -270,5 +264,3 @@ def webp_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
         out.append((tag, data[pos + 8 : pos + 8 + size]))
         pos += 8 + size + (size & 1)
     return out
-
-

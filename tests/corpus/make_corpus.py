@@ -202,8 +202,7 @@ def exif_orientation(c: Corpus) -> None:
         # IFD0's next link and its ExifIFD pointer both point back at IFD0.
         (
             "ifd_loop",
-            b"Exif\0\0"
-            + exif_tiff([(0x0112, 3, 1, short + b"\0\0"), (0x8769, 4, 1, struct.pack("<I", 8))], next_ifd=8),
+            b"Exif\0\0" + exif_tiff([(0x0112, 3, 1, short + b"\0\0"), (0x8769, 4, 1, struct.pack("<I", 8))], next_ifd=8),
         ),
         # Orientation outside 1..8, and stored as ASCII instead of SHORT.
         ("orientation_65535", b"Exif\0\0" + exif_tiff([(0x0112, 3, 1, b"\xff\xff\0\0")])),
@@ -246,9 +245,7 @@ def multiframe(c: Corpus) -> None:
     # APNG claiming 2^31-1 frames while holding one.
     apng = encode(first, "PNG", save_all=True, append_images=[first.point(lambda v: v // 2)])
     at = apng.index(b"acTL") - 4
-    c.add(
-        "png_apng_actl_2G_frames.png", apng[:at] + chunk(b"acTL", struct.pack(">II", 0x7FFFFFFF, 0)) + apng[at + 20 :]
-    )
+    c.add("png_apng_actl_2G_frames.png", apng[:at] + chunk(b"acTL", struct.pack(">II", 0x7FFFFFFF, 0)) + apng[at + 20 :])
 
 
 def huge_headers(c: Corpus) -> None:
@@ -292,9 +289,7 @@ def huge_headers(c: Corpus) -> None:
     c.add(
         "tiff_4999x4999_4999_strips_shared.tif",
         tiff(
-            tiff_grey(
-                4999, 4999, row, offsets=(273, 4, [8] * 4999), rows=(278, 4, [1]), counts=(279, 4, [4999] * 4999)
-            ),
+            tiff_grey(4999, 4999, row, offsets=(273, 4, [8] * 4999), rows=(278, 4, [1]), counts=(279, 4, [4999] * 4999)),
             row,
         ),
     )

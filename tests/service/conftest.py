@@ -102,8 +102,12 @@ def write_model_that_fails_to_run(path: Path) -> Path:
 
     model = onnx.load(str(DEFAULT_MODEL))
     graph = model.graph
-    graph.initializer.extend([numpy_helper.from_array(np.array([-1, 5], dtype=np.int64), "bad_shape"),
-                              numpy_helper.from_array(np.array([-1, 784], dtype=np.int64), "back_shape")])
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([-1, 5], dtype=np.int64), "bad_shape"),
+            numpy_helper.from_array(np.array([-1, 784], dtype=np.int64), "back_shape"),
+        ]
+    )
     cast = next(node for node in graph.node if node.output[0] == "cast_input")
     cast.output[0] = "cast_raw"
     graph.node.insert(1, helper.make_node("Reshape", ["cast_raw", "bad_shape"], ["in_fives"]))

@@ -105,7 +105,10 @@ class Traffic:
 def serve(model: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
         [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(model), "--port", "0", *flags],
-        stderr=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, **(env or {})},
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
     )
     assert process.stderr is not None
     for line in process.stderr:

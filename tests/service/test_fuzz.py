@@ -93,8 +93,13 @@ def _oip_request(rng: random.Random) -> oip.ModelInferRequest:
         request.outputs.add(name=name)
     if rng.random() < 0.3:
         parameter = request.parameters["min_confidence"]
-        rng.choice([lambda: setattr(parameter, "double_param", rng.choice((0.5, 2.0, -1.0, float("nan")))),
-                    lambda: setattr(parameter, "string_param", "x"), lambda: setattr(parameter, "int64_param", rng.choice((0, 1, 7)))])()
+        rng.choice(
+            [
+                lambda: setattr(parameter, "double_param", rng.choice((0.5, 2.0, -1.0, float("nan")))),
+                lambda: setattr(parameter, "string_param", "x"),
+                lambda: setattr(parameter, "int64_param", rng.choice((0, 1, 7))),
+            ]
+        )()
     return request
 
 
@@ -143,8 +148,15 @@ class _Campaign:
             infer(_oip_request(rng), timeout=30)
             self.record(case, kind, "OK")
         else:  # bytes that may not even parse as the request message, on any method
-            method_name = rng.choice(["/digitnet.v1.DigitClassifier/Classify", "/digitnet.v1.DigitClassifier/ClassifyBatch",
-                                      "/digitnet.v1.DigitClassifier/Explain", "/digitnet.v1.DigitClassifier/GetModelInfo", OIP_METHOD])
+            method_name = rng.choice(
+                [
+                    "/digitnet.v1.DigitClassifier/Classify",
+                    "/digitnet.v1.DigitClassifier/ClassifyBatch",
+                    "/digitnet.v1.DigitClassifier/Explain",
+                    "/digitnet.v1.DigitClassifier/GetModelInfo",
+                    OIP_METHOD,
+                ]
+            )
             payload = mutate(pb.ClassifyRequest(image=pb.Image(encoded=rng.choice(SEEDS)[:2000])).SerializeToString(), rng)
             self.channel.unary_unary(method_name)(payload, timeout=30)
             self.record(case, kind, "OK")

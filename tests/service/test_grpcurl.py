@@ -35,7 +35,10 @@ def _list(server: ServerThread, symbol: str = "") -> list[str]:
 def test_every_listed_service_can_be_described(server: ServerThread) -> None:
     services = _list(server)
     assert set(services) == {
-        "digitnet.v1.DigitClassifier", "inference.GRPCInferenceService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"
+        "digitnet.v1.DigitClassifier",
+        "inference.GRPCInferenceService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
     }
     for service in services:
         described = subprocess.run([GRPCURL, "-plaintext", server.address, "describe", service], capture_output=True, text=True, timeout=60)
@@ -56,8 +59,12 @@ def test_every_service_can_be_called_from_reflection_alone(server: ServerThread)
     index = _call(server, "inference.GRPCInferenceService/RepositoryIndex")
     assert index == {"models": [{"name": "digitnet", "version": "1", "state": "READY"}]}
     pixels = base64.b64encode(bytes(784)).decode()
-    infer = {"model_name": "digitnet", "inputs": [{"name": "pixels", "datatype": "UINT8", "shape": [1, 784]}], "raw_input_contents": [pixels],
-             "outputs": [{"name": "label"}, {"name": "outcome"}]}
+    infer = {
+        "model_name": "digitnet",
+        "inputs": [{"name": "pixels", "datatype": "UINT8", "shape": [1, 784]}],
+        "raw_input_contents": [pixels],
+        "outputs": [{"name": "label"}, {"name": "outcome"}],
+    }
     answer = _call(server, "inference.GRPCInferenceService/ModelInfer", json.dumps(infer))
     assert [o["name"] for o in answer["outputs"]] == ["label", "outcome"]  # type: ignore[index]
 
@@ -65,9 +72,21 @@ def test_every_service_can_be_called_from_reflection_alone(server: ServerThread)
 def test_the_shipped_proto_works_with_grpcurl(server: ServerThread) -> None:
     # protos/inference/oip.proto declares Triton's package: calls made from it reach the server's methods.
     result = subprocess.run(
-        [GRPCURL, "-plaintext", "-import-path", str(REPO / "protos"), "-proto", "inference/oip.proto", "-d", '{"name": "digitnet"}',
-         server.address, "inference.GRPCInferenceService/ModelReady"],
-        capture_output=True, text=True, timeout=60,
+        [
+            GRPCURL,
+            "-plaintext",
+            "-import-path",
+            str(REPO / "protos"),
+            "-proto",
+            "inference/oip.proto",
+            "-d",
+            '{"name": "digitnet"}',
+            server.address,
+            "inference.GRPCInferenceService/ModelReady",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0 and json.loads(result.stdout) == {"ready": True}, result.stderr
 
@@ -78,7 +97,9 @@ def test_health_watch_through_grpcurl_sees_the_drain() -> None:
     with running_server() as server:
         watch = subprocess.Popen(
             [GRPCURL, "-plaintext", "-max-time", "30", server.address, "grpc.health.v1.Health/Watch"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             assert watch.stdout is not None

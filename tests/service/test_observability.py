@@ -47,9 +47,23 @@ def test_metrics_count_requests_errors_batches_and_describe_the_model(server: Se
 def test_json_logs_show_startup_and_requests_without_payloads(tmp_path: object) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(DEFAULT_MODEL), "--port", str(port),
-         "--log-format", "json", "--log-level", "debug"],
-        stderr=subprocess.PIPE, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "digitnet.service.cli",
+            "serve",
+            "--model",
+            str(DEFAULT_MODEL),
+            "--port",
+            str(port),
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     try:
         deadline = time.monotonic() + 60

@@ -131,7 +131,7 @@ def test_fp32_and_28x28_inputs_and_hidden_outputs(triton_client: triton.Inferenc
         (lambda c: c.is_model_ready("mnist"), "NOT_FOUND"),
         (lambda c: c.get_model_metadata(MODEL_NAME, "7"), "NOT_FOUND"),
         (lambda c: _infer(c, DIGITS[:, :700].copy()), "shape [N, 784] or [N, 28, 28]"),
-        (lambda c: _infer(c, DIGITS.astype(np.float32)), "FP32 pixels must be finite and in [0, 1]"),
+        (lambda c: _infer(c, DIGITS.astype(np.float32)), "FP32 input 'pixels' values must be in [0, 1], got [0, 255]"),
         (lambda c: _infer(c, DIGITS.astype(np.int32)), "must be FP32 or UINT8"),
         (lambda c: _infer(c, DIGITS[:1], outputs=("logits",)), "unknown outputs ['logits']"),
         (lambda c: _infer(c, DIGITS[:1], parameters={"min_confidence": 2.0}), "min_confidence must be in [0, 1]"),
@@ -152,8 +152,9 @@ def test_raw_byte_count_is_checked(server: ServerThread) -> None:
     request = oip_pb2.ModelInferRequest(model_name=MODEL_NAME, raw_input_contents=[bytes(783)])
     request.inputs.add(name="pixels", datatype="UINT8", shape=[1, 784])
     with grpc.insecure_channel(server.address) as channel:
-        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer", oip_pb2.ModelInferRequest.SerializeToString,
-                                    oip_pb2.ModelInferResponse.FromString)
+        infer = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer", oip_pb2.ModelInferRequest.SerializeToString, oip_pb2.ModelInferResponse.FromString
+        )
         with pytest.raises(grpc.RpcError) as caught:
             infer(request)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -209,9 +210,7 @@ def test_a_huge_model_name_gets_a_short_not_found(server: ServerThread) -> None:
     assert f"unknown model '{'x' * 63}…': this server serves 'digitnet'" in str(caught.value)
 
 
-def test_large_tensors_are_decoded_and_run_off_the_event_loop(
-    triton_client: triton.InferenceServerClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_large_tensors_are_decoded_and_run_off_the_event_loop(triton_client: triton.InferenceServerClient, monkeypatch: pytest.MonkeyPatch) -> None:
     from digitnet.service import oip
 
     threads: list[str] = []

@@ -43,8 +43,22 @@ def test_score_workers_die_with_their_parent(tmp_path: Path, signum: signal.Sign
     data.mkdir()
     make_many(data, 2000)
     out = tmp_path / "out.csv"
-    command = [sys.executable, "-m", "digitnet.service.cli", "score", str(data), "--out", str(out), "--quiet",
-               "--model", str(DEFAULT_MODEL), "--workers", "2", "--batch-size", "4"]
+    command = [
+        sys.executable,
+        "-m",
+        "digitnet.service.cli",
+        "score",
+        str(data),
+        "--out",
+        str(out),
+        "--quiet",
+        "--model",
+        str(DEFAULT_MODEL),
+        "--workers",
+        "2",
+        "--batch-size",
+        "4",
+    ]
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE)
     try:
         children = _descendants_once_started(process, 3)  # two workers and multiprocessing's resource tracker

@@ -100,7 +100,10 @@ def test_serving_a_model_that_cannot_run_is_one_clear_line(tmp_path: Path) -> No
     broken = write_model_that_fails_to_run(tmp_path / "broken.onnx")
     result = subprocess.run(
         [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(broken), "--port", "0"],
-        capture_output=True, text=True, cwd=REPO, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.strip()]

@@ -18,7 +18,9 @@ from .helpers import TRAFFIC_IMAGE, Traffic, free_port, serve
 def _classify_count(metrics_port: int) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
     return sum(
-        s.value for family in text_string_to_metric_families(text) for s in family.samples
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
         if s.name == "digitnet_requests_total" and s.labels.get("rpc") == "Classify"
     )
 

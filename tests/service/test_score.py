@@ -205,8 +205,17 @@ def test_dask_cluster_agrees_with_in_process(mixed: Path, tmp_path: Path, capsys
     _score(capsys, str(mixed), "--out", str(local), "--format", "jsonl", "--workers", "1", "--quiet")
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", protocol="tcp", dashboard_address=None) as cluster:
         code, _, _ = _score(
-            capsys, str(mixed), "--out", str(remote), "--format", "jsonl", "--cluster", cluster.scheduler_address,
-            "--model", str(DEFAULT_MODEL), "--quiet",
+            capsys,
+            str(mixed),
+            "--out",
+            str(remote),
+            "--format",
+            "jsonl",
+            "--cluster",
+            cluster.scheduler_address,
+            "--model",
+            str(DEFAULT_MODEL),
+            "--quiet",
         )  # --model goes with --cluster: the workers get this model
     assert code == batch.EXIT_SOME_FAILED
     _assert_same_rows(local, remote)

@@ -44,9 +44,7 @@ def test_mutual_tls(pki: Path, tmp_path: Path) -> None:
             with pytest.raises(RemoteError, match="UNAVAILABLE"):
                 no_cert.classify(IMAGE)
         other = make_pki(tmp_path, ca_name="someone else's CA")  # a client certificate from a CA the server does not trust
-        stranger = ClientSettings(
-            tls_ca=pki / "ca.pem", tls_client_cert=other / "client.pem", tls_client_key=other / "client.key", retry_seconds=0
-        )
+        stranger = ClientSettings(tls_ca=pki / "ca.pem", tls_client_cert=other / "client.pem", tls_client_key=other / "client.key", retry_seconds=0)
         with DigitClient(server.address, timeout=2, attempts=2, settings=stranger) as client, pytest.raises(RemoteError, match="UNAVAILABLE"):
             client.classify(IMAGE)
 

@@ -57,7 +57,9 @@ def _start(*args: str, ready_lines: int = 1) -> tuple[subprocess.Popen[str], int
     """Start `digitnet serve` and wait until `ready_lines` processes log that they serve."""
     process = subprocess.Popen(
         [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(DEFAULT_MODEL), "--port", "0", *args],
-        stderr=subprocess.PIPE, text=True, cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     assert process.stderr is not None
     deadline = time.monotonic() + 60

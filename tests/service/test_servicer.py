@@ -192,9 +192,7 @@ def test_packed_encoding_equals_protobufs_own() -> None:
 
     rng = np.random.default_rng(0)
     for n in (0, 1, 3000):  # 3000 x 10 floats: a length varint of three bytes
-        packed = PackedPredictions(
-            rng.integers(-1, 10, n).astype(np.int32), rng.random(n, dtype=np.float32), rng.random((n, 10), dtype=np.float32)
-        )
+        packed = PackedPredictions(rng.integers(-1, 10, n).astype(np.int32), rng.random(n, dtype=np.float32), rng.random((n, 10), dtype=np.float32))
         reference = pb.PackedPredictions(
             labels=packed.labels.tolist(), confidences=packed.confidences.tolist(), probabilities=packed.probabilities.ravel().tolist()
         )

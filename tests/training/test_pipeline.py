@@ -63,7 +63,10 @@ def test_default_training_command_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "e2e.onnx"
     done = subprocess.run(
         [sys.executable, "-m", "digitnet.service.cli", "train", "--epochs", "8", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "epoch   8" in done.stderr and "validation accuracy" in done.stdout

@@ -159,9 +159,7 @@ class LocalBackend:
 
     def __post_init__(self) -> None:
         Model.load(self.model_path, threads=1)  # fail fast, in this process, on a bad model or card
-        self._pool = ProcessPoolExecutor(
-            self.workers, mp_context=get_context("spawn"), initializer=_init_local_worker, initargs=(self.model_path,)
-        )
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_local_worker, initargs=(self.model_path,))
 
     def start(self) -> None:
         """Start every worker process and load its model now, rather than on the first chunks."""

@@ -85,8 +85,21 @@ def _serve(args: argparse.Namespace) -> int:
     from digitnet.service.settings import ServerSettings
 
     names = (
-        "model", "host", "port", "provider", "workers", "max_batch_size", "max_batch_delay_ms", "metrics_port", "metrics_host",
-        "log_format", "log_level", "tls_cert", "tls_key", "tls_client_ca", "watch",
+        "model",
+        "host",
+        "port",
+        "provider",
+        "workers",
+        "max_batch_size",
+        "max_batch_delay_ms",
+        "metrics_port",
+        "metrics_host",
+        "log_format",
+        "log_level",
+        "tls_cert",
+        "tls_key",
+        "tls_client_ca",
+        "watch",
     )
     flags = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     try:
@@ -129,8 +142,14 @@ def _score(args: argparse.Namespace) -> int:
     if args.server and args.model:
         raise ConfigurationError("--model and --server do not go together: the server scores with its own model")
     job = ScoreJob(
-        roots=args.dirs, out=args.out, fmt=format_for(args.out, args.format), batch_size=args.batch_size,
-        min_confidence=args.min_confidence, labels_from_dirs=args.labels_from_dirs, resume=args.resume, force=args.force,
+        roots=args.dirs,
+        out=args.out,
+        fmt=format_for(args.out, args.format),
+        batch_size=args.batch_size,
+        min_confidence=args.min_confidence,
+        labels_from_dirs=args.labels_from_dirs,
+        resume=args.resume,
+        force=args.force,
         quiet=args.quiet,
     )
     model = args.model or default_model()
@@ -203,8 +222,15 @@ def _report(args: argparse.Namespace) -> int:
 
 
 HANDLERS = {
-    "train": _train, "evaluate": _evaluate, "serve": _serve, "health": _health, "predict": _predict, "score": _score,
-    "explain": _explain, "weights": _weights, "report": _report,
+    "train": _train,
+    "evaluate": _evaluate,
+    "serve": _serve,
+    "health": _health,
+    "predict": _predict,
+    "score": _score,
+    "explain": _explain,
+    "weights": _weights,
+    "report": _report,
 }
 
 

@@ -19,8 +19,18 @@ Handler = Callable[[argparse.Namespace], int]
 MODEL_HELP = "ONNX model, its card (.json) beside it (default: $DIGITNET_MODEL, else the model installed with digitnet)"
 #: Settings of `digitnet serve` that have no flag: read from the environment only.
 SERVE_ENV_ONLY = (
-    "threads", "max_message_bytes", "max_image_bytes", "max_image_pixels", "max_image_side", "max_image_aspect",
-    "max_request_images", "max_request_seconds", "max_concurrent_rpcs", "grace_seconds", "drain_seconds", "token",
+    "threads",
+    "max_message_bytes",
+    "max_image_bytes",
+    "max_image_pixels",
+    "max_image_side",
+    "max_image_aspect",
+    "max_request_images",
+    "max_request_seconds",
+    "max_concurrent_rpcs",
+    "grace_seconds",
+    "drain_seconds",
+    "token",
     "watch_seconds",
 )
 
@@ -74,10 +84,14 @@ def build_parser(handlers: Mapping[str, Handler], serve_epilog: bool = False) ->
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = _command(commands, "train", "train the network offline and export it to ONNX with its model card",
-                     "Train scikit-learn's MLPClassifier(16, 16) on MNIST digits, export it to ONNX, check the export "
-                     "reproduces scikit-learn, and write the model and its card (.json) atomically.",
-                     "digitnet train --data mnist5k --activation relu --seed 0 --out models/default.onnx")
+    train = _command(
+        commands,
+        "train",
+        "train the network offline and export it to ONNX with its model card",
+        "Train scikit-learn's MLPClassifier(16, 16) on MNIST digits, export it to ONNX, check the export "
+        "reproduces scikit-learn, and write the model and its card (.json) atomically.",
+        "digitnet train --data mnist5k --activation relu --seed 0 --out models/default.onnx",
+    )
     train.add_argument("--data", default="mnist5k", help="'mnist5k' (bundled, offline; default) or 'idx:DIR' (MNIST IDX files)")
     train.add_argument("--activation", choices=ACTIVATIONS, default="relu", help="hidden-layer activation (default: relu)")
     train.add_argument("--seed", type=int, default=0, help="seed of the split, initial weights and augmentation (default: 0)")
@@ -86,16 +100,24 @@ def build_parser(handlers: Mapping[str, Handler], serve_epilog: bool = False) ->
     train.add_argument("--out", type=Path, help="model path; the card goes beside it as .json (default: models/ACTIVATION.onnx)")
     train.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress")
 
-    evaluate = _command(commands, "evaluate", "print a model's accuracy and confusion matrix",
-                        "Score a model on labelled digits: its own validation split of mnist5k, or MNIST's 10,000 test digits.",
-                        "digitnet evaluate --data idx:/data/mnist")
+    evaluate = _command(
+        commands,
+        "evaluate",
+        "print a model's accuracy and confusion matrix",
+        "Score a model on labelled digits: its own validation split of mnist5k, or MNIST's 10,000 test digits.",
+        "digitnet evaluate --data idx:/data/mnist",
+    )
     evaluate.add_argument("--model", type=Path, help=MODEL_HELP)
     evaluate.add_argument("--data", default="mnist5k", help="'mnist5k': the model's validation split (default); 'idx:DIR': the t10k digits")
 
-    serve = _command(commands, "serve", "serve the model over gRPC",
-                     "Serve digitnet.v1 and the Open Inference Protocol on one port, with health checking and reflection. "
-                     "Each flag can also come from DIGITNET_<FLAG> (flags win). SIGTERM drains, SIGHUP reloads the model.",
-                     "DIGITNET_TOKEN=s3cret digitnet serve --host 0.0.0.0 --port 50051 --metrics-port 9100")
+    serve = _command(
+        commands,
+        "serve",
+        "serve the model over gRPC",
+        "Serve digitnet.v1 and the Open Inference Protocol on one port, with health checking and reflection. "
+        "Each flag can also come from DIGITNET_<FLAG> (flags win). SIGTERM drains, SIGHUP reloads the model.",
+        "DIGITNET_TOKEN=s3cret digitnet serve --host 0.0.0.0 --port 50051 --metrics-port 9100",
+    )
     serve.add_argument("--model", type=Path, help=MODEL_HELP)
     serve.add_argument("--host", help="address to bind (default: 127.0.0.1; 0.0.0.0 for all interfaces)")
     serve.add_argument("--port", type=int, help="TCP port (default: 50051; 0 picks a free one)")
@@ -114,28 +136,40 @@ def build_parser(handlers: Mapping[str, Handler], serve_epilog: bool = False) ->
     if serve_epilog:  # only for `serve --help`: it reads the settings' docs
         serve.epilog = _env_only_settings()
 
-    health = _command(commands, "health", "ask a server's gRPC health service; exit 0 if SERVING",
-                      "Ask grpc.health.v1 whether the server is SERVING (exit 0) or not (exit 1): the container's HEALTHCHECK.",
-                      "digitnet health --address localhost:50051")
+    health = _command(
+        commands,
+        "health",
+        "ask a server's gRPC health service; exit 0 if SERVING",
+        "Ask grpc.health.v1 whether the server is SERVING (exit 0) or not (exit 1): the container's HEALTHCHECK.",
+        "digitnet health --address localhost:50051",
+    )
     health.add_argument("--address", default="localhost:50051", help="server address (default: localhost:50051)")
     health.add_argument("--service", default="", help="service to ask about (default: the whole server)")
     health.add_argument("--timeout", type=float, default=2.0, help="seconds to wait (default: 2)")
 
-    predict = _command(commands, "predict", "classify image files; one JSON object per image on stdout",
-                       "Classify images in-process or through a server; print one JSON object per image (score's JSON Lines rows). "
-                       "Exit 1 if any image could not be read or classified.",
-                       "digitnet predict --server localhost:50051 seven.png -  < three.jpg")
+    predict = _command(
+        commands,
+        "predict",
+        "classify image files; one JSON object per image on stdout",
+        "Classify images in-process or through a server; print one JSON object per image (score's JSON Lines rows). "
+        "Exit 1 if any image could not be read or classified.",
+        "digitnet predict --server localhost:50051 seven.png -  < three.jpg",
+    )
     where = predict.add_mutually_exclusive_group()
     where.add_argument("--server", metavar="HOST:PORT", help="ask a running server (several: a:50051,b:50051)")
     where.add_argument("--model", type=Path, help=MODEL_HELP)
     predict.add_argument("--min-confidence", type=probability, default=0.0, help="answer 'unknown' below this top probability")
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files; - reads one image from standard input")
 
-    score = _command(commands, "score", "score folders of images into CSV or JSON Lines",
-                     "Score every non-hidden file under DIRs (images recognised by content), in-process, through a server or on "
-                     "a Dask cluster. Exit status: 0 every file scored, 1 some files could not be (error rows), 2 the run "
-                     "itself failed, 130 interrupted (rerun with --resume).",
-                     "digitnet score scans/ --out scores.jsonl --server localhost:50051")
+    score = _command(
+        commands,
+        "score",
+        "score folders of images into CSV or JSON Lines",
+        "Score every non-hidden file under DIRs (images recognised by content), in-process, through a server or on "
+        "a Dask cluster. Exit status: 0 every file scored, 1 some files could not be (error rows), 2 the run "
+        "itself failed, 130 interrupted (rerun with --resume).",
+        "digitnet score scans/ --out scores.jsonl --server localhost:50051",
+    )
     score.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="folders (or files) to score")
     score.add_argument("--out", type=Path, help="output file (default: standard output)")
     score.add_argument("--format", choices=("csv", "jsonl"), help="output format (default: from --out's extension, else csv)")
@@ -151,10 +185,14 @@ def build_parser(handlers: Mapping[str, Handler], serve_epilog: bool = False) ->
     score.add_argument("--min-confidence", type=probability, default=0.0, help="answer 'unknown' below this top probability")
     score.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary (errors still reported)")
 
-    explain = _command(commands, "explain", "draw the network at work on one image",
-                       "Draw one image's trip through the network: the input as the model saw it, both hidden layers lit up, the "
-                       "outputs, and the strongest connections. Exit 1 if the image cannot be read.",
-                       "digitnet explain seven.jpg -o seven-explained.png")
+    explain = _command(
+        commands,
+        "explain",
+        "draw the network at work on one image",
+        "Draw one image's trip through the network: the input as the model saw it, both hidden layers lit up, the "
+        "outputs, and the strongest connections. Exit 1 if the image cannot be read.",
+        "digitnet explain seven.jpg -o seven-explained.png",
+    )
     explain.add_argument("image", type=Path, metavar="IMAGE")
     where = explain.add_mutually_exclusive_group()
     where.add_argument("--model", type=Path, help=MODEL_HELP)
@@ -163,16 +201,24 @@ def build_parser(handlers: Mapping[str, Handler], serve_epilog: bool = False) ->
     explain.add_argument("--force", action="store_true", help="overwrite an existing picture")
     explain.add_argument("--min-confidence", type=probability, default=0.0, help="answer 'unknown' below this top probability")
 
-    weights = _command(commands, "weights", "draw what each hidden neuron looks for",
-                       "Draw each first-layer neuron's 784 weights as a 28x28 tile, and each second-layer neuron's pixel pattern.",
-                       "digitnet weights -o weights.png")
+    weights = _command(
+        commands,
+        "weights",
+        "draw what each hidden neuron looks for",
+        "Draw each first-layer neuron's 784 weights as a 28x28 tile, and each second-layer neuron's pixel pattern.",
+        "digitnet weights -o weights.png",
+    )
     weights.add_argument("--model", type=Path, help=MODEL_HELP)
     weights.add_argument("-o", "--out", type=Path, default=Path("weights.png"), help="picture to write (default: weights.png)")
     weights.add_argument("--force", action="store_true", help="overwrite an existing picture")
 
-    report = _command(commands, "report", "write the model card as a self-contained HTML page",
-                      "Write the model card as one HTML page: architecture, accuracy, confusion matrix, training curve, weights, mistakes.",
-                      "digitnet report -o report.html")
+    report = _command(
+        commands,
+        "report",
+        "write the model card as a self-contained HTML page",
+        "Write the model card as one HTML page: architecture, accuracy, confusion matrix, training curve, weights, mistakes.",
+        "digitnet report -o report.html",
+    )
     report.add_argument("--model", type=Path, help=MODEL_HELP)
     report.add_argument("-o", "--out", type=Path, default=Path("report.html"), help="page to write (default: report.html)")
     report.add_argument("--force", action="store_true", help="overwrite an existing page")

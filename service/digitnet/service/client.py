@@ -65,8 +65,10 @@ def connection_hint(details: str, tls: bool) -> str:
     if not tls and ("socket closed" in text or "connection reset" in text or "eof" in text):
         return " (if the server uses TLS, set DIGITNET_TLS_CA to the CA that signed its certificate)"
     if tls and ("ssl" in text or "handshake" in text or "certificate" in text):
-        return (" (TLS failed: the server may be plaintext, its certificate not signed by DIGITNET_TLS_CA, or it may"
-                " require a client certificate: DIGITNET_TLS_CLIENT_CERT and DIGITNET_TLS_CLIENT_KEY)")
+        return (
+            " (TLS failed: the server may be plaintext, its certificate not signed by DIGITNET_TLS_CA, or it may"
+            " require a client certificate: DIGITNET_TLS_CLIENT_CERT and DIGITNET_TLS_CLIENT_KEY)"
+        )
     if "connection refused" in text or "failed to connect" in text or "dns resolution failed" in text:
         return " (is a digitnet server running at that address?)"
     return ""
@@ -89,7 +91,7 @@ def retry_service_config(attempts: int) -> str:
                         "retryableStatusCodes": ["UNAVAILABLE"],
                     },
                 }
-            ]
+            ],
         }
     )
 
@@ -160,9 +162,7 @@ def _is_ip(host: str) -> bool:
 class DigitClient:
     """A client for one server, a list of servers (round-robin), or a DNS name that resolves to several."""
 
-    def __init__(
-        self, target: str | Sequence[str], timeout: float = 10.0, attempts: int = 4, settings: ClientSettings | None = None
-    ) -> None:
+    def __init__(self, target: str | Sequence[str], timeout: float = 10.0, attempts: int = 4, settings: ClientSettings | None = None) -> None:
         self.timeout = timeout
         settings = settings or ClientSettings()
         #: How long one call keeps retrying an unavailable server (DIGITNET_RETRY_SECONDS).

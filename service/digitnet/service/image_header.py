@@ -28,7 +28,12 @@ _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: a PNG cut short 
 #: other chunk (a transparent colour, an orientation tag, an animation, compressed text or colour profiles,
 #: private chunks) sends the file to Pillow, which checks each of them.
 _PNG_PLAIN_CHUNKS: dict[bytes, tuple[int, ...] | None] = {
-    b"pHYs": (9,), b"sRGB": (1,), b"gAMA": (4,), b"cHRM": (32,), b"bKGD": (1, 2, 6), b"tEXt": None,
+    b"pHYs": (9,),
+    b"sRGB": (1,),
+    b"gAMA": (4,),
+    b"cHRM": (32,),
+    b"bKGD": (1, 2, 6),
+    b"tEXt": None,
 }
 _PNG_TEXT_LIMIT = 64 * 1024
 #: PNG colour types read fast, by the samples per pixel: greyscale, RGB, palette (the ones with alpha go to

@@ -88,8 +88,11 @@ class Model:
             raise ModelError(f"not an ONNX model: {err}") from err
         flushed = flush_subnormals(graph)
         if flushed:  # an artifact exported before exports flushed them: serve it at full speed anyway
-            log.warning("the model holds %d subnormal weights (up to ~50x slower on Intel CPUs): set to 0 for serving; "
-                        "re-export it with `digitnet train` to fix the file", flushed)
+            log.warning(
+                "the model holds %d subnormal weights (up to ~50x slower on Intel CPUs): set to 0 for serving; "
+                "re-export it with `digitnet train` to fix the file",
+                flushed,
+            )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a CUDA fallback is detected below, not left to a warning
@@ -200,4 +203,3 @@ def embedded_card(data: bytes) -> ModelCard | None:
     if CARD_METADATA_KEY not in props:
         return None
     return ModelCard.from_json(props[CARD_METADATA_KEY], "embedded card")
-

@@ -23,12 +23,12 @@ LogFormat = Literal["text", "json"]
 
 REQUESTS = Counter("digitnet_requests_total", "RPCs handled, by method and status code.", ["rpc", "code"])
 LATENCY = Histogram(
-    "digitnet_request_seconds", "RPC latency, by method.", ["rpc"],
+    "digitnet_request_seconds",
+    "RPC latency, by method.",
+    ["rpc"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
 )
-BATCH_IMAGES = Histogram(
-    "digitnet_batch_images", "Images per onnxruntime call.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
-)
+BATCH_IMAGES = Histogram("digitnet_batch_images", "Images per onnxruntime call.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384))
 IN_FLIGHT = Gauge("digitnet_requests_in_flight", "Calls being answered now (health checks and reflection not counted).")
 IMAGES = Counter("digitnet_images_total", "Images answered, by outcome (digit, unknown, error).", ["outcome"])
 ERRORS = Counter("digitnet_errors_total", "Errors answered, by kind (the error class).", ["kind"])

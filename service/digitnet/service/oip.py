@@ -60,7 +60,7 @@ from digitnet.service.oip_catalog import (
     model_statistics,
     repository_index,
 )
-from digitnet.service.preprocess import scale_uint8
+from digitnet.service.preprocess import check_float_pixels, scale_uint8
 from digitnet.service.results import PackedPredictions
 from digitnet.service.servicer import (
     INLINE_IMAGES,
@@ -120,8 +120,7 @@ def decode_pixels(request: pb.ModelInferRequest, check_count: Callable[[int], No
         if not raw and (values.min() < 0 or values.max() > 255):
             raise InvalidInput("UINT8 values must be 0-255")
         return scale_uint8(values).reshape(count, N_PIXELS), raw
-    if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
-        raise InvalidInput("FP32 pixels must be finite and in [0, 1] (MNIST form: scale 0-255 by 1/255)")
+    check_float_pixels(values, f"FP32 input {INPUT_NAME!r}")
     return values.astype(np.float32, copy=False).reshape(count, N_PIXELS), raw
 
 
@@ -183,8 +182,12 @@ class OipServicer:
     """inference.GRPCInferenceService over the digitnet core."""
 
     def __init__(
-        self, classifier: Classifier, state: ServingState, executor: Executor,
-        batcher: MicroBatcher | None = None, request_seconds: float | None = None,
+        self,
+        classifier: Classifier,
+        state: ServingState,
+        executor: Executor,
+        batcher: MicroBatcher | None = None,
+        request_seconds: float | None = None,
     ) -> None:
         self.classifier = classifier
         self.state = state

@@ -61,7 +61,10 @@ def model_config(max_batch_size: int, batch_size: int | None, batch_delay_ms: fl
     """Triton's ModelConfig: dims without the batch dimension (Triton's rule when max_batch_size > 0); outputs of one
     value per image are dims [1] reshaped to []; dynamic batching when adaptive batching is on."""
     config = pb.ModelConfig(
-        name=MODEL_NAME, platform="onnxruntime_onnx", backend="onnxruntime", max_batch_size=max_batch_size,
+        name=MODEL_NAME,
+        platform="onnxruntime_onnx",
+        backend="onnxruntime",
+        max_batch_size=max_batch_size,
         input=[pb.ModelInput(name=INPUT.name, data_type=_DATA_TYPES[INPUT.datatype], dims=list(INPUT.per_image))],
     )
     for tensor in OUTPUTS:
@@ -78,8 +81,11 @@ def model_statistics(now: Snapshot) -> pb.ModelStatisticsResponse:
     """ModelStatistics of the one model."""
     duration = lambda d: pb.StatisticDuration(count=d.count, ns=d.ns)  # noqa: E731
     stats = pb.ModelStatistics(
-        name=MODEL_NAME, version=MODEL_VERSION, last_inference=now.last_inference_ms,
-        inference_count=now.inference_count, execution_count=now.execution_count,
+        name=MODEL_NAME,
+        version=MODEL_VERSION,
+        last_inference=now.last_inference_ms,
+        inference_count=now.inference_count,
+        execution_count=now.execution_count,
         inference_stats=pb.InferStatistics(
             success=duration(now.success), fail=duration(now.fail), queue=duration(now.queue), compute_infer=duration(now.compute)
         ),
@@ -131,4 +137,3 @@ def _repackage(message: descriptor_pb2.DescriptorProto, generated: str) -> None:
             field.type_name = field.type_name.replace(f".{generated}.", f".{OIP_PACKAGE}.")
     for nested in message.nested_type:
         _repackage(nested, generated)
-

@@ -93,9 +93,7 @@ def _decode_jpeg(data: bytes, header: Header) -> np.ndarray | None:
     try:
         if scale > 1 or not header.colour:
             # The smallest libjpeg scale at least 1/scale of the size is 1/scale itself (a power of two).
-            decoded = simplejpeg.decode_jpeg(
-                data, colorspace="GRAY", min_height=header.height // scale, min_width=header.width // scale, strict=True
-            )
+            decoded = simplejpeg.decode_jpeg(data, colorspace="GRAY", min_height=header.height // scale, min_width=header.width // scale, strict=True)
             return np.ascontiguousarray(decoded[..., 0])
         # Full-size colour: Pillow converts its RGB with its weights, as cvtColor does.
         return cv2.cvtColor(simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True), cv2.COLOR_RGB2GRAY)
@@ -355,10 +353,13 @@ def from_float(values: np.ndarray) -> np.ndarray | None:
     pixels = np.asarray(values, dtype=np.float32).reshape(-1)
     if pixels.size != N_PIXELS:
         raise InvalidInput(f"mnist_float must hold exactly {N_PIXELS} values (28x28), got {pixels.size}")
-    if not np.all(np.isfinite(pixels)):
-        raise InvalidInput("mnist_float holds NaN or infinite values; expected floats in [0, 1]")
-    if pixels.min() < 0.0 or pixels.max() > 1.0:
-        raise InvalidInput(
-            f"mnist_float values must be in [0, 1], got [{pixels.min():g}, {pixels.max():g}] (scale 0-255 pixels by 1/255)"
-        )
+    check_float_pixels(pixels, "mnist_float")
     return pixels if pixels.any() else None
+
+
+def check_float_pixels(pixels: np.ndarray, what: str) -> None:
+    """Refuse float pixels (any shape) that are not MNIST form: NaN, infinite, or outside [0, 1]."""
+    if not np.all(np.isfinite(pixels)):
+        raise InvalidInput(f"{what} holds NaN or infinite values; expected floats in [0, 1]")
+    if pixels.min() < 0.0 or pixels.max() > 1.0:
+        raise InvalidInput(f"{what} values must be in [0, 1], got [{pixels.min():g}, {pixels.max():g}] (scale 0-255 pixels by 1/255)")

@@ -34,9 +34,7 @@ def generate() -> dict[str, str]:
                 text = text.replace("\npackage inference;\n", f"\npackage {OIP_PACKAGE};\n")
             (Path(source) / name).parent.mkdir(parents=True, exist_ok=True)
             (Path(source) / name).write_text(text)
-        status = protoc.main(
-            ["grpc_tools.protoc", f"-I{source}", f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *protos]
-        )
+        status = protoc.main(["grpc_tools.protoc", f"-I{source}", f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *protos])
         if status != 0:
             raise RuntimeError(f"protoc failed with status {status}")
         files = {}

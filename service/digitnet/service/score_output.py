@@ -59,10 +59,10 @@ def to_row(path: str, prediction: Prediction, labels_from_dirs: bool) -> Row:
         true_label=truth,
     )
 
+
 Format = Literal["csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl")
 _PROBABILITY_COLUMNS = [f"p{label}" for label in LABELS]
-
 
 
 #: Output formats by file extension, for --out without --format.
@@ -170,9 +170,7 @@ def parse_rows(path: Path, fmt: Format, labels_from_dirs: bool) -> Iterator[Row]
         reader = csv.reader(handle)
         header = next(reader, None)
         if header != columns(labels_from_dirs):
-            raise ConfigurationError(
-                f"{path}: its header does not match this run's columns (check --format and --labels-from-dirs): {echo(header)}"
-            )
+            raise ConfigurationError(f"{path}: its header does not match this run's columns (check --format and --labels-from-dirs): {echo(header)}")
         for values in reader:
             try:
                 if len(values) != len(header):

@@ -88,11 +88,17 @@ async def create_server(settings: ServerSettings, state: ServingState | None = N
     log.info(
         "model %s sha256 %s on %s, %d worker threads, at most %s calls in flight, messages up to %d bytes, "
         "adaptive batching %s, %s%s, bound to %s:%d",
-        settings.model, model.sha256[:12], model.provider, settings.thread_count,
-        settings.max_concurrent_rpcs or "unbounded", settings.message_bytes,
+        settings.model,
+        model.sha256[:12],
+        model.provider,
+        settings.thread_count,
+        settings.max_concurrent_rpcs or "unbounded",
+        settings.message_bytes,
         f"up to {settings.max_batch_size} images / {settings.max_batch_delay_ms} ms" if batcher else "off",
         ("mutual TLS" if settings.tls_client_ca else "TLS") if credentials else "plaintext",
-        ", bearer token required" if settings.token else "", settings.host, port,
+        ", bearer token required" if settings.token else "",
+        settings.host,
+        port,
     )
     return server, port
 
@@ -184,9 +190,7 @@ def _serve_workers(settings: ServerSettings) -> int:
         shared = settings.model_copy(update={"port": reserve.getsockname()[1]})
         # spawn, not fork: gRPC's core must not be forked once it runs (grpc/grpc#16001).
         context = multiprocessing.get_context("spawn")
-        workers = [
-            context.Process(target=_worker_main, args=(shared, i), name=f"digitnet-worker-{i}") for i in range(settings.workers)
-        ]
+        workers = [context.Process(target=_worker_main, args=(shared, i), name=f"digitnet-worker-{i}") for i in range(settings.workers)]
         for worker in workers:
             worker.start()
         log.info("started %d worker processes on port %d", len(workers), shared.port)

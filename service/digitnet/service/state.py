@@ -14,6 +14,7 @@ from digitnet.service.protocol import SERVICE_NAME
 if TYPE_CHECKING:
     from digitnet.service.reload import ModelReloader
 
+
 class HealthServicer(health.aio.HealthServicer):
     """grpc's asyncio health servicer with Watch fixed for several watchers of one service.
 

@@ -75,7 +75,11 @@ class InferenceStatistics:
         with self._lock:
             now = self._now
             return replace(
-                now, success=replace(now.success), fail=replace(now.fail), queue=replace(now.queue), compute=replace(now.compute),
+                now,
+                success=replace(now.success),
+                fail=replace(now.fail),
+                queue=replace(now.queue),
+                compute=replace(now.compute),
                 batches={size: replace(duration) for size, duration in sorted(now.batches.items())},
             )
 

@@ -65,11 +65,13 @@ def draw_network(network: Network, trace: Trace, title: str = "") -> Figure:
     axes.set_aspect("equal")
     axes.axis("off")
     bottom = (height - _IMAGE_SIZE) / 2
-    axes.imshow(trace.input.reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0, vmax=1,
-                extent=(0, _IMAGE_SIZE, bottom, bottom + _IMAGE_SIZE), zorder=1)
+    axes.imshow(
+        trace.input.reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0, vmax=1, extent=(0, _IMAGE_SIZE, bottom, bottom + _IMAGE_SIZE), zorder=1
+    )
     axes.add_patch(plt.Rectangle((0, bottom), _IMAGE_SIZE, _IMAGE_SIZE, fill=False, edgecolor="0.5", lw=0.8))
-    axes.text(_IMAGE_SIZE / 2, bottom - 0.35, "input: 28 x 28 = 784 pixels\n(as the network saw it)", ha="center", va="top",
-              fontsize=9, color="white")
+    axes.text(
+        _IMAGE_SIZE / 2, bottom - 0.35, "input: 28 x 28 = 784 pixels\n(as the network saw it)", ha="center", va="top", fontsize=9, color="white"
+    )
 
     ys = [_neuron_positions(16, height), _neuron_positions(16, height), _neuron_positions(10, height * 0.9) + height * 0.05]
     winner = int(np.argmax(trace.probabilities))
@@ -84,9 +86,14 @@ def draw_network(network: Network, trace: Trace, title: str = "") -> Figure:
                 if value == 0:
                     continue
                 start = _pixel_position(int(source), bottom) if layer == 1 else (_LAYER_X[layer - 2], ys[layer - 2][source])
-                axes.plot([start[0], _LAYER_X[layer - 1]], [start[1], ys[layer - 1][neuron]],
-                          color=_POSITIVE if value > 0 else _NEGATIVE, lw=0.4 + 2.6 * abs(value) / scale,
-                          alpha=0.25 + 0.6 * abs(value) / scale, zorder=2)
+                axes.plot(
+                    [start[0], _LAYER_X[layer - 1]],
+                    [start[1], ys[layer - 1][neuron]],
+                    color=_POSITIVE if value > 0 else _NEGATIVE,
+                    lw=0.4 + 2.6 * abs(value) / scale,
+                    alpha=0.25 + 0.6 * abs(value) / scale,
+                    zorder=2,
+                )
 
     names = ("hidden layer 1\n16 neurons", "hidden layer 2\n16 neurons", "output\n10 digits")
     values = (*trace.hidden, trace.probabilities)
@@ -94,11 +101,26 @@ def draw_network(network: Network, trace: Trace, title: str = "") -> Figure:
         top = shade.max() if layer < 2 and shade.max() > 0 else 1.0  # ReLU is unbounded: shade by the layer's max
         for i, (yy, value) in enumerate(zip(y, shade)):
             is_winner = layer == 2 and i == winner
-            axes.add_patch(plt.Circle((x, yy), 0.22, facecolor=str(0.03 + 0.97 * value / top), zorder=3,
-                                      edgecolor=_WINNER if is_winner else "0.6", lw=3 if is_winner else 0.8))
+            axes.add_patch(
+                plt.Circle(
+                    (x, yy),
+                    0.22,
+                    facecolor=str(0.03 + 0.97 * value / top),
+                    zorder=3,
+                    edgecolor=_WINNER if is_winner else "0.6",
+                    lw=3 if is_winner else 0.8,
+                )
+            )
             if layer == 2:
-                axes.text(x + 0.4, yy, f"{LABELS[i]}  {value:6.1%}", va="center", fontsize=10,
-                          fontweight="bold" if is_winner else "normal", color=_WINNER if is_winner else "white")
+                axes.text(
+                    x + 0.4,
+                    yy,
+                    f"{LABELS[i]}  {value:6.1%}",
+                    va="center",
+                    fontsize=10,
+                    fontweight="bold" if is_winner else "normal",
+                    color=_WINNER if is_winner else "white",
+                )
             else:
                 axes.text(x + 0.3, yy + 0.12, f"{value:.2f}", ha="left", va="bottom", fontsize=6, color="0.6", zorder=4)
         axes.text(x, height + 0.45, name, ha="center", va="bottom", fontsize=9, color="white")
@@ -106,8 +128,9 @@ def draw_network(network: Network, trace: Trace, title: str = "") -> Figure:
     axes.plot([], [], color=_NEGATIVE, lw=2, label="pushes it down (< 0)")
     axes.legend(loc="lower left", fontsize=8, frameon=False, bbox_to_anchor=(0.0, -0.04), labelcolor="white")
     headline = title or f"the network says {winner} ({trace.probabilities[winner]:.1%})"
-    axes.set_title(f"{headline}\nbrightness: how active each neuron is; lines: the strongest connections into each neuron",
-                   fontsize=11, color="white")
+    axes.set_title(
+        f"{headline}\nbrightness: how active each neuron is; lines: the strongest connections into each neuron", fontsize=11, color="white"
+    )
     return figure
 
 
@@ -146,8 +169,14 @@ def draw_weights(network: Network) -> Figure:
     _tile_grid(figure, outer[1], network.second_layer_patterns(), second)
     figure.text(0.27, 0.97, "Layer 1: each neuron's 784 weights as a picture", ha="center", fontsize=12)
     figure.text(0.73, 0.97, "Layer 2: the pixel pattern each neuron responds to (W1 x W2)", ha="center", fontsize=12)
-    figure.text(0.5, 0.015, "Red pixels raise the neuron when ink is there, blue ones lower it; each grid shares one colour scale.",
-                ha="center", fontsize=9, color="0.3")
+    figure.text(
+        0.5,
+        0.015,
+        "Red pixels raise the neuron when ink is there, blue ones lower it; each grid shares one colour scale.",
+        ha="center",
+        fontsize=9,
+        color="0.3",
+    )
     return figure
 
 

@@ -48,11 +48,11 @@ def evaluate(model_path: Path, data_spec: str = "mnist5k") -> Evaluation:
     if data_spec == "mnist5k":
         try:
             from digitnet.training.train import split_dataset  # scikit-learn: the training extra
+
             dataset = load_dataset(data_spec)
         except ModuleNotFoundError as err:
             raise ConfigurationError(
-                f"evaluating on mnist5k needs {TRAINING_EXTRA}; this install has no {err.name}. "
-                "Evaluate on MNIST IDX files instead: --data idx:DIR"
+                f"evaluating on mnist5k needs {TRAINING_EXTRA}; this install has no {err.name}. Evaluate on MNIST IDX files instead: --data idx:DIR"
             ) from err
         split = split_dataset(dataset, model.card.data.split_seed, model.card.data.validation_fraction)
         pixels, truth, described = split.val_x, split.val_y, "mnist5k validation split"

@@ -52,6 +52,7 @@ def _mistakes(model_path: Path) -> str:
         return f"<p>The validation digits come from <code>{html.escape(data.source)}</code>, which is not bundled: not shown.</p>"
     try:
         from digitnet.training.train import split_dataset  # scikit-learn: the training extra
+
         dataset = load_dataset("mnist5k")
     except ModuleNotFoundError as err:
         return f"<p>Not shown: rebuilding the validation split needs {TRAINING_EXTRA} ({html.escape(str(err.name))} is missing).</p>"
@@ -71,8 +72,9 @@ def write_report(model_path: Path, out: Path) -> None:
     card = read_card(model_path)
     network = Network.from_onnx(model_path)
     history = card.training.history
-    curve = draw_training_curve([h.epoch for h in history], [h.loss for h in history],
-                                [h.validation_accuracy for h in history], card.training.best_epoch)
+    curve = draw_training_curve(
+        [h.epoch for h in history], [h.loss for h in history], [h.validation_accuracy for h in history], card.training.best_epoch
+    )
     facts = {
         "layers": " - ".join(map(str, card.architecture.layers)),
         "hidden activation": card.architecture.activation,

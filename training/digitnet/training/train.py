@@ -45,9 +45,7 @@ def split_dataset(dataset: Dataset, seed: int = 0, validation_fraction: float = 
     if not 0.0 < validation_fraction < 1.0:
         raise ConfigurationError(f"validation fraction must be between 0 and 1, got {validation_fraction}")
     index = np.arange(len(dataset))
-    train_idx, val_idx = train_test_split(
-        index, test_size=validation_fraction, random_state=seed, stratify=dataset.labels
-    )
+    train_idx, val_idx = train_test_split(index, test_size=validation_fraction, random_state=seed, stratify=dataset.labels)
     return Split(
         train_x=scale_uint8(dataset.images[train_idx]),
         train_y=dataset.labels[train_idx].astype(np.int64),
