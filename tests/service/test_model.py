@@ -13,7 +13,7 @@ from digitnet.service.constants import N_PARAMETERS
 from digitnet.service.errors import ConfigurationError, ModelError
 from digitnet.service.model import Model, choose_providers
 from digitnet.training.data import Dataset
-from digitnet.training.pipeline import evaluate
+from digitnet.training.evaluate import evaluate
 
 from ..conftest import DEFAULT_MODEL
 
