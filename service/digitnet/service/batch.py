@@ -8,7 +8,7 @@ Chunks are consumed in order with a bounded window, so memory stays flat however
 
 Usage:
     job = ScoreJob(roots=[Path("scans")], out=Path("scores.csv"))
-    summary = run(job, LocalBackend(Path("models/default.onnx"), workers=2))
+    summary = run_job(job, LocalBackend(Path("models/default.onnx"), workers=2))   # digitnet.service.score
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -71,19 +71,16 @@ def sniff(data: bytes) -> Header | None:
 def _png(data: bytes) -> Header | None:
     if len(data) < 33 or data[12:16] != b"IHDR" or not _crc_ok(data, 8, 13):
         return None
-    width, height, depth, colour, *_ = struct.unpack_from(">IIBB", data, 16)
-    header = Header("png", width, height, colour != 0)
-    return header if _png_plain(data) else replace(header, plain=False)
-
-
-def _png_plain(data: bytes) -> bool:
-    """Is this PNG (its IHDR read) plain and sound: see the module docstring."""
-    if not data.endswith(_PNG_END):
-        return False
     width, height, depth, colour, compression, filtering, interlace = struct.unpack_from(">IIBBBBB", data, 16)
-    channels = _PNG_CHANNELS.get(colour)
-    if depth != 8 or channels is None or (compression, filtering, interlace) != (0, 0, 0) or not width or not height:
+    layout_plain = depth == 8 and (compression, filtering, interlace) == (0, 0, 0) and colour in _PNG_CHANNELS
+    return Header("png", width, height, colour != 0, layout_plain and _png_sound(data, width, height, colour))
+
+
+def _png_sound(data: bytes, width: int, height: int, colour: int) -> bool:
+    """Is this PNG of a plain layout (read from its IHDR) sound: see the module docstring."""
+    if not data.endswith(_PNG_END) or not width or not height:
         return False
+    channels = _PNG_CHANNELS[colour]
     stride = 1 + width * channels  # a filter-type byte, then the row's samples
     if height * stride > _PNG_FAST_LIMIT:
         return False

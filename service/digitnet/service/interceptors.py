@@ -9,8 +9,8 @@ on an idle server. Health checks, liveness, readiness and reflection stay open: 
 answered while draining (Kubernetes probes and load balancers need them).
 
 The guard wraps each method's handler where the services are registered, not as a grpc.aio interceptor:
-an interceptor costs two coroutines on every call before the handler even starts (measured in
-docs/benchmarks.md); a wrapped handler costs a dictionary lookup.
+an interceptor adds its own coroutines to every call before the handler even starts; a wrapped handler
+costs a dictionary lookup.
 
 Usage:
     server = grpc.aio.server()

@@ -309,7 +309,7 @@ def _fit_box(digit: np.ndarray) -> np.ndarray:
     scale = DIGIT_BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     # Pillow's LANCZOS widens its kernel when it shrinks (a true anti-aliasing filter), as MNIST's own
-    # scaling did; OpenCV's Lanczos does not, and its area filter blurs more (measured: lower accuracy).
+    # scaling did; OpenCV's Lanczos does not, and its area filter gives other pixels, so other answers.
     resized = Image.fromarray(digit).resize(size, Image.Resampling.LANCZOS)
     return np.asarray(resized, dtype=np.float32) / np.float32(255.0)
 
