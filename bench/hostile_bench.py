@@ -26,11 +26,11 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from digitnet.service._generated import digitnet_pb2 as pb
-from digitnet.service._generated import oip_pb2 as oip
-from digitnet.service.errors import DigitnetError
-from digitnet.service.limits import Limits
-from digitnet.service.preprocess import to_mnist
+from digitnet.service.api._generated import digitnet_pb2 as pb
+from digitnet.service.api._generated import oip_pb2 as oip
+from digitnet.service.contract.errors import DigitnetError
+from digitnet.service.contract.limits import Limits
+from digitnet.service.inference.preprocess import to_mnist
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "default.onnx"

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from digitnet.service.model import flush_subnormals
+from digitnet.service.contract.model import flush_subnormals
 
 REPO = Path(__file__).resolve().parents[1]
 

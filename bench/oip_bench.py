@@ -33,7 +33,7 @@ import tritonclient.grpc.aio as triton
 from PIL import Image
 from sklearn.neural_network import MLPClassifier
 
-from digitnet.service.network import Network
+from digitnet.service.visuals.network import Network
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "default.onnx"

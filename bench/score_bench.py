@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digitnet.service.batch import LocalBackend, ServerBackend, walk
-from digitnet.service.constants import available_cpus
-from digitnet.service.score import ScoreJob, run_job
+from digitnet.service.batch.job import LocalBackend, ServerBackend, walk
+from digitnet.service.batch.score import ScoreJob, run_job
+from digitnet.service.contract.constants import available_cpus
 from digitnet.training.data import load_mnist5k
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def score_rate(folder: Path, backend: LocalBackend | ServerBackend) -> float:
 def peak_memory_mb(folder: Path, workers: int) -> tuple[float, float]:
     """Peak RSS (MB) of the `digitnet score` process and of its largest worker, for a whole run."""
     probe = (
-        "import resource, sys; from digitnet.service.cli import main; code = main(sys.argv[1:]); "
+        "import resource, sys; from digitnet.service.cli.main import main; code = main(sys.argv[1:]); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     )
     with tempfile.TemporaryDirectory() as scratch:

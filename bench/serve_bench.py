@@ -25,9 +25,9 @@ import grpc
 import numpy as np
 from PIL import Image
 
-from digitnet.service._generated import digitnet_pb2 as pb
-from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
-from digitnet.service.model import Model
+from digitnet.service.api._generated import digitnet_pb2 as pb
+from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
+from digitnet.service.contract.model import Model
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "default.onnx"

@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "default.onnx"
 #: Real digit images with their labels in their names (tests/golden/README or the file names: 7_scan.png is a 7).
 GOLDEN = REPO / "tests" / "golden"
+#: Unusual and hostile image files (tests/corpus/make_corpus.py writes them).
+CORPUS = REPO / "tests" / "corpus"
 #: Every process the tests start inherits this variable, so that one left running can be found,
 #: even after its parent died and it was handed to init.
 SESSION_MARK = "DIGITNET_TEST_SESSION"

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from digitnet.service.card import read_card
-from digitnet.service.client import DigitClient
+from digitnet.service.client.digit_client import DigitClient
+from digitnet.service.contract.card import read_card
 
 from .conftest import GOLDEN
 from .service.helpers import free_port

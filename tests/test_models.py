@@ -7,8 +7,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from digitnet.service.card import read_card, sha256_hex
-from digitnet.service.model import flush_subnormals
+from digitnet.service.contract.card import read_card, sha256_hex
+from digitnet.service.contract.model import flush_subnormals
 
 MODELS = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.onnx"))
 

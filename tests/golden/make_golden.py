@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digitnet.service.constants import LABELS
+from digitnet.service.contract.constants import LABELS
 from digitnet.training.data import load_mnist5k
 from digitnet.training.train import split_dataset
 

@@ -14,13 +14,13 @@ import grpc
 import numpy as np
 import pytest
 
-from digitnet.service._generated import digitnet_pb2_grpc as pb_grpc
-from digitnet.service.client import DigitClient
-from digitnet.service.server import create_server
-from digitnet.service.settings import ServerSettings
-from digitnet.service.state import ServingState
+from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
+from digitnet.service.client.digit_client import DigitClient
+from digitnet.service.grpc.server import create_server
+from digitnet.service.grpc.settings import ServerSettings
+from digitnet.service.grpc.state import ServingState
 
-from ..conftest import DEFAULT_MODEL
+from ..conftest import CORPUS, DEFAULT_MODEL
 
 T = TypeVar("T")
 
@@ -128,7 +128,7 @@ def write_model_that_answers_nan(path: Path) -> Path:
 
 
 def _write_with_card(model: object, path: Path) -> Path:
-    from digitnet.service.card import card_path_for, read_card
+    from digitnet.service.contract.card import card_path_for, read_card
 
     data = model.SerializeToString()  # type: ignore[attr-defined]
     path.write_bytes(data)
@@ -158,7 +158,7 @@ class DecodeSpy:
 @pytest.fixture
 def decode_spy(monkeypatch: pytest.MonkeyPatch) -> DecodeSpy:
     """Watch the core's image decoding (in the test process: in-process servers included)."""
-    from digitnet.service import core
+    from digitnet.service.inference import classifier as core
 
     spy, original = DecodeSpy(), core.decode
 
@@ -174,13 +174,13 @@ def decode_spy(monkeypatch: pytest.MonkeyPatch) -> DecodeSpy:
     return spy
 
 
-ONE_PIXEL_PNG = (Path(__file__).resolve().parents[1] / "corpus" / "png_L_1x1.png").read_bytes()
+ONE_PIXEL_PNG = (CORPUS / "png_L_1x1.png").read_bytes()
 
 
 @pytest.fixture
 def bug_on_one_pixel_images(monkeypatch: pytest.MonkeyPatch) -> bytes:
     """Plant a bug that only 1x1 images meet (in preprocessing); return such an image."""
-    from digitnet.service import core
+    from digitnet.service.inference import classifier as core
 
     original = core.normalise
 

@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from digitnet.service.card import card_path_for
-from digitnet.service.client import DigitClient
+from digitnet.service.client.digit_client import DigitClient
+from digitnet.service.contract.card import card_path_for
 
 from ..conftest import GOLDEN, REPO
 

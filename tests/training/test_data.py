@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitnet.service.errors import DatasetError
+from digitnet.service.contract.errors import DatasetError
 from digitnet.training.data import Dataset, load_dataset, load_idx_dir, read_idx_images, read_idx_labels, write_idx
 
 

@@ -17,7 +17,7 @@ TRAINING_ONLY = ("sklearn", "skl2onnx", "mlxtend")
 def _digitnet_without_training_extra(*args: str) -> subprocess.CompletedProcess[str]:
     probe = (
         f"import sys\nfor name in {TRAINING_ONLY!r}: sys.modules[name] = None\n"
-        f"from digitnet.service.cli import main\nraise SystemExit(main({list(args)!r}))"
+        f"from digitnet.service.cli.main import main\nraise SystemExit(main({list(args)!r}))"
     )
     return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
 
@@ -42,4 +42,4 @@ def test_report_is_written_without_the_mistakes_section(tmp_path: Path) -> None:
     done = _digitnet_without_training_extra("report", "--model", str(DEFAULT_MODEL), "--out", str(out))
     assert done.returncode == 0, done.stderr
     page = out.read_text()
-    assert "Confusion matrix" in page and "Not shown: rebuilding the validation split needs scikit-learn" in page
+    assert "Confusion matrix" in page and "Not shown: rebuilding the mnist5k validation split needs scikit-learn" in page

@@ -11,10 +11,10 @@ import pytest
 from onnx import numpy_helper
 from sklearn.neural_network import MLPClassifier
 
-from digitnet.service.card import read_card
-from digitnet.service.constants import CARD_METADATA_KEY, INPUT_NAME, N_PARAMETERS, OUTPUT_HIDDEN
-from digitnet.service.errors import ExportVerificationError
-from digitnet.service.model import Model, flush_subnormals
+from digitnet.service.contract.card import read_card
+from digitnet.service.contract.constants import CARD_METADATA_KEY, INPUT_NAME, N_PARAMETERS, OUTPUT_HIDDEN
+from digitnet.service.contract.errors import ExportVerificationError
+from digitnet.service.contract.model import Model, flush_subnormals
 from digitnet.training import export
 from digitnet.training.data import Dataset
 from digitnet.training.train import TrainConfig, split_dataset, train

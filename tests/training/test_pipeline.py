@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitnet.service.card import read_card
-from digitnet.service.cli import main
-from digitnet.service.errors import ExportVerificationError
+from digitnet.service.cli.main import main
+from digitnet.service.contract.card import read_card
+from digitnet.service.contract.errors import ExportVerificationError
 from digitnet.training import evaluate as evaluate_module
 from digitnet.training import export, pipeline
 from digitnet.training.data import Dataset, write_idx

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digitnet.service.constants import N_PARAMETERS, N_PIXELS
-from digitnet.service.errors import ConfigurationError
+from digitnet.service.contract.constants import N_PARAMETERS, N_PIXELS
+from digitnet.service.contract.errors import ConfigurationError
 from digitnet.training.augment import AugmentConfig, distort
 from digitnet.training.data import Dataset
 from digitnet.training.train import TrainConfig, count_parameters, split_dataset, train

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from digitnet.service.constants import IMAGE_SIDE, N_PIXELS
+from digitnet.service.contract.constants import IMAGE_SIDE, N_PIXELS
 
 
 @dataclass(frozen=True)

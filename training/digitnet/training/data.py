@@ -16,8 +16,8 @@ from typing import Literal
 
 import numpy as np
 
-from digitnet.service.constants import IMAGE_SIDE, N_CLASSES, N_PIXELS
-from digitnet.service.errors import DatasetError
+from digitnet.service.contract.constants import IMAGE_SIDE, N_CLASSES, N_PIXELS
+from digitnet.service.contract.errors import DatasetError
 
 Part = Literal["train", "test"]
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from digitnet.service.constants import N_CLASSES
-from digitnet.service.errors import ConfigurationError
-from digitnet.service.model import Model
-from digitnet.service.preprocess import scale_uint8
+from digitnet.service.contract.card import ModelCard
+from digitnet.service.contract.constants import N_CLASSES
+from digitnet.service.contract.errors import ConfigurationError
+from digitnet.service.contract.model import Model
+from digitnet.service.contract.pixels import scale_uint8
 from digitnet.training.data import load_dataset
 
 #: What a runtime-only install lacks to rebuild a model's mnist5k validation split.
@@ -41,21 +42,30 @@ def confusion_matrix(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return matrix
 
 
+def validation_split(card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    """Rebuild the validation digits a card's model was scored on: float32 pixels [N, 784] and their labels."""
+    if not card.data.source.startswith("mnist5k"):
+        raise ConfigurationError(f"the validation digits come from {card.data.source}, which is not bundled")
+    try:
+        from digitnet.training.train import split_dataset  # scikit-learn: the training extra
+
+        dataset = load_dataset("mnist5k")
+    except ModuleNotFoundError as err:
+        raise ConfigurationError(f"rebuilding the mnist5k validation split needs {TRAINING_EXTRA}; this install has no {err.name}") from err
+    split = split_dataset(dataset, card.data.split_seed, card.data.validation_fraction)
+    return split.val_x, split.val_y
+
+
 def evaluate(model_path: Path, data_spec: str = "mnist5k") -> Evaluation:
     """Score a model: mnist5k -> the validation split its card records; idx:DIR -> the 10,000 t10k test digits."""
     model = Model.load(model_path, threads=1)
     assert model.card is not None  # Model.load always reads the card
     if data_spec == "mnist5k":
         try:
-            from digitnet.training.train import split_dataset  # scikit-learn: the training extra
-
-            dataset = load_dataset(data_spec)
-        except ModuleNotFoundError as err:
-            raise ConfigurationError(
-                f"evaluating on mnist5k needs {TRAINING_EXTRA}; this install has no {err.name}. Evaluate on MNIST IDX files instead: --data idx:DIR"
-            ) from err
-        split = split_dataset(dataset, model.card.data.split_seed, model.card.data.validation_fraction)
-        pixels, truth, described = split.val_x, split.val_y, "mnist5k validation split"
+            pixels, truth = validation_split(model.card)
+        except ConfigurationError as err:
+            raise ConfigurationError(f"{err}. Evaluate on MNIST IDX files instead: --data idx:DIR") from err
+        described = "mnist5k validation split"
     else:
         dataset = load_dataset(data_spec, part="test")
         pixels, truth, described = scale_uint8(dataset.images), dataset.labels.astype(np.int64), dataset.source

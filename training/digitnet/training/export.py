@@ -19,8 +19,8 @@ from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.neural_network import MLPClassifier
 
-from digitnet.service.card import ModelCard, card_path_for
-from digitnet.service.constants import (
+from digitnet.service.contract.card import ModelCard, card_path_for
+from digitnet.service.contract.constants import (
     CARD_METADATA_KEY,
     HIDDEN_LAYERS,
     INPUT_NAME,
@@ -29,8 +29,8 @@ from digitnet.service.constants import (
     OUTPUT_LABEL,
     OUTPUT_PROBABILITIES,
 )
-from digitnet.service.errors import ExportVerificationError
-from digitnet.service.model import Model, flush_subnormals
+from digitnet.service.contract.errors import ExportVerificationError
+from digitnet.service.contract.model import Model, flush_subnormals
 
 #: Largest allowed |p_onnx - p_sklearn| on any probability.
 PROBABILITY_TOLERANCE = 1e-5

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from digitnet.service.card import (
+from digitnet.service.contract.card import (
     Architecture,
     DataInfo,
     EpochRecord,

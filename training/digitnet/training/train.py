@@ -19,9 +19,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
 
-from digitnet.service.constants import ACTIVATIONS, HIDDEN_LAYERS, LABELS, N_PARAMETERS, Activation
-from digitnet.service.errors import ConfigurationError
-from digitnet.service.preprocess import scale_uint8
+from digitnet.service.contract.constants import ACTIVATIONS, HIDDEN_LAYERS, LABELS, N_PARAMETERS, Activation
+from digitnet.service.contract.errors import ConfigurationError
+from digitnet.service.contract.pixels import scale_uint8
 from digitnet.training.augment import AugmentConfig, distort
 from digitnet.training.data import Dataset
 

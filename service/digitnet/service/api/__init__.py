@@ -1,0 +1,1 @@
+"""What server and client share on the wire: the code generated from protos/, the service names, TLS files."""

@@ -1,0 +1,239 @@
+"""The output of `digitnet score`: CSV or JSON Lines rows written whole, resumable after any interruption.
+
+Rows are formatted where they are scored (in the worker processes), a chunk at a time, and each chunk
+is written with one write() and a flush, so an interrupted run leaves whole rows; if a kill -9 lands
+mid-write, `--resume` cuts the torn last row off and goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TextIO
+
+from digitnet.service.contract.constants import LABELS, PATH_ERRORS
+from digitnet.service.contract.errors import ConfigurationError, echo
+from digitnet.service.contract.results import Outcome, Prediction
+
+#: Status words in the output, by outcome.
+STATUS = {Outcome.DIGIT: "ok", Outcome.UNKNOWN: "unknown", Outcome.ERROR: "error"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One scored file, as written to the output."""
+
+    path: str
+    status: str  # ok, unknown or error
+    label: int | None = None
+    confidence: float | None = None
+    probabilities: tuple[float, ...] = ()
+    error: str = ""  # why the file could not be scored (status error)
+    reason: str = ""  # why there is no digit (status unknown)
+    true_label: int | None = None
+
+
+def true_label_of(path: str) -> int | None:
+    """Return the digit named by a file's parent folder (DIR/7/x.png -> 7), or None."""
+    parent = os.path.basename(os.path.dirname(path))
+    return int(parent) if len(parent) == 1 and parent.isdigit() else None
+
+
+def to_row(path: str, prediction: Prediction, labels_from_dirs: bool) -> Row:
+    """Turn a prediction into an output row."""
+    truth = true_label_of(path) if labels_from_dirs else None
+    if prediction.outcome is Outcome.ERROR:
+        return Row(path, "error", error=prediction.reason, true_label=truth)
+    return Row(
+        path,
+        STATUS[prediction.outcome],
+        label=prediction.label,
+        confidence=float(prediction.confidence) if prediction.probabilities.size else None,
+        probabilities=tuple(prediction.probabilities.tolist()),
+        reason=prediction.reason,
+        true_label=truth,
+    )
+
+
+Format = Literal["csv", "jsonl"]
+FORMATS: tuple[Format, ...] = ("csv", "jsonl")
+_PROBABILITY_COLUMNS = [f"p{label}" for label in LABELS]
+
+
+#: Output formats by file extension, for --out without --format.
+_EXTENSIONS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def format_for(out: Path | None, given: Format | None) -> Format:
+    """The output format: as given, else from --out's extension, else CSV; a conflict between the two is refused."""
+    implied = _EXTENSIONS.get(out.suffix.lower()) if out is not None else None
+    if given and implied and given != implied:
+        raise ConfigurationError(f"--format {given} does not match {out}: name it {out.with_suffix('.' + given) if out else ''} or drop --format")
+    return given or implied or "csv"
+
+
+def columns(labels_from_dirs: bool) -> list[str]:
+    """The CSV header."""
+    return ["path", "status", "label", "confidence", *_PROBABILITY_COLUMNS, "error", "reason"] + (["true_label"] if labels_from_dirs else [])
+
+
+def format_row(row: Row, fmt: Format, labels_from_dirs: bool) -> str:
+    """Render one row as a complete line."""
+    return format_rows([row], fmt, labels_from_dirs)
+
+
+def format_rows(rows: Sequence[Row], fmt: Format, labels_from_dirs: bool) -> str:
+    """Render rows as complete lines, in one go (one writer for them all: it costs more than a row)."""
+    if fmt == "jsonl":
+        return "".join(json.dumps(_record(row, labels_from_dirs)) + "\n" for row in rows)
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(_values(row, labels_from_dirs) for row in rows)
+    return buffer.getvalue()
+
+
+def _record(row: Row, labels_from_dirs: bool) -> dict[str, object]:
+    record: dict[str, object] = {"path": row.path, "status": row.status, "label": row.label}
+    record["confidence"] = None if row.confidence is None else _round(row.confidence)
+    record["probabilities"] = [_round(p) for p in row.probabilities]
+    record["error"], record["reason"] = row.error, row.reason
+    if labels_from_dirs:
+        record["true_label"] = row.true_label
+    return record
+
+
+def _values(row: Row, labels_from_dirs: bool) -> list[str]:
+    probabilities = [f"{p:.6g}" for p in row.probabilities] or _NO_PROBABILITIES
+    confidence = "" if row.confidence is None else f"{row.confidence:.6g}"
+    values = [row.path, row.status, _blank(row.label), confidence, *probabilities, row.error, row.reason]
+    if labels_from_dirs:
+        values.append(_blank(row.true_label))
+    return values
+
+
+_NO_PROBABILITIES = [""] * len(_PROBABILITY_COLUMNS)
+#: Stands for "no label" in a ScoredChunk's label bytes.
+NO_LABEL = 255
+#: A ScoredChunk's status codes, by status word.
+_STATUS_CODES = {"ok": b"o", "unknown": b"u", "error": b"e"}
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A chunk's rows formatted for the output, and what the summary counts of them: compact, because a
+    worker process sends it back whole (pickling row objects cost more than formatting them)."""
+
+    text: str  # whole rows, in order
+    statuses: bytes  # one per row: o(k), u(nknown), e(rror)
+    labels: bytes  # one per row: the predicted digit, or NO_LABEL
+    true_labels: bytes  # one per row: the digit named by its folder, or NO_LABEL
+
+    @classmethod
+    def of(cls, rows: Sequence[Row], fmt: Format, labels_from_dirs: bool) -> ScoredChunk:
+        """Format rows and note their counts."""
+        return cls(
+            format_rows(rows, fmt, labels_from_dirs),
+            b"".join(_STATUS_CODES[row.status] for row in rows),
+            bytes(NO_LABEL if row.label is None else row.label for row in rows),
+            bytes(NO_LABEL if row.true_label is None else row.true_label for row in rows),
+        )
+
+    def count(self, status: str) -> int:
+        """How many rows have this status word."""
+        return self.statuses.count(_STATUS_CODES[status])
+
+
+def _round(value: float) -> float:
+    # float32 probabilities carry about 7 significant digits: print 6, as the CSV does.
+    return float(f"{value:.6g}")
+
+
+def _blank(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def parse_rows(path: Path, fmt: Format, labels_from_dirs: bool) -> Iterator[Row]:
+    """Read back the rows of an existing output (for --resume), checking it is the format asked for."""
+    with path.open(newline="", encoding="utf-8", errors=PATH_ERRORS) as handle:
+        if fmt == "jsonl":
+            for number, line in enumerate(handle, 1):
+                try:
+                    record = json.loads(line)
+                    yield Row(record["path"], record["status"], record.get("label"), true_label=record.get("true_label"))
+                except (ValueError, KeyError, TypeError) as err:
+                    raise ConfigurationError(f"{path}:{number}: not a digitnet JSON Lines row ({err}); is --format right?") from err
+            return
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header != columns(labels_from_dirs):
+            raise ConfigurationError(f"{path}: its header does not match this run's columns (check --format and --labels-from-dirs): {echo(header)}")
+        for values in reader:
+            try:
+                if len(values) != len(header):
+                    raise ValueError(f"{len(values)} fields, expected {len(header)}")
+                record = dict(zip(header, values))
+                yield Row(record["path"], record["status"], _int(record["label"]), true_label=_int(record.get("true_label", "")))
+            except ValueError as err:
+                raise ConfigurationError(f"{path}:{reader.line_num}: not a digitnet CSV row ({err})") from err
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text else None
+
+
+def drop_torn_row(path: Path, fmt: Format) -> None:
+    """Cut off a last row that a kill interrupted mid-write, so that the file holds whole rows only."""
+    with path.open("rb+") as handle:
+        data = handle.read()
+        length = _whole_rows_length(data, fmt)
+        if length < len(data):
+            handle.truncate(length)
+
+
+def _whole_rows_length(data: bytes, fmt: Format) -> int:
+    """How many leading bytes of an output file are whole rows."""
+    if fmt == "jsonl":  # JSON escapes newlines: a row is a line
+        return data.rfind(b"\n") + 1
+    # A CSV row ends at a newline outside quotes (a path may hold a newline, quoted). Quotes inside a field
+    # are doubled, so a newline is outside quotes exactly when an even number of quotes comes before it.
+    quotes, end = data.count(b'"'), len(data)
+    while (newline := data.rfind(b"\n", 0, end)) >= 0:
+        quotes -= data.count(b'"', newline + 1, end)  # now: the quotes before this newline
+        if quotes % 2 == 0:
+            return newline + 1
+        end = newline
+    return 0
+
+
+class RowWriter:
+    """Writes rows to a file (or stdout) as they are scored, one flushed write per chunk."""
+
+    def __init__(self, out: Path | None, fmt: Format, labels_from_dirs: bool, append: bool, stdout: TextIO) -> None:
+        self.fmt = fmt
+        self.labels_from_dirs = labels_from_dirs
+        if out is None:
+            self._handle, self._owned = stdout, False
+        else:
+            try:
+                self._handle, self._owned = out.open("a" if append else "w", newline="", encoding="utf-8", errors=PATH_ERRORS), True
+            except OSError as err:
+                raise ConfigurationError(f"cannot write {out}: {err.strerror}") from err
+        if fmt == "csv" and not append:
+            self._write(",".join(columns(labels_from_dirs)) + "\n")
+
+    def write(self, chunk: ScoredChunk) -> None:
+        """Write a chunk's whole rows and flush them."""
+        self._write(chunk.text)
+
+    def _write(self, line: str) -> None:
+        self._handle.write(line)
+        self._handle.flush()
+
+    def close(self) -> None:
+        """Close the file (never stdout)."""
+        if self._owned:
+            self._handle.close()

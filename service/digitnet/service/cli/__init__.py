@@ -1,0 +1,1 @@
+"""The `digitnet` command: one subcommand per job, flags built from the settings."""

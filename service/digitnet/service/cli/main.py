@@ -1,0 +1,267 @@
+"""The `digitnet` command: train, evaluate, serve, health, predict, score, explain, weights, report.
+
+Each command imports what it needs when it runs, so that a client command does not load the server.
+
+Usage:
+    digitnet train --data mnist5k --activation relu --seed 0 --out models/default.onnx
+    digitnet serve --port 50051 --workers 2
+    digitnet predict --server localhost:50051 seven.png three.jpg
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from digitnet.service.cli.args import build_parser
+from digitnet.service.contract.constants import LABELS, PATH_ERRORS, default_model
+from digitnet.service.contract.errors import (
+    ConfigurationError,
+    DigitnetError,
+    InvalidInput,
+    LimitExceeded,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    from pydantic_core import ErrorDetails
+
+    from digitnet.service.grpc.settings import ServerSettings
+
+#: Exit status when an input (an image, a file) could not be read or classified.
+EXIT_BAD_INPUT = 1
+#: Exit status when the user asked for something that cannot be done (bad data, bad model, bad option).
+EXIT_USER_ERROR = 2
+#: Exit status after Ctrl-C or SIGTERM (128 + SIGINT, the shell's convention).
+EXIT_INTERRUPTED = 130
+
+
+def _train(args: argparse.Namespace) -> int:
+    # Imported here: the training extra (scikit-learn, skl2onnx, mlxtend) is not needed to serve.
+    from digitnet.service.cli.outputs import check_writable
+    from digitnet.service.contract.card import card_path_for
+    from digitnet.training.pipeline import train_and_export
+    from digitnet.training.train import EpochStats, TrainConfig
+
+    out = args.out or Path(f"models/{args.activation}.onnx")
+    for path in (out, card_path_for(out)):
+        check_writable(path)  # before a minute of training, not after it
+
+    def progress(stats: EpochStats) -> None:
+        print(
+            f"epoch {stats.epoch:3d}  loss {stats.loss:.4f}  validation accuracy {stats.validation_accuracy:.4f}  ({stats.seconds:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    config = TrainConfig(activation=args.activation, seed=args.seed)
+    if args.epochs is not None:
+        config = dataclasses.replace(config, max_epochs=args.epochs)
+    card = train_and_export(args.data, config, out, validation_fraction=args.validation_fraction, on_epoch=None if args.quiet else progress)
+    print(
+        f"wrote {out} and {card_path_for(out)}: validation accuracy {card.validation.accuracy:.4f} "
+        f"on {card.validation.images} digits (best epoch {card.training.best_epoch} of {card.training.epochs_run}, "
+        f"{card.training.seconds:.0f} s), sha256 {card.model_sha256}"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from digitnet.training.evaluate import evaluate
+
+    result = evaluate(args.model or default_model(), args.data)
+    print(f"{result.data}: accuracy {result.accuracy:.4f} on {result.images} digits")
+    print("confusion matrix (rows: true digit, columns: predicted)")
+    print("      " + "".join(f"{label:>6}" for label in LABELS))
+    for label, row in zip(LABELS, result.confusion_matrix):
+        print(f"{label:>6}" + "".join(f"{count:>6}" for count in row))
+    return 0
+
+
+def _setting_problem(error: ErrorDetails) -> str:
+    """One refused setting, named as the user may have given it: flag or environment variable."""
+    name = ".".join(map(str, error["loc"])) or "setting"
+    return f"--{name.replace('_', '-')} (or DIGITNET_{name.upper()}): {error['msg']}, got {error['input']!r}"
+
+
+def server_settings(args: argparse.Namespace) -> ServerSettings:
+    """The serve settings from parsed flags, then DIGITNET_* variables, then defaults (in that order of precedence)."""
+    import pydantic
+
+    from digitnet.service.grpc.settings import ServerSettings
+
+    if "token" in vars(args):  # the settings hide this generated flag; a secret on the command line is refused
+        raise ConfigurationError("--token would show the secret to every user of this machine (ps): set DIGITNET_TOKEN instead")
+    try:
+        return ServerSettings(_cli_settings_source=args.settings_source(parsed_args=args))
+    except pydantic.ValidationError as err:
+        raise ConfigurationError("; ".join(map(_setting_problem, err.errors()))) from err
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from digitnet.service.grpc.observability import configure_logging
+    from digitnet.service.grpc.server import serve
+
+    settings = server_settings(args)
+    configure_logging(logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper()), settings.log_format)
+    return serve(settings)
+
+
+def _health(args: argparse.Namespace) -> int:
+    from digitnet.service.client.digit_client import health_status
+
+    status, details = health_status(args.address, args.service, args.timeout)
+    print(f"{status}: {details}" if details else status)
+    return 0 if status == "SERVING" else 1
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from digitnet.service.batch.predict import predict_files
+
+    if args.server is None:
+        args.model = args.model or default_model()
+    failed = predict_files(args.images, server=args.server, model=args.model, min_confidence=args.min_confidence, out=sys.stdout)
+    return EXIT_BAD_INPUT if failed else 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from digitnet.service.batch.job import (
+        EXIT_RUN_FAILED,
+        Backend,
+        LocalBackend,
+        ServerBackend,
+    )
+    from digitnet.service.batch.rows import format_for
+    from digitnet.service.batch.score import ScoreJob, run_job
+    from digitnet.service.contract.constants import available_cpus
+
+    if args.server and args.model:
+        raise ConfigurationError("--model and --server do not go together: the server scores with its own model")
+    job = ScoreJob(
+        roots=args.dirs,
+        out=args.out,
+        fmt=format_for(args.out, args.format),
+        batch_size=args.batch_size,
+        min_confidence=args.min_confidence,
+        labels_from_dirs=args.labels_from_dirs,
+        resume=args.resume,
+        force=args.force,
+        quiet=args.quiet,
+    )
+    model = args.model or default_model()
+    workers = args.workers or available_cpus()
+    backend: Backend
+    if args.cluster:
+        from digitnet.service.batch.cluster import ClusterBackend
+
+        backend = ClusterBackend(args.cluster, model)
+    elif args.server:
+        backend = ServerBackend(args.server, workers)
+    else:
+        backend = LocalBackend(model, workers)
+    try:
+        summary = run_job(job, backend)
+    except KeyboardInterrupt:
+        print(f"digitnet score: interrupted; the rows written so far are whole{_resume_hint(job.out)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ConfigurationError:
+        raise  # a bad option or output: nothing to resume
+    except DigitnetError as err:  # e.g. the server went away mid-run
+        print(f"digitnet score: error: {err}{_resume_hint(job.out)}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    finally:
+        backend.close()
+    if not args.quiet or summary.error:
+        print(summary.text(args.labels_from_dirs), file=sys.stderr)
+    return summary.exit_code
+
+
+def _resume_hint(out: Path | None) -> str:
+    """Say `--resume` only where it would help: rows were written to a file."""
+    has_rows = out is not None and out.is_file() and out.stat().st_size > 0
+    return "; rerun with --resume to finish" if has_rows else ""
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from digitnet.service.cli.outputs import check_writable
+    from digitnet.service.visuals.explain import explain_to_file, headline
+
+    check_writable(args.out, args.force)
+    model = None if args.server else args.model or default_model()
+    try:
+        explanation = explain_to_file(args.image, args.out, model=model, server=args.server, min_confidence=args.min_confidence)
+    except (InvalidInput, LimitExceeded) as err:  # a bad image: the same exit status as predict's
+        print(f"digitnet explain: {args.image}: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"{args.image}: {headline(explanation)}; wrote {args.out}")
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from digitnet.service.cli.outputs import check_writable
+    from digitnet.service.visuals.explain import weights_to_file
+
+    check_writable(args.out, args.force)
+    weights_to_file(args.model or default_model(), args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from digitnet.service.cli.outputs import check_writable
+    from digitnet.service.contract.card import read_card
+    from digitnet.service.visuals.report import write_report
+    from digitnet.training.evaluate import validation_split
+
+    check_writable(args.out, args.force)
+    model = args.model or default_model()
+    validation: tuple[np.ndarray, np.ndarray] | str
+    try:
+        validation = validation_split(read_card(model))
+    except ConfigurationError as err:  # not bundled, or no training extra: the page says so instead
+        validation = str(err)
+    write_report(model, args.out, validation)
+    print(f"wrote {args.out}")
+    return 0
+
+
+HANDLERS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "serve": _serve,
+    "health": _health,
+    "predict": _predict,
+    "score": _score,
+    "explain": _explain,
+    "weights": _weights,
+    "report": _report,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `digitnet` command; return its exit status."""
+    import signal
+
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(HANDLERS, serve_flags="serve" in arguments)
+    args = parser.parse_args(arguments)
+    # SIGTERM (docker stop, kill) ends a command as Ctrl-C does: its cleanup runs, its workers stop, its
+    # output holds whole rows. `serve` installs its own handlers (drain) on top of this one.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors=PATH_ERRORS)  # print a file name that is not UTF-8 as its bytes, not a crash
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args))
+    except DigitnetError as err:
+        print(f"digitnet {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"digitnet {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

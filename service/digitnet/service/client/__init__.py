@@ -1,0 +1,10 @@
+"""The light gRPC client: the contract, the generated code and grpc, nothing of the server (no onnxruntime, decoders or metrics).
+
+Usage:
+    from digitnet.service.client import DigitClient
+"""
+
+from digitnet.service.client.digit_client import DigitClient
+from digitnet.service.client.settings import ClientSettings
+
+__all__ = ["ClientSettings", "DigitClient"]

@@ -1,0 +1,82 @@
+"""What a classification answers, as plain data: the outcome words, Prediction, Explanation, PackedPredictions.
+
+numpy only, so that the client, the batch rows and the transports share these types without loading the
+model runtime or the image decoders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from digitnet.service.contract.errors import DigitnetError
+
+#: An input image: encoded bytes (PNG, JPEG, ...), or MNIST-form pixels as uint8 or float32 [784].
+ImageInput = bytes | np.ndarray
+
+
+class Outcome(Enum):
+    """What a prediction says."""
+
+    DIGIT = "digit"
+    UNKNOWN = "unknown"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer for one image."""
+
+    outcome: Outcome
+    label: int | None = None
+    confidence: float = 0.0
+    probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    reason: str = ""
+    error: DigitnetError | None = None
+
+    @classmethod
+    def failed(cls, error: DigitnetError) -> Prediction:
+        """The ERROR answer for an input that could not be classified."""
+        return cls(Outcome.ERROR, reason=str(error), error=error)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A prediction plus what the network saw and how its hidden neurons responded."""
+
+    prediction: Prediction
+    input: np.ndarray  # float32 [784]: the preprocessed image
+    hidden1: np.ndarray  # float32 [16]
+    hidden2: np.ndarray  # float32 [16]
+
+
+@dataclass(frozen=True)
+class PackedPredictions:
+    """Answers for N MNIST-form images as parallel arrays (the fast batch paths: packed uint8, the OIP)."""
+
+    labels: np.ndarray  # int32 [N]: the digit, or -1 for UNKNOWN (blank, or under min_confidence)
+    confidences: np.ndarray  # float32 [N]: top probability, 0 for blank images
+    probabilities: np.ndarray  # float32 [N, 10]: all 0 for blank images
+    min_confidence: float = 0.0
+
+    def outcomes(self) -> list[Outcome]:
+        """DIGIT or UNKNOWN for each image."""
+        return [Outcome.UNKNOWN if label < 0 else Outcome.DIGIT for label in self.labels.tolist()]
+
+    def reasons(self) -> list[str]:
+        """Why each UNKNOWN image has no digit ("" for digits), in the words of Prediction.reason."""
+        best = self.probabilities.argmax(axis=1).tolist()
+        return [
+            "" if label >= 0 else BLANK_REASON if confidence == 0 else low_confidence_reason(confidence, self.min_confidence, guess)
+            for label, confidence, guess in zip(self.labels.tolist(), self.confidences.tolist(), best)
+        ]
+
+
+BLANK_REASON = "blank image: no ink found"
+
+
+def low_confidence_reason(confidence: float, min_confidence: float, best_guess: int) -> str:
+    """Why an image under min_confidence gets no digit."""
+    return f"confidence {confidence:.3f} is below min_confidence {min_confidence:.3f} (best guess {best_guess})"

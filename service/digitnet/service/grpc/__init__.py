@@ -1,0 +1,1 @@
+"""The gRPC server: settings, the digitnet.v1 and Open Inference Protocol servicers, the guard, health, reload, metrics."""

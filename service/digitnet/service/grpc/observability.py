@@ -1,0 +1,91 @@
+"""Prometheus metrics and structured logs: what an operator watches.
+
+Metrics live in prometheus-client's default registry and are served by `start_metrics(port)`.
+Average batch size = digitnet_batch_images_sum / digitnet_batch_images_count (Triton's
+inference_count / exec_count).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any, Literal
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import Counter, Gauge, Histogram, Info, make_wsgi_app
+from pythonjsonlogger.json import JsonFormatter
+
+from digitnet.service.inference.statistics import STATISTICS
+
+LogFormat = Literal["text", "json"]
+
+REQUESTS = Counter("digitnet_requests_total", "RPCs handled, by method and status code.", ["rpc", "code"])
+LATENCY = Histogram(
+    "digitnet_request_seconds",
+    "RPC latency, by method.",
+    ["rpc"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+BATCH_IMAGES = Histogram("digitnet_batch_images", "Images per onnxruntime call.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384))
+IN_FLIGHT = Gauge("digitnet_requests_in_flight", "Calls being answered now (health checks and reflection not counted).")
+IMAGES = Counter("digitnet_images_total", "Images answered, by outcome (digit, unknown, error).", ["outcome"])
+ERRORS = Counter("digitnet_errors_total", "Errors answered, by kind (the error class).", ["kind"])
+MODEL = Info("digitnet_model", "The model being served and where it runs.")
+RELOADS = Counter("digitnet_model_reloads_total", "Model reload attempts, by result (ok, failed).", ["result"])
+
+# The inference core counts its model runs without knowing Prometheus; a served process feeds the histogram
+# from those counts, like the metrics above registered at import.
+STATISTICS.observe_executions(lambda images, _seconds: BATCH_IMAGES.observe(images))
+
+
+class _MetricsServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+        """No access log on stderr: scrapes every few seconds would drown the server's own lines."""
+
+
+def metrics_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """prometheus-client's WSGI app at /metrics only; 404 elsewhere (so that a wrong health path does not look fine)."""
+    if environ.get("PATH_INFO") != "/metrics":
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"not found: the metrics are at /metrics\n"]
+    return _PROMETHEUS_APP(environ, start_response)
+
+
+_PROMETHEUS_APP = make_wsgi_app()
+
+
+def start_metrics(port: int, host: str) -> None:
+    """Serve /metrics over HTTP on host:port (a thread of this process)."""
+    server_class = type("MetricsServer", (_MetricsServer,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
+    server: WSGIServer = make_server(host.strip("[]"), port, metrics_app, server_class, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="digitnet-metrics", daemon=True).start()
+
+
+def describe_model(name: str, sha256: str, provider: str, activation: str, version: str) -> None:
+    """Publish the served model's identity as the digitnet_model info metric."""
+    MODEL.info({"name": name, "sha256": sha256, "provider": provider, "activation": activation, "version": version})
+
+
+def configure_logging(level: int = logging.INFO, fmt: LogFormat = "text") -> None:
+    """Send logs to stderr as text lines or JSON objects (one per line); never log image payloads."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s", rename_fields={"levelname": "level"}))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    # debug is for digitnet's own lines: grpc, asyncio and the rest stay at info and above.
+    root.setLevel(max(level, logging.INFO))
+    logging.getLogger("digitnet").setLevel(level)
+    # Pillow logs what it finds odd in each corrupt file it is handed; decoding already turns those files
+    # into clear per-image errors, and hostile input must not be able to flood the log.
+    logging.getLogger("PIL").setLevel(logging.CRITICAL)

@@ -1,0 +1,139 @@
+"""What the Open Inference Protocol says about the model: its tensors, metadata, Triton configuration,
+statistics and repository index; and the descriptors that server reflection shows for the protocol.
+
+One table (TENSORS) describes every input and output once; metadata and configuration are derived from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
+
+from digitnet.service.api._generated import oip_pb2 as pb
+from digitnet.service.contract.constants import INPUT_NAME, N_CLASSES, N_PIXELS, OUTPUT_HIDDEN, OUTPUT_LABEL, OUTPUT_PROBABILITIES
+from digitnet.service.inference.statistics import Snapshot
+
+MODEL_NAME = "digitnet"
+MODEL_VERSION = "1"
+#: The protocol's package as clients call it (the Python code is generated under another: see service/protos.py).
+OIP_PACKAGE = "inference"
+OUTPUT_OUTCOME, OUTPUT_REASON = "outcome", "reason"
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One input or output: its name, OIP datatype and shape per image (the batch dimension comes first)."""
+
+    name: str
+    datatype: str
+    per_image: tuple[int, ...]  # () for one value per image
+
+
+INPUT = Tensor(INPUT_NAME, "FP32", (N_PIXELS,))  # UINT8 and [N, 28, 28] are accepted too
+OUTPUTS = (
+    Tensor(OUTPUT_PROBABILITIES, "FP32", (N_CLASSES,)),
+    Tensor(OUTPUT_LABEL, "INT64", ()),  # -1: no digit (blank, or under min_confidence)
+    Tensor(OUTPUT_HIDDEN[0], "FP32", (16,)),
+    Tensor(OUTPUT_HIDDEN[1], "FP32", (16,)),
+    Tensor(OUTPUT_OUTCOME, "BYTES", ()),  # b"digit" or b"unknown"
+    Tensor(OUTPUT_REASON, "BYTES", ()),  # why there is no digit; b"" for digits
+)
+#: Sent when a request names no outputs: what every client of the first version read.
+DEFAULT_OUTPUTS = (OUTPUT_PROBABILITIES, OUTPUT_LABEL)
+_DATA_TYPES = {"FP32": pb.TYPE_FP32, "INT64": pb.TYPE_INT64, "BYTES": pb.TYPE_STRING, "UINT8": pb.TYPE_UINT8}
+
+
+def metadata() -> pb.ModelMetadataResponse:
+    """ModelMetadata: the tensors with the batch dimension as -1."""
+    describe = pb.ModelMetadataResponse.TensorMetadata
+    return pb.ModelMetadataResponse(
+        name=MODEL_NAME,
+        versions=[MODEL_VERSION],
+        platform="onnxruntime_onnx",
+        inputs=[describe(name=INPUT.name, datatype=INPUT.datatype, shape=[-1, *INPUT.per_image])],
+        outputs=[describe(name=t.name, datatype=t.datatype, shape=[-1, *t.per_image]) for t in OUTPUTS],
+    )
+
+
+def model_config(max_batch_size: int, batch_size: int | None, batch_delay_ms: float) -> pb.ModelConfig:
+    """Triton's ModelConfig: dims without the batch dimension (Triton's rule when max_batch_size > 0); outputs of one
+    value per image are dims [1] reshaped to []; dynamic batching when adaptive batching is on."""
+    config = pb.ModelConfig(
+        name=MODEL_NAME,
+        platform="onnxruntime_onnx",
+        backend="onnxruntime",
+        max_batch_size=max_batch_size,
+        input=[pb.ModelInput(name=INPUT.name, data_type=_DATA_TYPES[INPUT.datatype], dims=list(INPUT.per_image))],
+    )
+    for tensor in OUTPUTS:
+        output = config.output.add(name=tensor.name, data_type=_DATA_TYPES[tensor.datatype], dims=list(tensor.per_image) or [1])
+        if not tensor.per_image:
+            output.reshape.SetInParent()  # shape [] per image
+    if batch_size:
+        config.dynamic_batching.preferred_batch_size.append(batch_size)
+        config.dynamic_batching.max_queue_delay_microseconds = int(batch_delay_ms * 1000)
+    return config
+
+
+def model_statistics(now: Snapshot) -> pb.ModelStatisticsResponse:
+    """ModelStatistics of the one model."""
+    duration = lambda d: pb.StatisticDuration(count=d.count, ns=d.ns)  # noqa: E731
+    stats = pb.ModelStatistics(
+        name=MODEL_NAME,
+        version=MODEL_VERSION,
+        last_inference=now.last_inference_ms,
+        inference_count=now.inference_count,
+        execution_count=now.execution_count,
+        inference_stats=pb.InferStatistics(
+            success=duration(now.success), fail=duration(now.fail), queue=duration(now.queue), compute_infer=duration(now.compute)
+        ),
+        batch_stats=[pb.InferBatchStatistics(batch_size=size, compute_infer=duration(d)) for size, d in now.batches.items()],
+    )
+    return pb.ModelStatisticsResponse(model_stats=[stats])
+
+
+def repository_index(ready: bool, only_ready: bool) -> pb.RepositoryIndexResponse:
+    """RepositoryIndex: the one model, READY or UNAVAILABLE while the server drains."""
+    if only_ready and not ready:
+        return pb.RepositoryIndexResponse()
+    state, reason = ("READY", "") if ready else ("UNAVAILABLE", "the server is draining")
+    entry = pb.RepositoryIndexResponse.ModelIndex(name=MODEL_NAME, version=MODEL_VERSION, state=state, reason=reason)
+    return pb.RepositoryIndexResponse(models=[entry])
+
+
+def reflection_pool(*others: FileDescriptor) -> descriptor_pool.DescriptorPool:
+    """A descriptor pool for server reflection: the OIP under its real package, `inference`, beside `others`.
+
+    The generated Python code carries another package (so that tritonclient's can be loaded beside it), which
+    reflection would show: grpcurl could list the service but not describe or call it.
+    """
+    pool = descriptor_pool.DescriptorPool()
+    for file in others:
+        pool.Add(_proto_of(file))
+    oip = _proto_of(pb.DESCRIPTOR)
+    generated = oip.package
+    oip.package = OIP_PACKAGE
+    for message in oip.message_type:
+        _repackage(message, generated)
+    for service in oip.service:
+        for method in service.method:
+            method.input_type = method.input_type.replace(f".{generated}.", f".{OIP_PACKAGE}.")
+            method.output_type = method.output_type.replace(f".{generated}.", f".{OIP_PACKAGE}.")
+    pool.Add(oip)
+    return pool
+
+
+def _proto_of(file: FileDescriptor) -> descriptor_pb2.FileDescriptorProto:
+    proto = descriptor_pb2.FileDescriptorProto()
+    file.CopyToProto(proto)
+    return proto
+
+
+def _repackage(message: descriptor_pb2.DescriptorProto, generated: str) -> None:
+    for field in message.field:
+        if field.HasField("type_name"):  # assigning even "" would mark a scalar field as typed
+            field.type_name = field.type_name.replace(f".{generated}.", f".{OIP_PACKAGE}.")
+    for nested in message.nested_type:
+        _repackage(nested, generated)

@@ -1,0 +1,117 @@
+"""Server settings: typed, with defaults, each readable from a DIGITNET_* environment variable.
+
+The one home of `digitnet serve`'s options: its flags are generated from these fields (cli/args.py), so
+a setting, its type, bounds, default and help are declared here once. Flags override the environment,
+which overrides the defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, CliSuppress, SettingsConfigDict
+
+from digitnet.service.contract.constants import MESSAGE_OVERHEAD_BYTES, N_PIXELS, Provider, available_cpus, default_model
+from digitnet.service.contract.limits import Limits
+
+
+class ServerSettings(BaseSettings):
+    """Everything `digitnet serve` can be told."""
+
+    # Each field's docstring is its description, and the help of its flag.
+    model_config = SettingsConfigDict(env_prefix="DIGITNET_", extra="ignore", protected_namespaces=(), use_attribute_docstrings=True)
+
+    model: Path = Field(default_factory=default_model)
+    """ONNX model to serve; its card (same name, .json) must sit beside it."""
+    host: str = "127.0.0.1"
+    """Address to bind; 0.0.0.0 or [::] to accept connections from other machines."""
+    port: int = Field(50051, ge=0, le=65535)
+    """TCP port; 0 picks a free one (reported in the start-up log)."""
+    provider: Provider = "auto"
+    """onnxruntime execution provider: auto (CUDA when present, else CPU), cpu, or cuda (fail if absent)."""
+    workers: int = Field(1, ge=1, le=64)
+    """Server processes sharing the port (SO_REUSEPORT), to use every core."""
+    threads: int = Field(0, ge=0)
+    """Threads per worker for image decoding and batches (raw pixels run on the event loop); 0 = 2 per CPU."""
+    max_message_bytes: int = Field(0, ge=0)
+    """Largest gRPC message accepted or sent; 0 = sized from the other limits (the largest image, or a full
+    FP32 batch of max_request_images, plus 64 KiB): 12.9 MB with the defaults."""
+    max_image_bytes: int = Field(Limits.max_encoded_bytes, ge=1)
+    """Largest encoded image accepted."""
+    max_image_pixels: int = Field(Limits.max_pixels, ge=1)
+    """Largest decoded image (width x height) accepted: stops decompression bombs."""
+    max_image_side: int = Field(Limits.max_side, ge=1)
+    """Longest image side accepted, in pixels."""
+    max_image_aspect: float = Field(Limits.max_aspect, ge=1)
+    """Largest ratio of an image's longer side to its shorter side."""
+    max_request_seconds: float = Field(30.0, gt=0)
+    """Longest a request (or one stream item) may take, waiting included; its work is then stopped and it is
+    answered RESOURCE_EXHAUSTED. Bounds what one request can cost however many cheap-to-send images it holds."""
+    max_concurrent_rpcs: int = Field(64, ge=0)
+    """Single calls in flight at once, and open streams at once (counted apart, so that streams never lock out
+    single calls); more get UNAVAILABLE (retry with backoff). Health checks and reflection are not counted. 0 = no bound."""
+    max_request_images: int = Field(4096, ge=1)
+    """Most images in one request (ClassifyBatch, or an OIP ModelInfer tensor)."""
+    max_batch_size: int = Field(64, ge=1)
+    """Adaptive batching: most images merged from concurrent OIP requests into one onnxruntime call."""
+    max_batch_delay_ms: float = Field(0.0, ge=0)
+    """Adaptive batching: how long a request may wait for others to join its batch; 0 turns it off."""
+    grace_seconds: float = Field(10.0, ge=0)
+    """On SIGTERM/SIGINT, how long in-flight requests get to finish."""
+    drain_seconds: float = Field(1.0, ge=0)
+    """On SIGTERM/SIGINT, how long new calls are refused (UNAVAILABLE, retried elsewhere) before stopping."""
+    metrics_port: int = Field(0, ge=0, le=65535)
+    """Serve Prometheus metrics on http://METRICS_HOST:PORT/metrics; 0 = off. With N workers, worker i uses PORT + i."""
+    metrics_host: str = ""
+    """Address the metrics listener binds; empty = the same as host (no token guards /metrics)."""
+    log_format: Literal["text", "json"] = "text"
+    """Log lines as text or as one JSON object each."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """debug adds one line per request (method, status, time, request id; never the image)."""
+    tls_cert: Path | None = None
+    """PEM certificate chain: serve TLS (needs tls_key)."""
+    tls_key: Path | None = None
+    """PEM private key of tls_cert."""
+    tls_client_ca: Path | None = None
+    """PEM CA bundle: require client certificates signed by it (mutual TLS; needs tls_cert)."""
+    # Environment only: a flag would show the secret to every user of the machine (ps, /proc/PID/cmdline).
+    token: CliSuppress[SecretStr | None] = None
+    """Bearer token every call must carry (metadata authorization: Bearer TOKEN); health checks stay open."""
+    watch: bool = False
+    """Reload the model when its file or card changes (as SIGHUP does)."""
+    watch_seconds: float = Field(2.0, gt=0)
+    """How often --watch looks at the model file."""
+
+    @field_validator("token", "tls_cert", "tls_key", "tls_client_ca", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # DIGITNET_TOKEN= (as compose writes ${DIGITNET_TOKEN:-}) means "no token", not "the empty token".
+        return None if value == "" else value
+
+    @property
+    def limits(self) -> Limits:
+        """The image limits as the preprocessing module takes them."""
+        return Limits(
+            max_encoded_bytes=self.max_image_bytes,
+            max_pixels=self.max_image_pixels,
+            max_side=self.max_image_side,
+            max_aspect=self.max_image_aspect,
+        )
+
+    @property
+    def message_bytes(self) -> int:
+        """The gRPC message limit in force: max_message_bytes, or sized from the image and batch limits."""
+        largest_input = max(self.max_image_bytes, self.max_request_images * N_PIXELS * 4)  # 4: a float32 pixel
+        return self.max_message_bytes or largest_input + MESSAGE_OVERHEAD_BYTES
+
+    @property
+    def metrics_address(self) -> str:
+        """Where /metrics listens: metrics_host, else the server's own host."""
+        return self.metrics_host or self.host
+
+    @property
+    def thread_count(self) -> int:
+        """Worker threads per server process."""
+        return self.threads or 2 * available_cpus()

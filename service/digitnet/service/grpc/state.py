@@ -1,0 +1,76 @@
+"""Whether the server takes work: the grpc.health.v1 statuses and OIP readiness move together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import grpc
+from grpc_health.v1 import health, health_pb2
+
+from digitnet.service.api.names import SERVICE_NAME
+
+if TYPE_CHECKING:
+    from digitnet.service.grpc.reload import ModelReloader
+
+
+class HealthServicer(health.aio.HealthServicer):
+    """grpc's asyncio health servicer with Watch fixed for several watchers of one service.
+
+    The stock Watch deletes the service's shared Condition when any one watcher leaves, so every other
+    watcher of that service misses all later changes (NOT_SERVING on drain included). Here the Condition
+    lives while anyone watches, and is dropped with the last watcher (unknown names cannot pile up). Once
+    the server drains, each watch ends after telling NOT_SERVING, instead of holding the stop up for the
+    whole grace period.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._watching: Counter[str] = Counter()
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
+        """Stream the service's status now and at every change, until the client leaves."""
+        service = request.service
+        self._watching[service] += 1
+        condition: asyncio.Condition = self._server_watchers[service]
+        last = None
+        try:
+            async with condition:
+                while True:
+                    status = self._server_status.get(service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+                    if status != last:
+                        await context.write(health_pb2.HealthCheckResponse(status=status))
+                        last = status
+                    if self._gracefully_shutting_down:
+                        return  # NOT_SERVING for good: end the stream, so that it does not hold the server's stop up
+                    await condition.wait()
+        finally:
+            self._watching[service] -= 1
+            if not self._watching[service]:
+                del self._watching[service]
+                self._server_watchers.pop(service, None)
+
+
+class ServingState:
+    """NOT_SERVING until `serving()`; `draining()` turns it off again before a graceful stop."""
+
+    def __init__(self) -> None:
+        self.health = HealthServicer()
+        self.ready = False
+        #: True from draining() on: new calls are answered UNAVAILABLE so that clients go elsewhere.
+        self.draining_now = False
+        #: Set by create_server: swaps in a reloaded model (SIGHUP, --watch).
+        self.reloader: ModelReloader
+
+    async def serving(self) -> None:
+        """Report SERVING for the whole server and for digitnet.v1.DigitClassifier; OIP ready."""
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self.ready = True
+
+    async def draining(self) -> None:
+        """Report NOT_SERVING everywhere, so that load balancers stop sending work."""
+        self.ready = False
+        self.draining_now = True
+        await self.health.enter_graceful_shutdown()

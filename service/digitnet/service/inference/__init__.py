@@ -1,0 +1,1 @@
+"""The transport-free inference core: preprocessing, the classifier, micro-batching, statistics, worker processes."""

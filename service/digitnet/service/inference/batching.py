@@ -1,0 +1,100 @@
+"""Adaptive batching: merge concurrent requests' images into one onnxruntime call (asyncio, no gRPC).
+
+A request that finds others waiting waits at most `max_delay` for more to join (a lone request runs at
+once); a batch closes early once it holds `max_size` images. Each caller gets back exactly its own rows, in its own order: the batch
+remembers which rows belong to whom (mixing them up is a known bug class in other servers).
+
+Usage:
+    batcher = MicroBatcher(model.run, max_size=64, max_delay=0.002)
+    output = await batcher.run(pixels)        # float32 [n, 784] -> ModelOutput of n rows
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from digitnet.service.contract.model import ModelOutput
+from digitnet.service.inference.statistics import STATISTICS
+
+
+@dataclass
+class _Pending:
+    pixels: np.ndarray
+    done: asyncio.Future[ModelOutput]
+    queued: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher:
+    """Queue of pending requests drained by one task on the running event loop."""
+
+    def __init__(self, run: Callable[[np.ndarray], ModelOutput], max_size: int, max_delay: float) -> None:
+        self._model_run = run  # looked up per batch by the caller's function, so a model reload applies
+        self.max_size = max_size
+        self.max_delay = max_delay
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        #: Model calls made and images they held, for the average batch size (images / calls).
+        self.calls = 0
+        self.images = 0
+        self._last_requests = 0
+
+    async def run(self, pixels: np.ndarray) -> ModelOutput:
+        """Run `pixels` [n, 784] through the model together with whatever else arrives in time."""
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.get_running_loop().create_task(self._drain(), name="digitnet-batcher")
+        done: asyncio.Future[ModelOutput] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(pixels, done))
+        return await done
+
+    async def _drain(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            size = len(batch[0].pixels)
+            while size < self.max_size and not self._queue.empty():  # whoever is waiting already joins
+                batch.append(self._queue.get_nowait())
+                size += len(batch[-1].pixels)
+            # Adaptive in fact: wait for company only under concurrent load (others are waiting now, or the
+            # last batch merged several requests); a lone request runs at once, so batching costs nothing at
+            # concurrency 1.
+            concurrent = len(batch) > 1 or self._last_requests > 1
+            deadline = loop.time() + (self.max_delay if concurrent else 0.0)
+            while size < self.max_size:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), timeout)
+                except TimeoutError:
+                    break
+                batch.append(item)
+                size += len(item.pixels)
+            self._last_requests = len(batch)
+            self._run(batch)
+
+    def _run(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        for item in batch:
+            STATISTICS.record_queue(started - item.queued)
+        try:
+            output = self._model_run(np.concatenate([item.pixels for item in batch]))
+        except Exception as err:  # hand the failure to every waiting caller; keep the batcher alive
+            for item in batch:
+                if not item.done.done():
+                    item.done.set_exception(err)
+            return
+        self.calls += 1
+        self.images += len(output.labels)
+        start = 0
+        for item in batch:
+            rows = slice(start, start + len(item.pixels))
+            start = rows.stop
+            if not item.done.done():  # the caller may have been cancelled (deadline, disconnect)
+                item.done.set_result(ModelOutput(output.probabilities[rows], output.labels[rows], (output.hidden[0][rows], output.hidden[1][rows])))

@@ -1,0 +1,192 @@
+"""The `digitnet` command as a new user meets it: options checked, defaults that work from any folder,
+stdin, outputs never overwritten silently, help that explains, and errors that say what to do."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from digitnet.service.cli.args import build_parser
+from digitnet.service.cli.main import HANDLERS, main, server_settings
+
+from ...conftest import DEFAULT_MODEL, GOLDEN, REPO
+from ..helpers import free_port
+
+COMMAND = [sys.executable, "-m", "digitnet.service.cli"]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:  # argparse refusing an option
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["score", "x", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+        (["score", "x", "--batch-size", "-5"], "argument --batch-size: must be at least 1, got -5"),
+        (["score", "x", "--workers", "-1"], "argument --workers: must be at least 1, got -1"),
+        (["score", "x", "--workers", "two"], "argument --workers: expected a whole number, got 'two'"),
+        (["predict", "x", "--min-confidence", "2"], "argument --min-confidence: must be in [0, 1], got 2"),
+        (["serve", "--workers", "0"], "--workers (or DIGITNET_WORKERS): Input should be greater than or equal to 1, got '0'"),
+        (["serve", "--port", "http"], "--port (or DIGITNET_PORT): Input should be a valid integer, unable to parse string as an integer, got 'http'"),
+        (["serve", "--token", "s3cret"], "--token would show the secret to every user of this machine (ps): set DIGITNET_TOKEN instead"),
+    ],
+)
+def test_bad_options_are_one_clear_line_and_exit_2(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    code, _, err = _run(capsys, *args)
+    assert code == 2 and err.strip().splitlines()[-1].endswith(message) and "Traceback" not in err
+
+
+def test_serving_on_a_busy_port_is_one_clear_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([*COMMAND, "serve", "--port", str(port)], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_format_follows_the_extension_and_a_conflict_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "scores.jsonl"
+    assert _run(capsys, "score", str(GOLDEN / "3_mnist.png"), "--out", str(out), "--workers", "1", "--quiet")[0] == 0
+    assert json.loads(out.read_text())["label"] == 3  # JSON Lines, as the name says
+    code, _, err = _run(capsys, "score", str(GOLDEN / "3_mnist.png"), "--out", str(tmp_path / "x.jsonl"), "--format", "csv")
+    assert code == 2 and "--format csv does not match" in err
+
+
+def test_resume_is_suggested_only_where_it_helps(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGITNET_RETRY_SECONDS", "0")
+    code, _, err = _run(capsys, "score", str(GOLDEN), "--server", "127.0.0.1:1", "--out", str(tmp_path / "o.csv"), "--quiet")
+    assert code == 2 and "UNAVAILABLE" in err and "--resume" not in err  # nothing was written: nothing to resume
+    assert "is a digitnet server running at that address?" in err
+    code, _, err = _run(capsys, "score", str(GOLDEN), "--server", "127.0.0.1:1", "--model", str(DEFAULT_MODEL))
+    assert code == 2 and "--model and --server do not go together" in err and "--resume" not in err
+
+
+def test_the_default_model_is_found_from_any_folder(tmp_path: Path) -> None:
+    # It was models/default.onnx relative to the current folder: `digitnet predict` failed outside the checkout.
+    image = tmp_path / "four.png"
+    shutil.copy(GOLDEN / "4_scan.png", image)
+    result = subprocess.run([*COMMAND, "predict", str(image)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["label"] == 4
+
+
+def test_predict_reads_standard_input() -> None:
+    result = subprocess.run(
+        [*COMMAND, "predict", "-", str(GOLDEN / "2_mnist.png")], input=(GOLDEN / "6_scan.jpg").read_bytes(), capture_output=True, cwd=REPO, timeout=60
+    )
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 0 and [(r["path"], r["label"]) for r in rows] == [("-", 6), (str(GOLDEN / "2_mnist.png"), 2)]
+
+
+def test_explain_keeps_an_existing_picture_and_a_bad_image_exits_like_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"mine")
+    code, _, err = _run(capsys, "explain", str(GOLDEN / "5_scan.png"), "-o", str(picture))
+    assert code == 2 and "exists: pass --force" in err and picture.read_bytes() == b"mine"
+    assert _run(capsys, "explain", str(GOLDEN / "5_scan.png"), "-o", str(picture), "--force")[0] == 0
+    assert picture.read_bytes()[:4] == b"\x89PNG"
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    explain_code, _, err = _run(capsys, "explain", str(bad), "-o", str(tmp_path / "other.png"))
+    predict_code, _, _ = _run(capsys, "predict", str(bad))
+    assert explain_code == predict_code == 1 and "not a readable image" in err
+
+
+def test_every_command_has_a_description_and_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("train", "evaluate", "serve", "health", "predict", "score", "explain", "weights", "report"):
+        code, out, _ = _run(capsys, command, "--help")
+        assert code == 0 and "example:\n  " in out and f"usage: digitnet {command}" in out
+    out = _run(capsys, "serve", "--help")[1]
+    assert "DIGITNET_TOKEN" in out and "--token" not in out
+
+
+def test_serve_flags_win_over_the_environment_which_wins_over_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGITNET_PORT", "7000")
+    monkeypatch.setenv("DIGITNET_MAX_BATCH_SIZE", "9")
+    args = build_parser(HANDLERS, serve_flags=True).parse_args(["serve", "--port", "5000", "--max-image-side", "99", "--watch"])
+    settings = server_settings(args)
+    assert (settings.port, settings.max_batch_size, settings.max_image_side, settings.watch, settings.host) == (5000, 9, 99, True, "127.0.0.1")
+
+
+def test_every_server_setting_is_a_serve_flag_but_the_token(capsys: pytest.CaptureFixture[str]) -> None:
+    from digitnet.service.grpc.settings import ServerSettings
+
+    out = " ".join(_run(capsys, "serve", "--help")[1].split())
+    flags = {f"--{name.replace('_', '-')}" for name in ServerSettings.model_fields}
+    assert {flag for flag in flags if f"[{flag} " not in out and f"[{flag}]" not in out} == {"--token"}
+    assert "[--watch | --no-watch]" in out
+
+
+def test_dev_without_a_task_prints_its_usage_only() -> None:
+    result = subprocess.run([str(REPO / "dev")], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "./dev test" in result.stderr and "set -euo" not in result.stderr
+
+
+@pytest.mark.slow
+def test_metrics_only_at_metrics_and_debug_logs_only_ours() -> None:
+    metrics, port = free_port(), free_port()
+    process = subprocess.Popen(
+        [*COMMAND, "serve", "--port", str(port), "--metrics-port", str(metrics), "--log-level", "debug"], stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
+    assert process.stderr is not None
+    log = ""
+    try:
+        while "serving on port" not in log:
+            line = process.stderr.readline()
+            assert line, f"the server did not start: {log}"
+            log += line
+        assert b"digitnet_requests_total" in urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read()
+        for path in ("/healthz", "/", "/metrics/x"):
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(f"http://127.0.0.1:{metrics}{path}", timeout=5)
+            assert caught.value.code == 404
+        assert main(["predict", "--server", f"127.0.0.1:{port}", str(GOLDEN / "1_mnist.png")]) == 0
+    finally:
+        process.terminate()
+        log += process.communicate(timeout=30)[1]
+    assert "rpc GetModelInfo OK" in log and "_cygrpc" not in log and "asyncio" not in log
+
+
+def test_health_says_what_is_probably_wrong_with_tls(tmp_path: Path) -> None:
+    from ..certs import make_pki
+    from ..conftest import running_server
+
+    pki = make_pki(tmp_path)
+    with running_server(tls_cert=pki / "server.pem", tls_key=pki / "server.key") as server:
+        result = subprocess.run([*COMMAND, "health", "--address", server.address], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 1
+    assert result.stdout.startswith("UNREACHABLE") and "set DIGITNET_TLS_CA" in result.stdout
+
+
+def test_train_checks_it_can_write_before_it_trains(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # It trained for a minute, then died with a PermissionError traceback on a read-only models/ folder.
+    from digitnet.service.cli import outputs
+    from digitnet.training import pipeline
+
+    def denied(*args: object, **kwargs: object) -> object:
+        raise PermissionError(13, "Permission denied")  # tests run as root, for whom chmod denies nothing
+
+    def must_not_train(*args: object, **kwargs: object) -> object:
+        raise AssertionError("training started before the output was known to be writable")
+
+    monkeypatch.setattr(outputs.tempfile, "NamedTemporaryFile", denied)
+    monkeypatch.setattr(pipeline, "train_and_export", must_not_train)
+    code, _, err = _run(capsys, "train", "--out", str(tmp_path / "m.onnx"))
+    assert code == 2 and err.count("\n") == 1
+    assert f"cannot write {tmp_path / 'm.onnx'}: Permission denied; make {tmp_path} writable" in err and "DIGITNET_UID" in err

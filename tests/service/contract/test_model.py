@@ -1,0 +1,116 @@
+"""The artifact contract: the committed default model, its card, verification and provider choice."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitnet.service.contract.card import card_path_for, read_card, sha256_hex
+from digitnet.service.contract.constants import N_PARAMETERS
+from digitnet.service.contract.errors import ConfigurationError, ModelError
+from digitnet.service.contract.model import Model, choose_providers
+from digitnet.training.data import Dataset
+from digitnet.training.evaluate import evaluate
+
+from ...conftest import DEFAULT_MODEL
+
+
+def test_committed_card_matches_committed_model() -> None:
+    card = read_card(DEFAULT_MODEL)
+    assert card.model_sha256 == sha256_hex(DEFAULT_MODEL.read_bytes())
+    assert card.architecture.parameters == N_PARAMETERS
+    assert card.architecture.activation == "relu"
+    assert card.data.source.startswith("mnist5k") and card.data.images == 5000
+
+
+def test_committed_model_reaches_its_card_accuracy(mnist5k: Dataset) -> None:
+    card = read_card(DEFAULT_MODEL)
+    result = evaluate(DEFAULT_MODEL, "mnist5k")
+    assert result.images == card.validation.images == 1000
+    assert result.accuracy == pytest.approx(card.validation.accuracy, abs=1e-9)
+    assert result.accuracy >= 0.94
+
+
+def test_model_refuses_a_file_that_does_not_match_its_card(tmp_path: Path) -> None:
+    copy = tmp_path / "m.onnx"
+    shutil.copy(DEFAULT_MODEL, copy)
+    shutil.copy(card_path_for(DEFAULT_MODEL), card_path_for(copy))
+    copy.write_bytes(copy.read_bytes() + b"\0")
+    with pytest.raises(ModelError, match="does not match its card"):
+        Model.load(copy)
+
+
+def test_model_without_card_is_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "m.onnx"
+    shutil.copy(DEFAULT_MODEL, copy)
+    with pytest.raises(ModelError, match="cannot read the model card"):
+        Model.load(copy)
+
+
+def test_malformed_card_is_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "m.onnx"
+    shutil.copy(DEFAULT_MODEL, copy)
+    card_path_for(copy).write_text('{"name": "x"}')
+    with pytest.raises(ModelError, match="not a valid digitnet model card"):
+        Model.load(copy)
+
+
+def test_run_returns_probabilities_labels_and_hidden_layers(mnist5k: Dataset) -> None:
+    model = Model.load(DEFAULT_MODEL)
+    out = model.run(mnist5k.images[:32].astype(np.float32) / 255)
+    assert out.probabilities.shape == (32, 10) and out.labels.shape == (32,)
+    np.testing.assert_allclose(out.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(out.labels, out.probabilities.argmax(axis=1))
+    assert [h.shape for h in out.hidden] == [(32, 16), (32, 16)]
+    assert np.mean(out.labels == mnist5k.labels[:32]) > 0.9
+
+
+def test_cpu_provider_is_reported() -> None:
+    assert Model.load(DEFAULT_MODEL, provider="cpu").provider == "CPUExecutionProvider"
+
+
+def test_cuda_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("onnxruntime.get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(ConfigurationError, match="no CUDA execution provider.*onnxruntime-gpu"):
+        choose_providers("cuda")
+    assert choose_providers("auto") == ["CPUExecutionProvider"]
+
+
+def test_a_model_that_answers_nan_is_refused_at_warm_up(tmp_path: Path) -> None:
+    # It answers an all-black image fine, so a warm-up on zeros alone let it serve NaN confidences.
+    from ..conftest import write_model_that_answers_nan
+
+    model = Model.load(write_model_that_answers_nan(tmp_path / "nan.onnx"), threads=1)
+    with pytest.raises(ModelError, match="not finite or do not add up to 1"):
+        model.warm_up()
+
+
+def test_non_finite_probabilities_are_never_a_guess() -> None:
+    from digitnet.service.contract.results import Outcome
+    from digitnet.service.inference.classifier import decide
+
+    prediction = decide(np.array([np.nan] * 10, dtype=np.float32), 0.0)
+    assert prediction.outcome is Outcome.ERROR and "NaN or infinite" in prediction.reason
+
+
+def test_a_model_with_subnormal_weights_is_flushed_at_load(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # An artifact exported before exports flushed them still serves at full speed, with a warning.
+    import onnx
+    from onnx import numpy_helper
+
+    from ..conftest import _write_with_card
+
+    model = onnx.load(str(DEFAULT_MODEL))
+    [weights] = [init for init in model.graph.initializer if init.name == "coefficient"]
+    values = numpy_helper.to_array(weights).copy()
+    values[:5, 0] = np.float32(1e-40)  # subnormal
+    weights.CopyFrom(numpy_helper.from_array(values, "coefficient"))
+    path = _write_with_card(model, tmp_path / "subnormal.onnx")
+    with caplog.at_level("WARNING"):
+        loaded = Model.load(path, threads=1)
+    assert "holds 5 subnormal weights" in caplog.text
+    pixels = np.random.default_rng(0).random((8, 784), dtype=np.float32)
+    np.testing.assert_allclose(loaded.run(pixels).probabilities, Model.load(DEFAULT_MODEL, threads=1).run(pixels).probabilities, atol=1e-6)

@@ -1,0 +1,205 @@
+"""Fuzzing a real server: mutated images, malformed requests and raw garbage on every RPC.
+
+Seeds: tests/corpus/ (every image mode and format, crafted headers, bombs, strips, truncations) and the
+golden digits. Each case mutates a seed (bit flips, overwrites with boundary values, truncation, splices,
+inserted and repeated bytes) and sends it through one RPC. Every call must end with a status other than
+INTERNAL or UNKNOWN (and every batch or stream item likewise), the server must stay SERVING, and a good
+image must still be read right afterwards. `pytest --fuzz-cases 30000` runs a longer campaign;
+`--fuzz-seed` picks another sequence. The status table is printed at the end.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent import futures
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from digitnet.service.api._generated import digitnet_pb2 as pb
+from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
+from digitnet.service.api._generated import oip_pb2 as oip
+
+from ...conftest import CORPUS, DEFAULT_MODEL, GOLDEN
+from ..helpers import serve
+
+SEEDS = [p.read_bytes() for p in sorted((CORPUS).iterdir()) if p.is_file() and p.suffix != ".py"]
+SEEDS += [p.read_bytes() for p in sorted(GOLDEN.glob("*_*.*")) if p.suffix != ".py"]
+GOOD = (GOLDEN / "9_scan.jpg").read_bytes()
+#: Codes that mean the server failed, not the input.
+FORBIDDEN = {"INTERNAL", "UNKNOWN", "DEADLINE_EXCEEDED"}
+BOUNDARY = [0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF]
+OIP_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    """Apply one to four random mutations to a seed."""
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        kind = rng.randrange(7)
+        at = rng.randrange(len(out) + 1)
+        if kind == 0 and out:  # flip bits, mostly near the header where the parsers branch
+            for _ in range(rng.randint(1, 8)):
+                position = min(int(rng.expovariate(1 / 64)), len(out) - 1)
+                out[position] ^= 1 << rng.randrange(8)
+        elif kind == 1:  # overwrite with a boundary integer (sizes, offsets, counts)
+            width = rng.choice((1, 2, 4))
+            value = rng.choice(BOUNDARY) & ((1 << (8 * width)) - 1)
+            out[at : at + width] = value.to_bytes(width, rng.choice(("big", "little")))
+        elif kind == 2:
+            del out[at:]  # truncate
+        elif kind == 3:  # splice in a piece of another seed
+            other = rng.choice(SEEDS)
+            start = rng.randrange(len(other) + 1)
+            out[at:at] = other[start : start + rng.randint(1, 512)]
+        elif kind == 4:
+            out[at:at] = rng.randbytes(rng.randint(1, 64))
+        elif kind == 5 and out:  # repeat a slice (chunk and IFD loops)
+            start = rng.randrange(len(out))
+            out[at:at] = out[start : start + rng.randint(1, 256)] * rng.randint(2, 8)
+        else:
+            out[at : at + 1] = b""
+    return bytes(out)
+
+
+def _oip_request(rng: random.Random) -> oip.ModelInferRequest:
+    """A ModelInfer request with random names, shapes, datatypes and contents (mostly almost right)."""
+    count = rng.choice((1, 2, 3, 1, 2, 3, 0, -1, 10**12))
+    shape = rng.choice(([count, 784], [count, 28, 28], [count, 784], [count], [count, 784, 1], []))
+    name = "digitnet" if rng.random() < 0.85 else rng.choice(("", "x" * rng.randint(1, 5000)))
+    request = oip.ModelInferRequest(model_name=name, model_version=rng.choice(("", "1", "", "1", "2", "\x00")))
+    tensor = request.inputs.add(
+        name="pixels" if rng.random() < 0.9 else rng.choice(("", "input")),
+        datatype=rng.choice(("FP32", "UINT8", "FP32", "UINT8", "INT64", "BYTES", "")),
+    )
+    tensor.shape.extend(shape)
+    n = max(0, min(count, 3)) * 784
+    if rng.random() < 0.6:
+        raw = np.random.default_rng(rng.randrange(2**32)).random(max(0, n + rng.choice((0, 0, -1, 1)))).astype(np.float32)
+        if rng.random() < 0.2:
+            raw[: rng.randint(1, 8)] = rng.choice((np.nan, np.inf, -1.0, 255.0))
+        if tensor.datatype == "UINT8":
+            raw = np.nan_to_num(raw * 255, posinf=255, neginf=0).clip(0, 255).astype(np.uint8)
+        request.raw_input_contents.append(raw.tobytes())
+    else:
+        tensor.contents.fp32_contents.extend(rng.random() * 2 - 0.5 for _ in range(n))
+        tensor.contents.uint_contents.extend(rng.randrange(300) for _ in range(n if rng.random() < 0.3 else 0))
+    for name in rng.sample(["probabilities", "label", "hidden1", "hidden2", "outcome", "reason", "logits", "x" * 300], rng.randint(0, 3)):
+        request.outputs.add(name=name)
+    if rng.random() < 0.3:
+        parameter = request.parameters["min_confidence"]
+        rng.choice(
+            [
+                lambda: setattr(parameter, "double_param", rng.choice((0.5, 2.0, -1.0, float("nan")))),
+                lambda: setattr(parameter, "string_param", "x"),
+                lambda: setattr(parameter, "int64_param", rng.choice((0, 1, 7))),
+            ]
+        )()
+    return request
+
+
+class _Campaign:
+    """Runs fuzz cases against one server and tallies the status codes."""
+
+    def __init__(self, channel: grpc.Channel, seed: int) -> None:
+        self.stub = pb_grpc.DigitClassifierStub(channel)
+        self.channel = channel
+        self.seed = seed
+        self.codes: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self._lock = threading.Lock()
+
+    def record(self, case: int, kind: str, code: str) -> None:
+        with self._lock:
+            self.codes[f"{kind} {code}"] += 1
+            if code in FORBIDDEN:
+                self.failures.append(f"case {case} (seed {self.seed}): {kind} answered {code}")
+
+    def run(self, case: int) -> None:
+        rng = random.Random(f"{self.seed}:{case}")
+        kind = rng.choices(["Classify", "ClassifyBatch", "ClassifyStream", "Explain", "ModelInfer", "raw"], [5, 2, 1, 1, 2, 1])[0]
+        try:
+            self._send(kind, rng, case)
+        except grpc.RpcError as err:
+            self.record(case, kind, err.code().name)
+
+    def _send(self, kind: str, rng: random.Random, case: int) -> None:
+        image = lambda: pb.Image(encoded=mutate(rng.choice(SEEDS), rng))  # noqa: E731
+        if kind in ("Classify", "Explain"):
+            method: Callable[..., object] = getattr(self.stub, kind)
+            method(pb.ClassifyRequest(image=image(), min_confidence=rng.choice((0.0, 0.5))), timeout=30)
+            self.record(case, kind, "OK")
+        elif kind == "ClassifyBatch":
+            images = [image() for _ in range(rng.randint(1, 8))]
+            if rng.random() < 0.3:
+                images.append(pb.Image(mnist_uint8=rng.randbytes(rng.choice((784, 783, 0, 1568)))))
+            reply = self.stub.ClassifyBatch(pb.ClassifyBatchRequest(images=images), timeout=30)
+            self._items(case, kind, [p.error.code for p in reply.predictions])
+        elif kind == "ClassifyStream":
+            requests: Iterator[pb.ClassifyRequest] = iter([pb.ClassifyRequest(image=image(), id=str(i)) for i in range(rng.randint(1, 6))])
+            self._items(case, kind, [r.prediction.error.code for r in self.stub.ClassifyStream(requests, timeout=30)])
+        elif kind == "ModelInfer":
+            infer = self.channel.unary_unary(OIP_METHOD, oip.ModelInferRequest.SerializeToString, oip.ModelInferResponse.FromString)
+            infer(_oip_request(rng), timeout=30)
+            self.record(case, kind, "OK")
+        else:  # bytes that may not even parse as the request message, on any method
+            method_name = rng.choice(
+                [
+                    "/digitnet.v1.DigitClassifier/Classify",
+                    "/digitnet.v1.DigitClassifier/ClassifyBatch",
+                    "/digitnet.v1.DigitClassifier/Explain",
+                    "/digitnet.v1.DigitClassifier/GetModelInfo",
+                    OIP_METHOD,
+                ]
+            )
+            payload = mutate(pb.ClassifyRequest(image=pb.Image(encoded=rng.choice(SEEDS)[:2000])).SerializeToString(), rng)
+            self.channel.unary_unary(method_name)(payload, timeout=30)
+            self.record(case, kind, "OK")
+
+    def _items(self, case: int, kind: str, item_codes: list[str]) -> None:
+        self.record(case, kind, "OK")
+        for code in item_codes:
+            self.record(case, f"{kind} item", code or "OK")
+
+
+@pytest.mark.slow
+def test_fuzzed_requests_never_break_the_server(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> None:
+    cases, seed = request.config.getoption("fuzz_cases"), request.config.getoption("fuzz_seed")
+    process, port = serve(DEFAULT_MODEL)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            campaign = _Campaign(channel, seed)
+            with futures.ThreadPoolExecutor(4) as pool:
+                for _ in pool.map(campaign.run, range(cases)):
+                    pass
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            reply = campaign.stub.Classify(pb.ClassifyRequest(image=pb.Image(encoded=GOOD)), timeout=10)
+            assert reply.prediction.label == 9, "a good image is no longer read right after the campaign"
+        assert process.poll() is None, "the server died"
+    finally:
+        process.kill()
+        process.wait()
+    with capsys.disabled():
+        print(f"\nfuzz: {cases} cases (seed {seed}), {sum(campaign.codes.values())} calls and items:")
+        for key, count in sorted(campaign.codes.items()):
+            print(f"  {key:<38} {count:>7}")
+    assert campaign.failures == [], "\n".join(campaign.failures[:20])
+
+
+def test_the_mutator_is_repeatable_and_changes_its_input() -> None:
+    seed = SEEDS[0]
+    assert mutate(seed, random.Random(7)) == mutate(seed, random.Random(7))
+    assert sum(mutate(seed, random.Random(n)) != seed for n in range(50)) >= 45
+
+
+def test_the_corpus_covers_formats_and_modes() -> None:
+    names = [p.name for p in (CORPUS).iterdir()]
+    assert len(names) >= 100
+    for needle in ("png_", "jpeg_", "gif_", "tiff_", "bmp_", "webp_", "LAB", "CMYK", "16bit", "tiff_F", "exif", "multiframe", "trunc", "ihdr"):
+        assert any(needle.lower() in name.lower() for name in names), needle

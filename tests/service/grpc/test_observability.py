@@ -1,0 +1,105 @@
+"""Prometheus metrics (scraped over HTTP) and structured JSON logs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from digitnet.service.client.digit_client import DigitClient, RemoteError
+from digitnet.service.grpc.observability import start_metrics
+
+from ...conftest import DEFAULT_MODEL, GOLDEN, REPO
+from ..conftest import ServerThread
+from ..helpers import free_port, scrape
+
+IMAGE = (GOLDEN / "2_mnist.png").read_bytes()
+
+
+def test_metrics_count_requests_errors_batches_and_describe_the_model(server: ServerThread, client: DigitClient) -> None:
+    port = free_port()
+    start_metrics(port, host="127.0.0.1")
+    before = scrape(port)
+    for _ in range(3):
+        client.classify(IMAGE)
+    with pytest.raises(RemoteError):
+        client.classify(b"not an image")
+    after = scrape(port)
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta("digitnet_requests_total", rpc="Classify", code="OK") == 3
+    assert delta("digitnet_requests_total", rpc="Classify", code="INVALID_ARGUMENT") == 1
+    assert delta("digitnet_request_seconds_count", rpc="Classify") == 4
+    assert delta("digitnet_errors_total", kind="InvalidInput") == 1
+    assert delta("digitnet_images_total", outcome="digit") == 3
+    assert delta("digitnet_batch_images_count") >= 3 and delta("digitnet_batch_images_sum") >= 3
+    [info] = [labels for (name, labels) in after if name == "digitnet_model_info"]
+    assert dict(info)["provider"] == "CPUExecutionProvider" and len(dict(info)["sha256"]) == 64
+
+
+@pytest.mark.slow
+def test_json_logs_show_startup_and_requests_without_payloads(tmp_path: object) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "digitnet.service.cli",
+            "serve",
+            "--model",
+            str(DEFAULT_MODEL),
+            "--port",
+            str(port),
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        lines: list[dict[str, object]] = []
+        assert process.stderr is not None
+        while not any("serving on port" in str(line.get("message")) for line in lines):
+            assert time.monotonic() < deadline, "server did not start"
+            lines.append(json.loads(process.stderr.readline()))
+        with DigitClient(f"127.0.0.1:{port}") as client:
+            client.classify(IMAGE)
+        process.terminate()
+        process.wait(timeout=30)
+        lines += [json.loads(line) for line in process.stderr.read().splitlines() if line.strip()]
+    finally:
+        process.kill()
+    assert all({"asctime", "level", "name", "message"} <= line.keys() for line in lines)
+    startup = next(line for line in lines if "sha256" in str(line["message"]))
+    assert "CPUExecutionProvider" in str(startup["message"]) and "worker threads" in str(startup["message"])
+    request = next(line for line in lines if str(line["message"]).startswith("rpc Classify OK"))
+    assert request["level"] == "DEBUG" and len(str(request["request_id"])) == 16
+    assert not any("PNG" in json.dumps(line) or "encoded" in json.dumps(line) for line in lines), "an image reached the log"
+
+
+@pytest.mark.slow
+def test_metrics_listen_on_the_servers_host_unless_told_otherwise() -> None:
+    # /metrics has no token and shows the model and the traffic: it used to bind 0.0.0.0 whatever --host said.
+    import psutil
+
+    from ..helpers import serve
+
+    port = free_port()
+    process, _ = serve(DEFAULT_MODEL, "--host", "127.0.0.1", "--metrics-port", str(port))
+    try:
+        listening = {c.laddr for c in psutil.Process(process.pid).net_connections() if c.status == psutil.CONN_LISTEN}
+        assert (("127.0.0.1", port)) in {(a.ip, a.port) for a in listening}
+        assert scrape(port)  # and it serves
+    finally:
+        process.kill()
+        process.wait()

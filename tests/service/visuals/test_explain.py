@@ -1,0 +1,109 @@
+"""Explain and weights pictures: the numbers drawn come from the model, locally and through a server alike."""
+
+from __future__ import annotations
+
+import io
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitnet.service.cli.main import main
+from digitnet.service.contract.model import Model
+from digitnet.service.inference.classifier import Classifier
+from digitnet.service.visuals.drawing import draw_network, to_png
+from digitnet.service.visuals.explain import explain_image, headline
+from digitnet.service.visuals.network import Network
+
+from ...conftest import DEFAULT_MODEL, GOLDEN
+from ..conftest import ServerThread
+
+
+def test_explanation_equals_a_numpy_forward_pass_with_the_onnx_weights() -> None:
+    network = Network.from_onnx(DEFAULT_MODEL)
+    explanation = Classifier(Model.load(DEFAULT_MODEL)).explain((GOLDEN / "2_scan.jpg").read_bytes())
+    trace = network.forward(explanation.input)
+    np.testing.assert_allclose(explanation.hidden1, trace.hidden[0], atol=1e-4)
+    np.testing.assert_allclose(explanation.hidden2, trace.hidden[1], atol=1e-4)
+    np.testing.assert_allclose(explanation.prediction.probabilities, trace.probabilities, atol=1e-5)
+    assert explanation.prediction.label == int(np.argmax(trace.probabilities)) == 2
+
+
+def test_network_reads_a_logistic_model(small_dataset: object, tmp_path: Path) -> None:
+    from digitnet.training import pipeline
+    from digitnet.training.train import TrainConfig
+
+    out = tmp_path / "logistic.onnx"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "load_dataset", lambda spec, part="train": small_dataset)
+        pipeline.train_and_export("mnist5k", TrainConfig(activation="logistic", max_epochs=1, distorted_copies=0), out)
+    network = Network.from_onnx(out)
+    assert network.activation == "logistic"
+    pixels = np.asarray(Image.open(GOLDEN / "5_mnist.png"), dtype=np.float32).reshape(-1) / 255
+    run = Model.load(out).run(pixels[None])
+    np.testing.assert_allclose(network.forward(pixels).hidden[1], run.hidden[1][0], atol=1e-5)
+
+
+def test_contributions_are_weight_times_activation() -> None:
+    network = Network.from_onnx(DEFAULT_MODEL)
+    trace = network.forward(np.asarray(Image.open(GOLDEN / "0_mnist.png"), dtype=np.float32).reshape(-1) / 255)
+    contributions = network.contributions(trace, layer=3)
+    assert contributions.shape == (16, 10)
+    np.testing.assert_allclose(contributions.sum(axis=0) + network.biases[2], trace.logits, atol=1e-9)
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def test_local_and_server_pictures_are_the_same(server: ServerThread) -> None:
+    image = (GOLDEN / "6_rgba.png").read_bytes()
+    pictures = []
+    for where in ({"model": DEFAULT_MODEL}, {"server": server.address}):
+        network, explanation = explain_image(image, **where)  # type: ignore[arg-type]
+        pictures.append(_pixels(to_png(draw_network(network, network.forward(explanation.input), headline(explanation)))))
+    assert pictures[0].shape == pictures[1].shape and np.array_equal(pictures[0], pictures[1])
+
+
+def test_cli_writes_readable_pictures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", str(GOLDEN / "3_scan.png"), "-o", str(tmp_path / "e.png")]) == 0
+    assert "the network says 3" in capsys.readouterr().out
+    assert main(["weights", "-o", str(tmp_path / "w.png")]) == 0
+    for name in ("e.png", "w.png"):
+        with Image.open(tmp_path / name) as picture:
+            assert picture.format == "PNG" and picture.width > 800
+
+
+def test_blank_image_is_explained_as_no_answer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blank = tmp_path / "blank.png"
+    Image.new("L", (50, 50), 255).save(blank)
+    assert main(["explain", str(blank), "-o", str(tmp_path / "e.png")]) == 0
+    assert "no answer: blank image" in capsys.readouterr().out
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.images.append(dict(attrs)["src"] or "")
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_report_is_a_self_contained_page(tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    assert main(["report", "-o", str(out)]) == 0
+    page = _Collector()
+    page.feed(out.read_text())
+    text = " ".join(page.text)
+    assert "13,002" in text and "95.70%" in text and "Confusion matrix" in text
+    assert all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert len(page.images) == 2 + 12  # training curve, weights, twelve mistakes
+    assert "true " in text and "said " in text
