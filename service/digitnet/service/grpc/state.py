@@ -42,8 +42,10 @@ class HealthServicer(health.aio.HealthServicer):
                     if status != last:
                         await context.write(health_pb2.HealthCheckResponse(status=status))
                         last = status
-                    if self._gracefully_shutting_down:
-                        return  # NOT_SERVING for good: end the stream, so that it does not hold the server's stop up
+                    if self._gracefully_shutting_down and status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                        # NOT_SERVING for good, and said: end the stream, so that it does not hold the server's stop up.
+                        # (The flag alone is not enough: it is set before the statuses, which wait for this lock.)
+                        return
                     await condition.wait()
         finally:
             self._watching[service] -= 1
