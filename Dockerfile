@@ -5,6 +5,8 @@
 # Behind a TLS-intercepting proxy, give pip the proxy's CA as a BuildKit secret (never stored in an image):
 #   DOCKER_BUILDKIT=1 docker build --secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt -t digitnet .
 FROM python:3.11-slim AS build
+# The runtime image draws too (digitnet explain, weights, report); --build-arg EXTRAS= leaves matplotlib out.
+ARG EXTRAS=viz
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY service ./service
@@ -13,7 +15,7 @@ COPY models ./models
 RUN --mount=type=secret,id=pip-ca,required=false \
     python -m venv /opt/venv \
  && if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
- && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt .
+ && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt ".${EXTRAS:+[$EXTRAS]}"
 
 FROM build AS build-train
 RUN --mount=type=secret,id=pip-ca,required=false \

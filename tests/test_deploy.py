@@ -50,4 +50,6 @@ def test_jobs_that_write_host_folders_run_as_a_uid_the_operator_chooses() -> Non
 def test_pip_trusts_a_proxys_ca_only_through_a_build_secret() -> None:
     # Behind a TLS-intercepting proxy pip needs its CA; it must never end up in an image layer.
     assert DOCKERFILE.count("--mount=type=secret,id=pip-ca,required=false") == 2
-    assert "ARG" not in DOCKERFILE and "/run/secrets/pip-ca" in DOCKERFILE
+    # Build arguments are kept in the image's history: the one there is, is not a secret.
+    assert [line for line in DOCKERFILE.splitlines() if line.startswith("ARG")] == ["ARG EXTRAS=viz"]
+    assert "/run/secrets/pip-ca" in DOCKERFILE

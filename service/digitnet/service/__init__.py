@@ -1,8 +1,16 @@
 """digitnet: the 784-16-16-10 handwritten-digit network, trained offline and served over gRPC."""
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("digitnet")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> str:
+    """`digitnet.service.__version__`, read from the installed package's metadata when first asked for
+    (importlib.metadata costs ~30 ms that importing the light client should not pay)."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("digitnet")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"

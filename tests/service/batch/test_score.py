@@ -17,8 +17,10 @@ import pytest
 from PIL import Image
 
 from digitnet.service.batch import job as batch
-from digitnet.service.batch.rows import Row, drop_torn_row
+from digitnet.service.batch.rows import Row, columns, drop_torn_row, parse_rows
 from digitnet.service.cli.main import main
+from digitnet.service.contract.errors import ConfigurationError
+from digitnet.service.contract.results import Outcome
 
 from ...conftest import CORPUS, DEFAULT_MODEL, GOLDEN, REPO
 from ..conftest import running_server
@@ -167,7 +169,7 @@ def test_resume_after_kill_9_gives_the_uninterrupted_result(tmp_path: Path) -> N
     written = out.read_text().count("\n")
     assert 200 <= written < 3001, "the kill did not land mid-run"
     with out.open("a") as handle:
-        handle.write(str(data / "9" / "torn-row.png") + ",ok,9,0.9")  # as if killed mid-write
+        handle.write(str(data / "9" / "torn-row.png") + ",digit,9,0.9")  # as if killed mid-write
     resumed = subprocess.run([*command, "--out", str(out), "--resume", "--quiet"], cwd=REPO)
     assert resumed.returncode == 0
     assert out.read_text() == reference.read_text(), "resume lost, duplicated or reordered rows"
@@ -234,7 +236,7 @@ def test_unlistable_folders_become_error_rows(tmp_path: Path, monkeypatch: pytes
     items = list(batch.walk([tmp_path]))
     rows = [item for item in items if isinstance(item, Row)]
     assert [Path(r.path).name for r in rows] == ["locked", "last"]
-    assert all(r.status == "error" and "cannot list folder: Permission denied" in r.error for r in rows)
+    assert all(r.status is Outcome.ERROR and "cannot list folder: Permission denied" in r.error for r in rows)
     assert str(tmp_path / "a.png") in items
 
 
@@ -253,7 +255,7 @@ def test_a_folder_of_odd_files_finishes_in_process_and_through_a_server(tmp_path
     assert code == batch.EXIT_SOME_FAILED
     _assert_same_rows(local, remote)
     rows = {Path(r["path"]).name: r for r in map(json.loads, local.read_text().splitlines())}
-    assert rows["5.jpg"]["label"] == 5 and rows["tiff_LAB.tif"]["status"] == "ok"
+    assert rows["5.jpg"]["label"] == 5 and rows["tiff_LAB.tif"]["status"] == "digit"
     assert "OverflowError" in rows["tiff_tiles_2G.tif"]["error"] and "longest side" in rows["png_ihdr_1x2000000.png"]["error"]
 
 
@@ -272,7 +274,7 @@ def test_server_mode_splits_requests_to_fit_the_servers_message_limit(tmp_path: 
         code, _, err = _score(capsys, str(data), "--out", str(out), "--server", server.address, "--quiet")
     rows = {Path(row["path"]).name: row for row in _rows(out)}
     assert code == batch.EXIT_SOME_FAILED, err
-    assert all(rows[f"{i}.png"]["status"] == "ok" for i in range(8))
+    assert all(rows[f"{i}.png"]["status"] == "digit" for i in range(8))
     assert rows["big.bin"]["status"] == "error"
     assert "the image's 1500000 bytes do not fit the server's message limit of 1000000 bytes" in rows["big.bin"]["error"]
 
@@ -282,15 +284,30 @@ def test_a_chunk_counts_as_its_rows_one_by_one() -> None:
     from digitnet.service.batch.score import Summary
 
     rows = [
-        Row("a/3/x.png", "ok", label=3, confidence=0.9, probabilities=(0.1,) * 10, true_label=3),
-        Row("a/3/y.png", "ok", label=5, confidence=0.9, probabilities=(0.1,) * 10, true_label=3),
-        Row("a/7/z.png", "unknown", reason="blank image: no ink found", true_label=7),
-        Row("a/7/w.png", "error", error="cannot decode", true_label=7),
-        Row("b/v.png", "ok", label=1, confidence=0.5, probabilities=(0.1,) * 10),
+        Row("a/3/x.png", Outcome.DIGIT, label=3, confidence=0.9, probabilities=(0.1,) * 10, true_label=3),
+        Row("a/3/y.png", Outcome.DIGIT, label=5, confidence=0.9, probabilities=(0.1,) * 10, true_label=3),
+        Row("a/7/z.png", Outcome.UNKNOWN, reason="blank image: no ink found", true_label=7),
+        Row("a/7/w.png", Outcome.ERROR, error="cannot decode", true_label=7),
+        Row("b/v.png", Outcome.DIGIT, label=1, confidence=0.5, probabilities=(0.1,) * 10),
     ]
     one_by_one, at_once = Summary(), Summary()
     for row in rows:
         one_by_one.add(row)
     at_once.add_chunk(ScoredChunk.of(rows, "csv", labels_from_dirs=True))
     assert at_once.report() == one_by_one.report()
-    assert (at_once.files, at_once.ok, at_once.unknown, at_once.error) == (5, 3, 1, 1)
+    assert (at_once.files, at_once.digit, at_once.unknown, at_once.error) == (5, 3, 1, 1)
+
+
+def test_rows_say_the_outcome_words_and_outputs_from_before_them_still_resume(tmp_path: Path) -> None:
+    old = tmp_path / "old.csv"  # written when a digit's status was "ok"
+    old.write_text(
+        ",".join(columns(False)) + "\n" + "a.png,ok,3,0.9" + ",0.1" * 10 + ",,\n" + "b.png,unknown,,,,,,,,,,,,,,blank image: no ink found\n"
+    )
+    assert [(row.path, row.status, row.label) for row in parse_rows(old, "csv", False)] == [
+        ("a.png", Outcome.DIGIT, 3),
+        ("b.png", Outcome.UNKNOWN, None),
+    ]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"path": "a.png", "status": "fine", "label": 3}\n')
+    with pytest.raises(ConfigurationError, match="bad.jsonl:1: not a digitnet JSON Lines row"):
+        list(parse_rows(bad, "jsonl", False))

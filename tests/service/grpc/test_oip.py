@@ -16,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from digitnet.service.api._generated import oip_pb2
 from digitnet.service.client.digit_client import DigitClient
-from digitnet.service.grpc.oip import MODEL_NAME
+from digitnet.service.contract.constants import MODEL_NAME
 
 from ...conftest import GOLDEN
 from ..conftest import ServerThread, running_server

@@ -140,7 +140,7 @@ def test_cuda_missing_is_a_clear_startup_error(capsys: pytest.CaptureFixture[str
 def test_bad_settings_are_clear(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIGITNET_PORT", "99999")
     assert main(["serve"]) == 2
-    assert "port: Input should be less than or equal to 65535" in capsys.readouterr().err
+    assert "--port (or DIGITNET_PORT): Input should be less than or equal to 65535, got '99999'" in capsys.readouterr().err
 
 
 def test_env_variables_configure_and_flags_override(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -257,3 +257,17 @@ def test_model_info_tells_the_limits(stub: pb_grpc.DigitClassifierStub) -> None:
     limits = stub.GetModelInfo(pb.GetModelInfoRequest()).limits
     assert (limits.max_message_bytes, limits.max_image_bytes, limits.max_request_images) == (1_000_000, 200_000, 64)
     assert limits.max_image_side == 16_384 and limits.max_image_aspect == 20
+
+
+def test_each_error_class_declares_the_status_every_transport_answers() -> None:
+    from digitnet.service.contract import errors
+    from digitnet.service.grpc.servicer import status_for
+
+    def family(cls: type[errors.DigitnetError]) -> list[type[errors.DigitnetError]]:
+        return [cls, *(c for sub in cls.__subclasses__() for c in family(sub))]
+
+    classes = family(errors.DigitnetError)
+    assert len(classes) >= 12 and all(isinstance(grpc.StatusCode[cls.code], grpc.StatusCode) for cls in classes)
+    assert status_for(errors.TimeLimitExceeded("slow")) is grpc.StatusCode.RESOURCE_EXHAUSTED  # inherits LimitExceeded's
+    assert status_for(errors.ExportVerificationError("differs")) is grpc.StatusCode.FAILED_PRECONDITION
+    assert status_for(errors.Unavailable("draining")) is grpc.StatusCode.UNAVAILABLE

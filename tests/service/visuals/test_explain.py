@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -15,20 +17,27 @@ from digitnet.service.contract.model import Model
 from digitnet.service.inference.classifier import Classifier
 from digitnet.service.visuals.drawing import draw_network, to_png
 from digitnet.service.visuals.explain import explain_image, headline
-from digitnet.service.visuals.network import Network
+from digitnet.service.visuals.network import Network, Trace
 
 from ...conftest import DEFAULT_MODEL, GOLDEN
 from ..conftest import ServerThread
 
 
-def test_explanation_equals_a_numpy_forward_pass_with_the_onnx_weights() -> None:
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max())
+    return exp / exp.sum()
+
+
+def test_the_weights_read_back_turn_each_returned_layer_into_the_next() -> None:
     network = Network.from_onnx(DEFAULT_MODEL)
     explanation = Classifier(Model.load(DEFAULT_MODEL)).explain((GOLDEN / "2_scan.jpg").read_bytes())
-    trace = network.forward(explanation.input)
-    np.testing.assert_allclose(explanation.hidden1, trace.hidden[0], atol=1e-4)
-    np.testing.assert_allclose(explanation.hidden2, trace.hidden[1], atol=1e-4)
-    np.testing.assert_allclose(explanation.prediction.probabilities, trace.probabilities, atol=1e-5)
+    trace = Trace.of(explanation)
+    # Each layer's contributions plus its bias, squashed, give the next layer the model returned.
+    np.testing.assert_allclose(network.squash(network.contributions(trace, 1).sum(axis=0) + network.biases[0]), trace.hidden[0], atol=1e-4)
+    np.testing.assert_allclose(network.squash(network.contributions(trace, 2).sum(axis=0) + network.biases[1]), trace.hidden[1], atol=1e-4)
+    np.testing.assert_allclose(_softmax(network.contributions(trace, 3).sum(axis=0) + network.biases[2]), trace.probabilities, atol=1e-5)
     assert explanation.prediction.label == int(np.argmax(trace.probabilities)) == 2
+    assert network.contributions(trace, 3).shape == (16, 10)
 
 
 def test_network_reads_a_logistic_model(small_dataset: object, tmp_path: Path) -> None:
@@ -43,15 +52,14 @@ def test_network_reads_a_logistic_model(small_dataset: object, tmp_path: Path) -
     assert network.activation == "logistic"
     pixels = np.asarray(Image.open(GOLDEN / "5_mnist.png"), dtype=np.float32).reshape(-1) / 255
     run = Model.load(out).run(pixels[None])
-    np.testing.assert_allclose(network.forward(pixels).hidden[1], run.hidden[1][0], atol=1e-5)
+    np.testing.assert_allclose(network.squash(pixels @ network.weights[0] + network.biases[0]), run.hidden[0][0], atol=1e-5)
 
 
-def test_contributions_are_weight_times_activation() -> None:
-    network = Network.from_onnx(DEFAULT_MODEL)
-    trace = network.forward(np.asarray(Image.open(GOLDEN / "0_mnist.png"), dtype=np.float32).reshape(-1) / 255)
-    contributions = network.contributions(trace, layer=3)
-    assert contributions.shape == (16, 10)
-    np.testing.assert_allclose(contributions.sum(axis=0) + network.biases[2], trace.logits, atol=1e-9)
+def test_a_blank_image_is_drawn_with_no_output_lit() -> None:
+    explanation = Classifier(Model.load(DEFAULT_MODEL)).explain(np.zeros(784, dtype=np.uint8))
+    trace = Trace.of(explanation)
+    assert not trace.input.any() and trace.probabilities.shape == (10,) and not trace.probabilities.any()
+    assert headline(explanation) == "no answer: blank image: no ink found"
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -63,7 +71,7 @@ def test_local_and_server_pictures_are_the_same(server: ServerThread) -> None:
     pictures = []
     for where in ({"model": DEFAULT_MODEL}, {"server": server.address}):
         network, explanation = explain_image(image, **where)  # type: ignore[arg-type]
-        pictures.append(_pixels(to_png(draw_network(network, network.forward(explanation.input), headline(explanation)))))
+        pictures.append(_pixels(to_png(draw_network(network, Trace.of(explanation), headline(explanation)))))
     assert pictures[0].shape == pictures[1].shape and np.array_equal(pictures[0], pictures[1])
 
 
@@ -107,3 +115,10 @@ def test_report_is_a_self_contained_page(tmp_path: Path) -> None:
     assert all(src.startswith("data:image/png;base64,") for src in page.images)
     assert len(page.images) == 2 + 12  # training curve, weights, twelve mistakes
     assert "true " in text and "said " in text
+
+
+def test_pictures_without_the_viz_extra_are_one_clear_line(tmp_path: Path) -> None:
+    probe = "import sys\nsys.modules['matplotlib'] = None\nfrom digitnet.service.cli.main import main\nraise SystemExit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", probe, "weights", "-o", str(tmp_path / "w.png")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and not (tmp_path / "w.png").exists()
+    assert done.stderr.strip() == "digitnet weights: error: drawing needs matplotlib, which this install lacks: pip install 'digitnet[viz]'"

@@ -42,7 +42,10 @@ def distort(images: np.ndarray, rng: np.random.Generator, config: AugmentConfig 
     # For each output pixel, the source pixel: inverse rotation/scale/shear about the centre, minus the shift.
     a, b = np.cos(angle) / scale, np.sin(angle) / scale
     rows, cols = np.mgrid[0:side, 0:side].astype(np.float32) - centre
-    col = lambda v: v.astype(np.float32)[:, None, None]  # noqa: E731 - per-image value broadcast over pixels
+
+    def col(v: np.ndarray) -> np.ndarray:  # a per-image value, broadcast over the pixels
+        return v.astype(np.float32)[:, None, None]
+
     source = np.empty((2, n, side, side), dtype=np.float32)
     source[0] = col(a) * rows + col(shear - b) * cols + centre - col(shift[:, 0])
     source[1] = col(b) * rows + col(a) * cols + centre - col(shift[:, 1])

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from digitnet.service.contract.card import ModelCard
-from digitnet.service.contract.constants import N_CLASSES
 from digitnet.service.contract.errors import ConfigurationError
 from digitnet.service.contract.model import Model
 from digitnet.service.contract.pixels import scale_uint8
+from digitnet.service.contract.results import confusion_matrix
 from digitnet.training.data import load_dataset
 
 #: What a runtime-only install lacks to rebuild a model's mnist5k validation split.
@@ -33,13 +33,6 @@ class Evaluation:
     images: int
     confusion_matrix: np.ndarray  # [10, 10] int: rows true digit, columns predicted
     data: str
-
-
-def confusion_matrix(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Count (true digit, predicted digit) pairs into a 10x10 matrix."""
-    matrix = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
-    np.add.at(matrix, (truth.astype(np.int64), predicted.astype(np.int64)), 1)
-    return matrix
 
 
 def validation_split(card: ModelCard) -> tuple[np.ndarray, np.ndarray]:

@@ -25,8 +25,8 @@ from digitnet.service.contract.card import (
     TrainingInfo,
     ValidationInfo,
 )
+from digitnet.service.contract.results import confusion_matrix
 from digitnet.training.data import load_dataset
-from digitnet.training.evaluate import confusion_matrix
 from digitnet.training.export import embed_card, to_onnx_model, verify_export, write_artifact
 from digitnet.training.train import EpochStats, TrainConfig, count_parameters, split_dataset, train
 

@@ -28,7 +28,7 @@ from typing import Protocol
 from digitnet.service.batch.rows import Format, Row, ScoredChunk, to_row
 from digitnet.service.contract.errors import DigitnetError
 from digitnet.service.contract.model import Model
-from digitnet.service.contract.results import ImageInput, Prediction
+from digitnet.service.contract.results import ImageInput, Outcome, Prediction, answer_in_place
 from digitnet.service.inference.classifier import Classifier
 from digitnet.service.inference.processes import ignore_interrupts, terminate_with_parent
 
@@ -44,7 +44,7 @@ def walk(roots: Sequence[Path]) -> Iterator[str | Row]:
             yield str(root)
             continue
         if not root.is_dir():
-            yield Row(str(root), "error", error=f"no such file or folder: {root}")
+            yield Row(str(root), Outcome.ERROR, error=f"no such file or folder: {root}")
             continue
         failures: list[OSError] = []  # os.walk reports a folder it cannot list here, and goes on
         for folder, subfolders, files in os.walk(root, onerror=failures.append):
@@ -59,7 +59,7 @@ def walk(roots: Sequence[Path]) -> Iterator[str | Row]:
 def _unlistable(failures: list[OSError]) -> Iterator[Row]:
     while failures:
         failure = failures.pop(0)
-        yield Row(str(failure.filename), "error", error=f"cannot list folder: {failure.strerror}")
+        yield Row(str(failure.filename), Outcome.ERROR, error=f"cannot list folder: {failure.strerror}")
 
 
 #: The name that stands for standard input (`digitnet predict -`).
@@ -81,14 +81,14 @@ def read_images(paths: Sequence[str]) -> list[bytes | DigitnetError]:
     return images
 
 
-#: Classify a list of inputs (or errors met reading them) in one go: Classifier.classify, or a
+#: Classify a list of inputs in one go, a prediction per input in its place: Classifier.classify, or a
 #: DigitClient's classify_batch for a remote server.
-ClassifyMany = Callable[[Sequence[ImageInput | DigitnetError], float], list[Prediction]]
+ClassifyMany = Callable[[Sequence[ImageInput], float], list[Prediction]]
 
 
 def score_paths(classify: ClassifyMany, paths: Sequence[str], min_confidence: float, labels_from_dirs: bool) -> list[Row]:
-    """Read a chunk of files and classify them in one call; return their rows."""
-    predictions = classify(read_images(paths), min_confidence)
+    """Read a chunk of files and classify those that could be read in one call; return every file's row, in order."""
+    predictions = answer_in_place(read_images(paths), lambda readable: classify(readable, min_confidence))
     return [to_row(path, prediction, labels_from_dirs) for path, prediction in zip(paths, predictions)]
 
 

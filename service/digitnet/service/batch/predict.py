@@ -14,6 +14,7 @@ from typing import TextIO
 
 from digitnet.service.batch.job import score_paths
 from digitnet.service.batch.rows import format_row
+from digitnet.service.contract.results import Outcome
 from digitnet.service.inference.classifier import Classifier
 
 #: Images per ClassifyBatch request: well under the server's default batch and message limits.
@@ -36,4 +37,4 @@ def predict_files(paths: Sequence[Path], server: str | None, model: Path | None,
         rows = score_paths(Classifier(Model.load(model, threads=1)).classify, names, min_confidence, False)
     for row in rows:
         out.write(format_row(row, "jsonl", labels_from_dirs=False))
-    return sum(row.status == "error" for row in rows)
+    return sum(row.status is Outcome.ERROR for row in rows)

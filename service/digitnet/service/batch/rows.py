@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO
 
+import numpy as np
+
 from digitnet.service.contract.constants import LABELS, PATH_ERRORS
 from digitnet.service.contract.errors import ConfigurationError, echo
 from digitnet.service.contract.results import Outcome, Prediction
 
-#: Status words in the output, by outcome.
-STATUS = {Outcome.DIGIT: "ok", Outcome.UNKNOWN: "unknown", Outcome.ERROR: "error"}
+#: What outputs written before the status words became the outcome words said for a digit (read by --resume).
+_LEGACY_DIGIT = "ok"
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Row:
     """One scored file, as written to the output."""
 
     path: str
-    status: str  # ok, unknown or error
+    status: Outcome  # written as its word: digit, unknown or error
     label: int | None = None
     confidence: float | None = None
     probabilities: tuple[float, ...] = ()
@@ -48,10 +50,10 @@ def to_row(path: str, prediction: Prediction, labels_from_dirs: bool) -> Row:
     """Turn a prediction into an output row."""
     truth = true_label_of(path) if labels_from_dirs else None
     if prediction.outcome is Outcome.ERROR:
-        return Row(path, "error", error=prediction.reason, true_label=truth)
+        return Row(path, Outcome.ERROR, error=prediction.reason, true_label=truth)
     return Row(
         path,
-        STATUS[prediction.outcome],
+        prediction.outcome,
         label=prediction.label,
         confidence=float(prediction.confidence) if prediction.probabilities.size else None,
         probabilities=tuple(prediction.probabilities.tolist()),
@@ -97,7 +99,7 @@ def format_rows(rows: Sequence[Row], fmt: Format, labels_from_dirs: bool) -> str
 
 
 def _record(row: Row, labels_from_dirs: bool) -> dict[str, object]:
-    record: dict[str, object] = {"path": row.path, "status": row.status, "label": row.label}
+    record: dict[str, object] = {"path": row.path, "status": row.status.value, "label": row.label}
     record["confidence"] = None if row.confidence is None else _round(row.confidence)
     record["probabilities"] = [_round(p) for p in row.probabilities]
     record["error"], record["reason"] = row.error, row.reason
@@ -109,7 +111,7 @@ def _record(row: Row, labels_from_dirs: bool) -> dict[str, object]:
 def _values(row: Row, labels_from_dirs: bool) -> list[str]:
     probabilities = [f"{p:.6g}" for p in row.probabilities] or _NO_PROBABILITIES
     confidence = "" if row.confidence is None else f"{row.confidence:.6g}"
-    values = [row.path, row.status, _blank(row.label), confidence, *probabilities, row.error, row.reason]
+    values = [row.path, row.status.value, _blank(row.label), confidence, *probabilities, row.error, row.reason]
     if labels_from_dirs:
         values.append(_blank(row.true_label))
     return values
@@ -118,8 +120,8 @@ def _values(row: Row, labels_from_dirs: bool) -> list[str]:
 _NO_PROBABILITIES = [""] * len(_PROBABILITY_COLUMNS)
 #: Stands for "no label" in a ScoredChunk's label bytes.
 NO_LABEL = 255
-#: A ScoredChunk's status codes, by status word.
-_STATUS_CODES = {"ok": b"o", "unknown": b"u", "error": b"e"}
+#: A ScoredChunk's status codes, by outcome.
+_STATUS_CODES = {Outcome.DIGIT: b"d", Outcome.UNKNOWN: b"u", Outcome.ERROR: b"e"}
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class ScoredChunk:
     worker process sends it back whole (pickling row objects cost more than formatting them)."""
 
     text: str  # whole rows, in order
-    statuses: bytes  # one per row: o(k), u(nknown), e(rror)
+    statuses: bytes  # one per row: d(igit), u(nknown), e(rror)
     labels: bytes  # one per row: the predicted digit, or NO_LABEL
     true_labels: bytes  # one per row: the digit named by its folder, or NO_LABEL
 
@@ -142,9 +144,13 @@ class ScoredChunk:
             bytes(NO_LABEL if row.true_label is None else row.true_label for row in rows),
         )
 
-    def count(self, status: str) -> int:
-        """How many rows have this status word."""
-        return self.statuses.count(_STATUS_CODES[status])
+    def count(self, outcome: Outcome) -> int:
+        """How many rows have this outcome."""
+        return self.statuses.count(_STATUS_CODES[outcome])
+
+    def answered(self) -> np.ndarray:
+        """Which rows got an answer (a digit or unknown), not an error: bool [rows]."""
+        return np.frombuffer(self.statuses, dtype=np.uint8) != _STATUS_CODES[Outcome.ERROR][0]
 
 
 def _round(value: float) -> float:
@@ -163,7 +169,7 @@ def parse_rows(path: Path, fmt: Format, labels_from_dirs: bool) -> Iterator[Row]
             for number, line in enumerate(handle, 1):
                 try:
                     record = json.loads(line)
-                    yield Row(record["path"], record["status"], record.get("label"), true_label=record.get("true_label"))
+                    yield Row(record["path"], _outcome(record["status"]), record.get("label"), true_label=record.get("true_label"))
                 except (ValueError, KeyError, TypeError) as err:
                     raise ConfigurationError(f"{path}:{number}: not a digitnet JSON Lines row ({err}); is --format right?") from err
             return
@@ -176,9 +182,13 @@ def parse_rows(path: Path, fmt: Format, labels_from_dirs: bool) -> Iterator[Row]
                 if len(values) != len(header):
                     raise ValueError(f"{len(values)} fields, expected {len(header)}")
                 record = dict(zip(header, values))
-                yield Row(record["path"], record["status"], _int(record["label"]), true_label=_int(record.get("true_label", "")))
+                yield Row(record["path"], _outcome(record["status"]), _int(record["label"]), true_label=_int(record.get("true_label", "")))
             except ValueError as err:
                 raise ConfigurationError(f"{path}:{reader.line_num}: not a digitnet CSV row ({err})") from err
+
+
+def _outcome(word: str) -> Outcome:
+    return Outcome.DIGIT if word == _LEGACY_DIGIT else Outcome(word)  # ValueError: not a status word
 
 
 def _int(text: str | None) -> int | None:

@@ -23,6 +23,7 @@ from digitnet.service.batch.job import EXIT_OK, EXIT_SOME_FAILED, Backend, Score
 from digitnet.service.batch.rows import NO_LABEL, Format, Row, RowWriter, ScoredChunk, drop_torn_row, parse_rows
 from digitnet.service.contract.constants import LABELS, N_CLASSES
 from digitnet.service.contract.errors import ConfigurationError
+from digitnet.service.contract.results import Outcome, confusion_matrix
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Summary:
     """Counts over every row of the output (earlier runs' rows too, when resuming)."""
 
     files: int = 0
-    ok: int = 0
+    digit: int = 0  # one count per outcome, named by its word
     unknown: int = 0
     error: int = 0
     scored_now: int = 0
@@ -55,21 +56,20 @@ class Summary:
     def add(self, row: Row) -> None:
         """Count one row; with a true label, add it to the confusion matrix (last column: unknown)."""
         self.files += 1
-        setattr(self, row.status, getattr(self, row.status) + 1)
-        if row.true_label is not None and row.status != "error":
+        setattr(self, row.status.value, getattr(self, row.status.value) + 1)
+        if row.true_label is not None and row.status is not Outcome.ERROR:
             self.confusion[row.true_label, N_CLASSES if row.label is None else row.label] += 1
 
     def add_chunk(self, chunk: ScoredChunk) -> None:
         """Count a chunk's rows, as add() does one by one."""
         self.files += len(chunk.statuses)
-        self.ok += chunk.count("ok")
-        self.unknown += chunk.count("unknown")
-        self.error += chunk.count("error")
+        for outcome in Outcome:
+            setattr(self, outcome.value, getattr(self, outcome.value) + chunk.count(outcome))
         truth = np.frombuffer(chunk.true_labels, dtype=np.uint8)
-        counted = (truth != NO_LABEL) & (np.frombuffer(chunk.statuses, dtype=np.uint8) != ord("e"))
+        counted = (truth != NO_LABEL) & chunk.answered()
         if counted.any():
             labels = np.frombuffer(chunk.labels, dtype=np.uint8)[counted].astype(np.intp)
-            np.add.at(self.confusion, (truth[counted], np.where(labels == NO_LABEL, N_CLASSES, labels)), 1)
+            self.confusion += confusion_matrix(truth[counted], np.where(labels == NO_LABEL, -1, labels), unknown_column=True)
 
     @property
     def exit_code(self) -> int:
@@ -82,7 +82,7 @@ class Summary:
         correct = int(np.trace(self.confusion[:, :N_CLASSES]))
         return {
             "files": self.files,
-            "ok": self.ok,
+            "digit": self.digit,
             "unknown": self.unknown,
             "error": self.error,
             "labelled": labelled,
@@ -95,7 +95,7 @@ class Summary:
         """The human summary printed at the end."""
         rate = self.scored_now / self.seconds if self.seconds else 0.0
         lines = [
-            f"{self.files} files: {self.ok} ok, {self.unknown} unknown, {self.error} error; "
+            f"{self.files} files: {self.digit} digit, {self.unknown} unknown, {self.error} error; "
             f"scored {self.scored_now} now in {self.seconds:.1f} s ({rate:,.0f} images/s)"
         ]
         report = self.report()

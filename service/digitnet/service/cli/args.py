@@ -40,7 +40,9 @@ def probability(text: str) -> float:
     return value
 
 
-def _command(commands: argparse._SubParsersAction, name: str, summary: str, description: str, example: str) -> argparse.ArgumentParser:
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, description: str, example: str
+) -> argparse.ArgumentParser:
     return commands.add_parser(
         name, help=summary, description=f"{description}\n\nexample:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -2,9 +2,9 @@
 
 Usage:
     from digitnet.service.client import DigitClient
+    from digitnet.service.client.settings import ClientSettings    # TLS, token, retries (DIGITNET_* variables)
 """
 
 from digitnet.service.client.digit_client import DigitClient
-from digitnet.service.client.settings import ClientSettings
 
-__all__ = ["ClientSettings", "DigitClient"]
+__all__ = ["DigitClient"]

@@ -16,7 +16,7 @@ import random
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 import numpy as np
@@ -25,7 +25,6 @@ from digitnet.service.api._generated import digitnet_pb2 as pb
 from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.api.names import SERVICE_NAME
 from digitnet.service.api.tls import read_pem
-from digitnet.service.client.settings import ClientSettings
 from digitnet.service.contract.constants import MESSAGE_OVERHEAD_BYTES, N_CLASSES, N_PIXELS
 from digitnet.service.contract.errors import (
     ConfigurationError,
@@ -41,6 +40,9 @@ from digitnet.service.contract.results import (
     Prediction,
 )
 
+if TYPE_CHECKING:
+    from digitnet.service.client.settings import ClientSettings
+
 Reply = TypeVar("Reply")
 #: The client's own message limit, both ways (the server's is usually lower: see ServerLimits).
 CLIENT_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -54,9 +56,9 @@ _OUTCOMES = {pb.OUTCOME_DIGIT: Outcome.DIGIT, pb.OUTCOME_UNKNOWN: Outcome.UNKNOW
 class RemoteError(DigitnetError):
     """The server answered an RPC with an error status."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status  # the server's status name (UNAVAILABLE, INVALID_ARGUMENT, ...)
 
 
 def connection_hint(details: str, tls: bool) -> str:
@@ -164,7 +166,7 @@ class DigitClient:
 
     def __init__(self, target: str | Sequence[str], timeout: float = 10.0, attempts: int = 4, settings: ClientSettings | None = None) -> None:
         self.timeout = timeout
-        settings = settings or ClientSettings()
+        settings = settings or _settings_from_environment()
         #: How long one call keeps retrying an unavailable server (DIGITNET_RETRY_SECONDS).
         self.retry_seconds = settings.retry_seconds
         self._limits: pb.ServerLimits | None = None
@@ -198,18 +200,17 @@ class DigitClient:
         request = pb.ClassifyRequest(image=encode_image(image), min_confidence=min_confidence)
         return decode_prediction(self._call(self._stub.Classify, request).prediction)
 
-    def classify_batch(self, images: Sequence[ImageInput | DigitnetError], min_confidence: float = 0.0) -> list[Prediction]:
-        """Classify many images, in as many requests as the server's limits need. Bad images, images too
-        big to send, and items that are already errors (an unreadable file, say) come back in place as
-        ERROR predictions."""
-        answers: list[Prediction | None] = [Prediction.failed(i) if isinstance(i, DigitnetError) else None for i in images]
+    def classify_batch(self, images: Sequence[ImageInput], min_confidence: float = 0.0) -> list[Prediction]:
+        """Classify many images, in as many requests as the server's limits need. Bad images and images too
+        big to send come back in place as ERROR predictions."""
+        answers: list[Prediction | None] = [None] * len(images)
         for positions, request in self._batch_requests(images, answers, min_confidence):
             for position, message in zip(positions, self._call(self._stub.ClassifyBatch, request).predictions):
                 answers[position] = decode_prediction(message)
         return answers  # type: ignore[return-value]  # every None was answered
 
     def _batch_requests(
-        self, images: Sequence[ImageInput | DigitnetError], answers: list[Prediction | None], min_confidence: float
+        self, images: Sequence[ImageInput], answers: list[Prediction | None], min_confidence: float
     ) -> Iterator[tuple[list[int], pb.ClassifyBatchRequest]]:
         """Group the images still unanswered into requests under the server's message and count limits."""
         limits = self.server_limits()
@@ -220,7 +221,7 @@ class DigitClient:
         for position, image in enumerate(images):
             if answers[position] is not None:
                 continue
-            message = encode_image(image)  # type: ignore[arg-type]  # errors are answered already
+            message = encode_image(image)
             cost = message.ByteSize() + _IMAGE_OVERHEAD_BYTES
             if cost > budget:
                 size = len(image) if isinstance(image, bytes) else message.ByteSize()
@@ -270,8 +271,8 @@ class DigitClient:
         """Classify one image and return what the network saw."""
         request = pb.ClassifyRequest(image=encode_image(image), min_confidence=min_confidence)
         reply = self._call(self._stub.Explain, request)
-        as_array = lambda values: np.array(values, dtype=np.float32)  # noqa: E731
-        return Explanation(decode_prediction(reply.prediction), as_array(reply.input), as_array(reply.hidden1), as_array(reply.hidden2))
+        layers = (np.array(values, dtype=np.float32) for values in (reply.input, reply.hidden1, reply.hidden2))
+        return Explanation(decode_prediction(reply.prediction), *layers)
 
     def model_info(self, include_model: bool = False) -> pb.ModelInfo:
         """Describe the served model; with include_model, also fetch the ONNX file itself."""
@@ -304,6 +305,13 @@ class DigitClient:
         self.close()
 
 
+def _settings_from_environment() -> ClientSettings:
+    # pydantic-settings is most of the client's import time: it loads when settings are first read, not at import.
+    from digitnet.service.client.settings import ClientSettings
+
+    return ClientSettings()
+
+
 def _channel_credentials(settings: ClientSettings) -> grpc.ChannelCredentials | None:
     if settings.tls_ca is None:
         if settings.tls_client_cert or settings.tls_client_key:
@@ -317,7 +325,7 @@ def health_status(address: str, service: str = "", timeout: float = 2.0, setting
     """Ask a server's grpc.health.v1 service; return SERVING, NOT_SERVING, ... or UNREACHABLE, and what grpc said."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    credentials = _channel_credentials(settings or ClientSettings())
+    credentials = _channel_credentials(settings or _settings_from_environment())
     channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
     with channel:
         try:

@@ -3,7 +3,7 @@
 import os
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 #: Side of an MNIST image in pixels; images are IMAGE_SIDE x IMAGE_SIDE.
 IMAGE_SIDE: Final = 28
@@ -37,7 +37,11 @@ MESSAGE_OVERHEAD_BYTES: Final = 64 * 1024
 CARD_METADATA_KEY: Final = "digitnet.card"
 #: Where the model runs: onnxruntime's CUDA execution provider if present ("auto"), or a fixed choice.
 Provider = Literal["auto", "cpu", "cuda"]
-PROVIDERS: Final[tuple[Provider, ...]] = ("auto", "cpu", "cuda")
+PROVIDERS: Final[tuple[Provider, ...]] = get_args(Provider)
+#: The name and version the served model answers to (the Open Inference Protocol's model_name and
+#: model_version, and the digitnet_model metric): one model per server, replaced in place by a reload.
+MODEL_NAME: Final = "digitnet"
+MODEL_VERSION: Final = "1"
 
 assert N_PARAMETERS == 13_002
 

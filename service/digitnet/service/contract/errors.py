@@ -1,9 +1,27 @@
-"""One error hierarchy for everything a user can get wrong; transports map it to their status codes."""
+"""One error hierarchy for everything a user can get wrong, each class with its status: the one table.
+
+Each class names its status `code` as google.rpc.Code does (gRPC's status codes, which HTTP APIs map to
+their own); a transport turns the name into its status and never keeps a table of its own.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from typing import ClassVar, Literal
+
+#: The google.rpc.Code names digitnet answers with.
+StatusName = Literal[
+    "INVALID_ARGUMENT",
+    "RESOURCE_EXHAUSTED",
+    "NOT_FOUND",
+    "UNAVAILABLE",
+    "UNAUTHENTICATED",
+    "DEADLINE_EXCEEDED",
+    "CANCELLED",
+    "FAILED_PRECONDITION",
+    "INTERNAL",
+]
 
 log = logging.getLogger("digitnet.errors")
 
@@ -26,6 +44,9 @@ def echo(value: object) -> str:
 class DigitnetError(Exception):
     """Base of every error digitnet raises on purpose; its message is meant for the user (and bounded in size)."""
 
+    #: The status a transport answers with (subclasses override it); a bare DigitnetError is a bug.
+    code: ClassVar[StatusName] = "INTERNAL"
+
     def __init__(self, message: str = "") -> None:
         super().__init__(clip(message))
 
@@ -33,9 +54,13 @@ class DigitnetError(Exception):
 class DatasetError(DigitnetError):
     """A dataset file is missing, truncated, or not in the format it claims."""
 
+    code: ClassVar[StatusName] = "FAILED_PRECONDITION"
+
 
 class ModelError(DigitnetError):
     """A model artifact or its card is missing, unreadable or inconsistent, or the model fails to run."""
+
+    code: ClassVar[StatusName] = "FAILED_PRECONDITION"
 
 
 class ExportVerificationError(ModelError):
@@ -45,17 +70,25 @@ class ExportVerificationError(ModelError):
 class ConfigurationError(DigitnetError):
     """A setting or command-line option cannot be honoured (e.g. CUDA asked for but absent)."""
 
+    code: ClassVar[StatusName] = "FAILED_PRECONDITION"
+
 
 class InvalidInput(DigitnetError):
     """A request's input cannot be turned into a 28x28 MNIST image (bad bytes, shape, dtype or values)."""
+
+    code: ClassVar[StatusName] = "INVALID_ARGUMENT"
 
 
 class NotFound(DigitnetError):
     """A request names a model or version this server does not serve."""
 
+    code: ClassVar[StatusName] = "NOT_FOUND"
+
 
 class LimitExceeded(DigitnetError):
     """A request is over a configured limit (message size, encoded bytes, pixels, side, aspect, batch size)."""
+
+    code: ClassVar[StatusName] = "RESOURCE_EXHAUSTED"
 
 
 class TimeLimitExceeded(LimitExceeded):
@@ -65,21 +98,31 @@ class TimeLimitExceeded(LimitExceeded):
 class Unavailable(DigitnetError):
     """The server cannot take the request now (draining, or too many calls in flight); retrying later may succeed."""
 
+    code: ClassVar[StatusName] = "UNAVAILABLE"
+
 
 class Unauthenticated(DigitnetError):
     """The call lacks the bearer token the server requires."""
+
+    code: ClassVar[StatusName] = "UNAUTHENTICATED"
 
 
 class DeadlineExceeded(DigitnetError):
     """The caller's deadline passed before the work finished; the rest of the work was dropped."""
 
+    code: ClassVar[StatusName] = "DEADLINE_EXCEEDED"
+
 
 class Cancelled(DigitnetError):
     """The caller went away (cancelled or disconnected); the rest of the work was dropped."""
 
+    code: ClassVar[StatusName] = "CANCELLED"
+
 
 class InternalError(DigitnetError):
     """A bug, not the user's fault: logged with its traceback under an incident id that the message quotes."""
+
+    code: ClassVar[StatusName] = "INTERNAL"
 
     @classmethod
     def logged(cls, error: BaseException, where: str) -> InternalError:

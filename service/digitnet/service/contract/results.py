@@ -6,11 +6,13 @@ model runtime or the image decoders.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
 
+from digitnet.service.contract.constants import N_CLASSES
 from digitnet.service.contract.errors import DigitnetError
 
 #: An input image: encoded bytes (PNG, JPEG, ...), or MNIST-form pixels as uint8 or float32 [784].
@@ -65,6 +67,15 @@ class PackedPredictions:
         """DIGIT or UNKNOWN for each image."""
         return [Outcome.UNKNOWN if label < 0 else Outcome.DIGIT for label in self.labels.tolist()]
 
+    def predictions(self) -> list[Prediction]:
+        """The same answers as one Prediction per image."""
+        labels, confidences = self.labels.tolist(), self.confidences.tolist()
+        reasons = self.reasons() if min(labels, default=0) < 0 else [""] * len(labels)  # few calls answer UNKNOWN
+        return [
+            Prediction(Outcome.DIGIT, label, confidence, row) if label >= 0 else Prediction(Outcome.UNKNOWN, None, confidence, row, reason)
+            for label, confidence, row, reason in zip(labels, confidences, self.probabilities, reasons)
+        ]
+
     def reasons(self) -> list[str]:
         """Why each UNKNOWN image has no digit ("" for digits), in the words of Prediction.reason."""
         best = self.probabilities.argmax(axis=1).tolist()
@@ -75,6 +86,23 @@ class PackedPredictions:
 
 
 BLANK_REASON = "blank image: no ink found"
+
+
+def answer_in_place(items: Sequence[ImageInput | DigitnetError], answer: Callable[[list[ImageInput]], list[Prediction]]) -> list[Prediction]:
+    """Answer the items that are not errors in one call; each error (met reading or decoding an input)
+    becomes its ERROR prediction, in its place."""
+    good = [item for item in items if not isinstance(item, DigitnetError)]
+    answers = iter(answer(good) if good else [])
+    return [Prediction.failed(item) if isinstance(item, DigitnetError) else next(answers) for item in items]
+
+
+def confusion_matrix(truth: np.ndarray, answers: np.ndarray, unknown_column: bool = False) -> np.ndarray:
+    """Count (true digit, answer) pairs: rows are true digits, columns answers; with `unknown_column` an
+    eleventh column counts the images answered UNKNOWN (answer -1), which otherwise must not occur."""
+    matrix = np.zeros((N_CLASSES, N_CLASSES + unknown_column), dtype=np.int64)
+    columns = np.where(answers < 0, N_CLASSES, answers) if unknown_column else answers
+    np.add.at(matrix, (truth.astype(np.intp), columns.astype(np.intp)), 1)
+    return matrix
 
 
 def low_confidence_reason(confidence: float, min_confidence: float, best_guess: int) -> str:

@@ -16,9 +16,11 @@ from socketserver import ThreadingMixIn
 from typing import Any, Literal
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram, Info, make_wsgi_app
 from pythonjsonlogger.json import JsonFormatter
 
+from digitnet.service.contract.results import Outcome, PackedPredictions
 from digitnet.service.inference.statistics import STATISTICS
 
 LogFormat = Literal["text", "json"]
@@ -36,6 +38,9 @@ IMAGES = Counter("digitnet_images_total", "Images answered, by outcome (digit, u
 ERRORS = Counter("digitnet_errors_total", "Errors answered, by kind (the error class).", ["kind"])
 MODEL = Info("digitnet_model", "The model being served and where it runs.")
 RELOADS = Counter("digitnet_model_reloads_total", "Model reload attempts, by result (ok, failed).", ["result"])
+
+#: The images counter's children, looked up once rather than per image.
+IMAGE_COUNTERS = {outcome: IMAGES.labels(outcome.value) for outcome in Outcome}
 
 # The inference core counts its model runs without knowing Prometheus; a served process feeds the histogram
 # from those counts, like the metrics above registered at import.
@@ -60,6 +65,13 @@ def metrics_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
 
 
 _PROMETHEUS_APP = make_wsgi_app()
+
+
+def count_answers(answers: PackedPredictions) -> None:
+    """Count a fast path's answers by outcome, as each Prediction of the per-image path is counted."""
+    unknown = int(np.count_nonzero(answers.labels < 0))
+    IMAGE_COUNTERS[Outcome.DIGIT].inc(len(answers.labels) - unknown)
+    IMAGE_COUNTERS[Outcome.UNKNOWN].inc(unknown)
 
 
 def start_metrics(port: int, host: str) -> None:

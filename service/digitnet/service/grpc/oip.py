@@ -24,6 +24,8 @@ from digitnet.service.api._generated import oip_pb2 as pb
 from digitnet.service.contract.constants import (
     IMAGE_SIDE,
     INPUT_NAME,
+    MODEL_NAME,
+    MODEL_VERSION,
     N_PIXELS,
     OUTPUT_HIDDEN,
     OUTPUT_LABEL,
@@ -41,11 +43,9 @@ from digitnet.service.contract.errors import (
 from digitnet.service.contract.model import ModelOutput
 from digitnet.service.contract.pixels import check_float_pixels, scale_uint8
 from digitnet.service.contract.results import PackedPredictions
-from digitnet.service.grpc.observability import ERRORS, IMAGES
+from digitnet.service.grpc.observability import ERRORS, count_answers
 from digitnet.service.grpc.oip_catalog import (
     DEFAULT_OUTPUTS,
-    MODEL_NAME,
-    MODEL_VERSION,
     OUTPUT_OUTCOME,
     OUTPUT_REASON,
     OUTPUTS,
@@ -257,24 +257,23 @@ class OipServicer:
         if self.batcher is None:
             return self._infer_now(request)
         pixels, raw, names, min_confidence = self._decode(request)
-        return self._answer(request, pixels, await self.batcher.run(pixels), names, raw, min_confidence)
+        output = await self.batcher.run(pixels)  # the classifier's forward, merged with concurrent requests'
+        return self._encode(request, output, decide_packed(pixels, output.probabilities, min_confidence), names, raw)
 
     def _infer_now(self, request: pb.ModelInferRequest, deadline: Deadline = NO_DEADLINE) -> pb.ModelInferResponse:
         pixels, raw, names, min_confidence = self._decode(request)
         deadline.check()
-        return self._answer(request, pixels, self.classifier.forward(pixels), names, raw, min_confidence)
+        output, answers = self.classifier.classify_pixels(pixels, min_confidence)  # as digitnet.v1's packed path
+        return self._encode(request, output, answers, names, raw)
 
     def _decode(self, request: pb.ModelInferRequest) -> tuple[np.ndarray, bool, list[str], float]:
         pixels, raw = decode_pixels(request, self.classifier.check_count)
         return pixels, raw, requested_outputs(request), min_confidence_of(request)
 
-    def _answer(
-        self, request: pb.ModelInferRequest, pixels: np.ndarray, output: ModelOutput, names: list[str], raw: bool, min_confidence: float
+    def _encode(
+        self, request: pb.ModelInferRequest, output: ModelOutput, answers: PackedPredictions, names: list[str], raw: bool
     ) -> pb.ModelInferResponse:
-        answers = decide_packed(pixels, output.probabilities, min_confidence)  # the same abstain rule as digitnet.v1
-        unknown = int(np.count_nonzero(answers.labels < 0))
-        IMAGES.labels("digit").inc(len(answers.labels) - unknown)
-        IMAGES.labels("unknown").inc(unknown)
+        count_answers(answers)
         return encode_response(request, output, answers, names, raw)
 
 

@@ -12,12 +12,19 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
 
 from digitnet.service.api._generated import oip_pb2 as pb
-from digitnet.service.contract.constants import INPUT_NAME, N_CLASSES, N_PIXELS, OUTPUT_HIDDEN, OUTPUT_LABEL, OUTPUT_PROBABILITIES
-from digitnet.service.inference.statistics import Snapshot
+from digitnet.service.contract.constants import (
+    INPUT_NAME,
+    MODEL_NAME,
+    MODEL_VERSION,
+    N_CLASSES,
+    N_PIXELS,
+    OUTPUT_HIDDEN,
+    OUTPUT_LABEL,
+    OUTPUT_PROBABILITIES,
+)
+from digitnet.service.inference.statistics import Duration, Snapshot
 
-MODEL_NAME = "digitnet"
-MODEL_VERSION = "1"
-#: The protocol's package as clients call it (the Python code is generated under another: see service/protos.py).
+#: The protocol's package as clients call it (the Python code is generated under another: see tools/protos.py).
 OIP_PACKAGE = "inference"
 OUTPUT_OUTCOME, OUTPUT_REASON = "outcome", "reason"
 
@@ -79,7 +86,10 @@ def model_config(max_batch_size: int, batch_size: int | None, batch_delay_ms: fl
 
 def model_statistics(now: Snapshot) -> pb.ModelStatisticsResponse:
     """ModelStatistics of the one model."""
-    duration = lambda d: pb.StatisticDuration(count=d.count, ns=d.ns)  # noqa: E731
+
+    def duration(d: Duration) -> pb.StatisticDuration:
+        return pb.StatisticDuration(count=d.count, ns=d.ns)
+
     stats = pb.ModelStatistics(
         name=MODEL_NAME,
         version=MODEL_VERSION,

@@ -9,6 +9,7 @@ import asyncio
 import logging
 
 from digitnet.service.contract.card import card_path_for
+from digitnet.service.contract.constants import MODEL_VERSION
 from digitnet.service.contract.errors import DigitnetError, InternalError
 from digitnet.service.contract.model import Model
 from digitnet.service.grpc.observability import RELOADS, describe_model
@@ -28,7 +29,7 @@ def load_model(settings: ServerSettings) -> Model:
 def publish(model: Model) -> None:
     """Describe the served model in the digitnet_model info metric."""
     card = model.card
-    describe_model(card.name if card else "", model.sha256, model.provider, card.architecture.activation if card else "", "1")
+    describe_model(card.name if card else "", model.sha256, model.provider, card.architecture.activation if card else "", MODEL_VERSION)
 
 
 class ModelReloader:

@@ -25,39 +25,19 @@ from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.contract.constants import N_PIXELS
 from digitnet.service.contract.errors import (
     Cancelled,
-    ConfigurationError,
     DeadlineExceeded,
     DigitnetError,
     InternalError,
     InvalidInput,
-    LimitExceeded,
-    ModelError,
-    NotFound,
-    Unauthenticated,
-    Unavailable,
 )
-from digitnet.service.contract.results import ImageInput, Outcome, PackedPredictions, Prediction
-from digitnet.service.grpc.observability import ERRORS, IMAGES
+from digitnet.service.contract.results import ImageInput, Outcome, PackedPredictions, Prediction, answer_in_place
+from digitnet.service.grpc.observability import ERRORS, IMAGE_COUNTERS, count_answers
 from digitnet.service.inference.classifier import Classifier, Deadline
 from digitnet.service.inference.image_header import sniff
 
 log = logging.getLogger(__name__)
 
-#: The one table from digitnet errors to gRPC status codes (the most specific class wins).
-STATUS_CODES: dict[type[DigitnetError], grpc.StatusCode] = {
-    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
-    LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    Unavailable: grpc.StatusCode.UNAVAILABLE,
-    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
-    Cancelled: grpc.StatusCode.CANCELLED,
-    ModelError: grpc.StatusCode.FAILED_PRECONDITION,
-    ConfigurationError: grpc.StatusCode.FAILED_PRECONDITION,
-    InternalError: grpc.StatusCode.INTERNAL,
-}
 _OUTCOMES = {Outcome.DIGIT: pb.OUTCOME_DIGIT, Outcome.UNKNOWN: pb.OUTCOME_UNKNOWN, Outcome.ERROR: pb.OUTCOME_ERROR}
-_IMAGE_COUNTERS = {outcome: IMAGES.labels(outcome.value) for outcome in Outcome}  # looked up once, not per image
 
 #: OIP requests of at most this many MNIST-form images are answered on the event loop (~40 us + ~50 us per
 #: image of typed values); larger ones go to the thread pool. digitnet.v1 answers one MNIST-form image
@@ -76,11 +56,8 @@ Response = TypeVar("Response")
 
 
 def status_for(error: DigitnetError) -> grpc.StatusCode:
-    """Return the gRPC status code for a digitnet error."""
-    for cls in type(error).__mro__:
-        if cls in STATUS_CODES:
-            return STATUS_CODES[cls]
-    return grpc.StatusCode.INTERNAL
+    """The gRPC status of a digitnet error: the one its class declares (contract/errors.py)."""
+    return grpc.StatusCode[error.code]
 
 
 def decode_image(image: pb.Image) -> ImageInput | None:
@@ -116,7 +93,7 @@ async def offload(executor: Executor, deadline: Deadline, function: Callable[...
 
 def encode_prediction(prediction: Prediction) -> pb.Prediction:
     """Turn a core Prediction into its proto (and count it)."""
-    _IMAGE_COUNTERS[prediction.outcome].inc()
+    IMAGE_COUNTERS[prediction.outcome].inc()
     if prediction.error is not None:
         ERRORS.labels(type(prediction.error).__name__).inc()
     message = pb.Prediction(
@@ -134,9 +111,7 @@ def encode_prediction(prediction: Prediction) -> pb.Prediction:
 
 def encode_packed(packed: PackedPredictions) -> pb.PackedPredictions:
     """Turn the fast path's arrays into their proto."""
-    unknown = int(np.count_nonzero(packed.labels < 0))
-    IMAGES.labels("digit").inc(len(packed.labels) - unknown)
-    IMAGES.labels("unknown").inc(unknown)
+    count_answers(packed)
     message = pb.PackedPredictions(labels=packed.labels.tolist())
     # Setting 10,000 floats through protobuf's Python API costs ~0.3 ms a batch. A packed repeated float
     # is on the wire exactly a little-endian float32 array, so hand protobuf those bytes to parse (in C).
@@ -221,7 +196,7 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
 
     def _classify_batch(self, request: pb.ClassifyBatchRequest, deadline: Deadline) -> pb.ClassifyBatchResponse:
         images = [_decode_or_error(image) for image in request.images]
-        predictions = self.classifier.classify(images, request.min_confidence, deadline)
+        predictions = answer_in_place(images, lambda decoded: self.classifier.classify(decoded, request.min_confidence, deadline))
         return pb.ClassifyBatchResponse(predictions=[encode_prediction(p) for p in predictions])
 
     async def ClassifyStream(

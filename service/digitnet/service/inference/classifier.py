@@ -10,7 +10,6 @@ Usage:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -38,7 +37,6 @@ from digitnet.service.contract.results import (
     Outcome,
     PackedPredictions,
     Prediction,
-    low_confidence_reason,
 )
 from digitnet.service.inference.preprocess import (
     decode,
@@ -52,17 +50,22 @@ from digitnet.service.inference.statistics import STATISTICS
 _T = TypeVar("_T")
 
 
-def decide_packed(pixels: np.ndarray, probabilities: np.ndarray, min_confidence: float) -> PackedPredictions:
-    """The abstain rule for N images at once: no digit for a blank image (all pixels 0) or a top probability
-    under min_confidence; a model answer that is not finite is refused (never a guess)."""
-    if not np.all(np.isfinite(probabilities)):
-        raise ModelError("the model answered NaN or infinite probabilities")
-    blank: np.ndarray = ~np.any(pixels, axis=1)
-    probabilities = np.where(blank[:, None], np.float32(0.0), probabilities)
-    labels = probabilities.argmax(axis=1).astype(np.int32)
+def _abstain(blank: np.ndarray, probabilities: np.ndarray, min_confidence: float) -> PackedPredictions:
+    """The one abstain rule: no digit for a blank image, or for a top probability under min_confidence."""
+    if blank.any():
+        probabilities = np.where(blank[:, None], np.float32(0.0), probabilities)
+    labels = probabilities.argmax(axis=1).astype(np.int32)  # the first of equal maxima
     confidences = probabilities.max(axis=1, initial=0.0)
     labels[blank | (confidences < min_confidence)] = -1
     return PackedPredictions(labels, confidences, probabilities, min_confidence)
+
+
+def decide_packed(pixels: np.ndarray, probabilities: np.ndarray, min_confidence: float) -> PackedPredictions:
+    """The abstain rule for N images at once (blank: all pixels 0); a model answer that is not finite is
+    refused (never a guess)."""
+    if not np.all(np.isfinite(probabilities)):
+        raise ModelError("the model answered NaN or infinite probabilities")
+    return _abstain(~np.any(pixels, axis=1), probabilities, min_confidence)
 
 
 class Deadline:
@@ -127,21 +130,14 @@ def decide(probabilities: np.ndarray, min_confidence: float) -> Prediction:
 
 
 def decide_rows(probabilities: np.ndarray, min_confidence: float) -> list[Prediction]:
-    """decide() for each row of [N, 10] probabilities."""
-    predictions = []
-    # Ten Python floats per row: cheaper than numpy's per-call cost for the requests that matter (a few images).
-    for row, values in zip(probabilities, probabilities.tolist()):
-        if not all(map(math.isfinite, values)):  # never a guess from a model that overflowed (warm-up refuses most)
-            predictions.append(Prediction.failed(ModelError("the model answered NaN or infinite probabilities for this image")))
-            continue
-        confidence = max(values)
-        label = values.index(confidence)  # the first of equal maxima, as argmax
-        if confidence < min_confidence:
-            reason = low_confidence_reason(confidence, min_confidence, label)
-            predictions.append(Prediction(Outcome.UNKNOWN, None, confidence, row, reason))
-        else:
-            predictions.append(Prediction(Outcome.DIGIT, label, confidence, row))
-    return predictions
+    """The abstain rule as one Prediction per row of [N, 10] probabilities (of images not blank); a row that
+    is not finite fails alone (never a guess from a model that overflowed: warm-up refuses most)."""
+    finite = np.isfinite(probabilities).all(axis=1)
+    answers = _abstain(~finite, probabilities, min_confidence).predictions()
+    if finite.all():
+        return answers
+    failed = Prediction.failed(ModelError("the model answered NaN or infinite probabilities for this image"))
+    return [answer if ok else failed for answer, ok in zip(answers, finite.tolist())]
 
 
 def check_min_confidence(value: float) -> float:
@@ -172,20 +168,16 @@ class Classifier:
         self.limits = limits
         self.max_request_images = max_request_images
 
-    def classify(
-        self, images: Sequence[ImageInput | DigitnetError], min_confidence: float = 0.0, deadline: Deadline = NO_DEADLINE
-    ) -> list[Prediction]:
-        """Classify images in one model call; a bad image (or an error already met reading it) becomes an
-        ERROR prediction in its place, and the others are still answered."""
+    def classify(self, images: Sequence[ImageInput], min_confidence: float = 0.0, deadline: Deadline = NO_DEADLINE) -> list[Prediction]:
+        """Classify images in one model call; a bad image becomes an ERROR prediction in its place, and the
+        others are still answered."""
         check_min_confidence(min_confidence)
         self.check_count(len(images))
         pixels: list[np.ndarray | None | DigitnetError] = []
         decoded: dict[int, np.ndarray] = {}  # by position: encoded images, decoded but not yet normalised
         for position, image in enumerate(images):
             deadline.check()
-            if isinstance(image, DigitnetError):
-                pixels.append(image)
-            elif isinstance(image, bytes | bytearray | memoryview):
+            if isinstance(image, bytes | bytearray | memoryview):
                 grey = _isolated(decode, bytes(image), self.limits)
                 pixels.append(grey if isinstance(grey, DigitnetError) else None)
                 if isinstance(grey, np.ndarray):
@@ -227,7 +219,15 @@ class Classifier:
         count = len(pixels) // N_PIXELS
         self.check_count(count)
         images = np.frombuffer(pixels, dtype=np.uint8).reshape(count, N_PIXELS)
-        return decide_packed(images, self.forward(scale_uint8(images)).probabilities, min_confidence)
+        return self.classify_pixels(scale_uint8(images), min_confidence)[1]
+
+    def classify_pixels(self, pixels: np.ndarray, min_confidence: float = 0.0) -> tuple[ModelOutput, PackedPredictions]:
+        """Classify N MNIST-form images given as float32 [N, 784] in [0, 1] (checked by the caller, e.g.
+        contract.pixels.check_float_pixels): the model's whole output, and the answers by the abstain rule."""
+        check_min_confidence(min_confidence)
+        self.check_count(len(pixels))
+        output = self.forward(pixels)
+        return output, decide_packed(pixels, output.probabilities, min_confidence)
 
     def explain(self, image: ImageInput, min_confidence: float = 0.0, deadline: Deadline = NO_DEADLINE) -> Explanation:
         """Classify one image and return the network's view of it."""

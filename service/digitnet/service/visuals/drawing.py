@@ -12,13 +12,19 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
+from digitnet.service.contract.errors import ConfigurationError
+
+try:
+    import matplotlib
+except ModuleNotFoundError as err:  # the pictures are an extra: say so in one line wherever they are asked for
+    raise ConfigurationError("drawing needs matplotlib, which this install lacks: pip install 'digitnet[viz]'") from err
 
 matplotlib.use("Agg")  # headless: no display is ever needed
 
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Circle, Rectangle  # noqa: E402
 
 from digitnet.service.contract.constants import IMAGE_SIDE, LABELS  # noqa: E402
 from digitnet.service.visuals.network import Network, Trace  # noqa: E402
@@ -68,7 +74,7 @@ def draw_network(network: Network, trace: Trace, title: str = "") -> Figure:
     axes.imshow(
         trace.input.reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0, vmax=1, extent=(0, _IMAGE_SIZE, bottom, bottom + _IMAGE_SIZE), zorder=1
     )
-    axes.add_patch(plt.Rectangle((0, bottom), _IMAGE_SIZE, _IMAGE_SIZE, fill=False, edgecolor="0.5", lw=0.8))
+    axes.add_patch(Rectangle((0, bottom), _IMAGE_SIZE, _IMAGE_SIZE, fill=False, edgecolor="0.5", lw=0.8))
     axes.text(
         _IMAGE_SIZE / 2, bottom - 0.35, "input: 28 x 28 = 784 pixels\n(as the network saw it)", ha="center", va="top", fontsize=9, color="white"
     )
@@ -102,10 +108,10 @@ def draw_network(network: Network, trace: Trace, title: str = "") -> Figure:
         for i, (yy, value) in enumerate(zip(y, shade)):
             is_winner = layer == 2 and i == winner
             axes.add_patch(
-                plt.Circle(
+                Circle(
                     (x, yy),
                     0.22,
-                    facecolor=str(0.03 + 0.97 * value / top),
+                    facecolor=str(0.03 + 0.97 * min(float(value) / top, 1.0)),  # float32 probabilities can exceed 1 by an ulp
                     zorder=3,
                     edgecolor=_WINNER if is_winner else "0.6",
                     lw=3 if is_winner else 0.8,

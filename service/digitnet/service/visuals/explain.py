@@ -1,7 +1,7 @@
 """`digitnet explain` and `digitnet weights`: draw one image's trip through the network, or the weights.
 
-Locally or through a server's Explain RPC the picture is the same: both draw the server's (or the
-local model's) preprocessed input through the same weights, fetched from the server when remote.
+Locally or through a server's Explain RPC the picture is the same: both draw the input and activations
+the model returned, through the same weights, fetched from the server when remote.
 
 Usage:
     explain_to_file(Path("seven.png"), Path("picture.png"), model=Path("models/default.onnx"))
@@ -16,7 +16,7 @@ from digitnet.service.contract.model import Model
 from digitnet.service.contract.results import Explanation, Outcome
 from digitnet.service.inference.classifier import Classifier
 from digitnet.service.visuals.drawing import draw_network, draw_weights, save
-from digitnet.service.visuals.network import Network
+from digitnet.service.visuals.network import Network, Trace
 
 
 def explain_image(image: bytes, model: Path | None = None, server: str | None = None, min_confidence: float = 0.0) -> tuple[Network, Explanation]:
@@ -48,7 +48,7 @@ def explain_to_file(image_path: Path, out: Path, model: Path | None = None, serv
     except OSError as err:
         raise DigitnetError(f"cannot read {image_path}: {err.strerror}") from err
     network, explanation = explain_image(image, model, server, min_confidence)
-    save(draw_network(network, network.forward(explanation.input), headline(explanation)), out)
+    save(draw_network(network, Trace.of(explanation), headline(explanation)), out)
     return explanation
 
 

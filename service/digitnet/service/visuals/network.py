@@ -1,11 +1,13 @@
-"""The network's weights read back from an ONNX artifact, and a plain numpy forward pass over them.
+"""The network's weights read back from an ONNX artifact, and one image's activations as the model returned them.
 
 This is the "see inside" view: 784 pixels -> 16 -> 16 -> 10, each neuron a weighted sum of the layer
-before plus a bias, squished by ReLU or sigmoid; softmax turns the last layer into probabilities.
+before plus a bias, squished by ReLU or sigmoid; softmax turns the last layer into probabilities. The
+activations are the model's own (onnxruntime's, shipped by the Explain RPC), never recomputed here: the
+weights only say how much each connection contributed.
 
 Usage:
     net = Network.from_onnx(Path("models/default.onnx"))
-    trace = net.forward(pixels)          # pixels: float32 [784] in [0, 1]
+    trace = Trace.of(classifier.explain(image))
     trace.hidden[0], trace.probabilities, net.contributions(trace, layer=1)
 """
 
@@ -18,8 +20,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from digitnet.service.contract.constants import LAYER_SIZES
+from digitnet.service.contract.constants import LAYER_SIZES, N_CLASSES
 from digitnet.service.contract.errors import ModelError
+from digitnet.service.contract.results import Explanation
 
 _SQUASH = {"Relu": "relu", "Sigmoid": "logistic"}
 
@@ -30,8 +33,13 @@ class Trace:
 
     input: np.ndarray  # [784]
     hidden: tuple[np.ndarray, np.ndarray]  # [16], [16] after the activation
-    logits: np.ndarray  # [10] before softmax
-    probabilities: np.ndarray  # [10]
+    probabilities: np.ndarray  # [10]: all 0 when the model gave no answer (a blank image)
+
+    @classmethod
+    def of(cls, explanation: Explanation) -> Trace:
+        """The layers of an explanation: the input the model saw and the activations it returned."""
+        probabilities = explanation.prediction.probabilities
+        return cls(explanation.input, (explanation.hidden1, explanation.hidden2), probabilities if probabilities.size else np.zeros(N_CLASSES))
 
     @property
     def layers(self) -> list[np.ndarray]:
@@ -77,15 +85,6 @@ class Network:
     def squash(self, z: np.ndarray) -> np.ndarray:
         """Apply the hidden-layer activation."""
         return np.maximum(z, 0.0) if self.activation == "relu" else 1.0 / (1.0 + np.exp(-z))
-
-    def forward(self, pixels: np.ndarray) -> Trace:
-        """Run one image [784] through the layers in float64 numpy."""
-        x = pixels.astype(np.float64)
-        h1 = self.squash(x @ self.weights[0] + self.biases[0])
-        h2 = self.squash(h1 @ self.weights[1] + self.biases[1])
-        logits = h2 @ self.weights[2] + self.biases[2]
-        exp = np.exp(logits - logits.max())
-        return Trace(x, (h1, h2), logits, exp / exp.sum())
 
     def contributions(self, trace: Trace, layer: int) -> np.ndarray:
         """Weight x activation for each connection into `layer` (1, 2 or 3): [inputs, neurons]."""
