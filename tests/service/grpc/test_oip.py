@@ -158,7 +158,7 @@ def test_raw_byte_count_is_checked(server: ServerThread) -> None:
         with pytest.raises(grpc.RpcError) as caught:
             infer(request)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "is 783 bytes; [1, 784] UINT8 needs 784" in (caught.value.details() or "")
+    assert "is 783 bytes; 1 UINT8 image needs 784" in (caught.value.details() or "")
 
 
 def test_stream_infer(triton_client: triton.InferenceServerClient) -> None:

@@ -32,7 +32,7 @@ from digitnet.service.contract.errors import ConfigurationError
 from digitnet.service.grpc.interceptors import Guard
 from digitnet.service.grpc.observability import configure_logging, start_metrics
 from digitnet.service.grpc.oip import OIP_SERVICE, OipServicer, add_oip_to_server
-from digitnet.service.grpc.oip_catalog import reflection_pool
+from digitnet.service.grpc.reflection import reflection_pool
 from digitnet.service.grpc.reload import ModelReloader, load_model, publish
 from digitnet.service.grpc.servicer import DigitClassifierServicer
 from digitnet.service.grpc.settings import ServerSettings

@@ -1,15 +1,12 @@
 """What the Open Inference Protocol says about the model: its tensors, metadata, Triton configuration,
-statistics and repository index; and the descriptors that server reflection shows for the protocol.
+statistics and repository index, as the protocol's messages (gRPC sends them; REST sends their JSON form).
 
-One table (TENSORS) describes every input and output once; metadata and configuration are derived from it.
+One table (INPUT, OUTPUTS) describes every tensor once; metadata and configuration are derived from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from google.protobuf import descriptor_pb2, descriptor_pool
-from google.protobuf.descriptor import FileDescriptor
 
 from digitnet.service.api._generated import oip_pb2 as pb
 from digitnet.service.contract.constants import (
@@ -24,8 +21,6 @@ from digitnet.service.contract.constants import (
 )
 from digitnet.service.inference.statistics import Duration, Snapshot
 
-#: The protocol's package as clients call it (the Python code is generated under another: see tools/protos.py).
-OIP_PACKAGE = "inference"
 OUTPUT_OUTCOME, OUTPUT_REASON = "outcome", "reason"
 
 
@@ -111,39 +106,3 @@ def repository_index(ready: bool, only_ready: bool) -> pb.RepositoryIndexRespons
     state, reason = ("READY", "") if ready else ("UNAVAILABLE", "the server is draining")
     entry = pb.RepositoryIndexResponse.ModelIndex(name=MODEL_NAME, version=MODEL_VERSION, state=state, reason=reason)
     return pb.RepositoryIndexResponse(models=[entry])
-
-
-def reflection_pool(*others: FileDescriptor) -> descriptor_pool.DescriptorPool:
-    """A descriptor pool for server reflection: the OIP under its real package, `inference`, beside `others`.
-
-    The generated Python code carries another package (so that tritonclient's can be loaded beside it), which
-    reflection would show: grpcurl could list the service but not describe or call it.
-    """
-    pool = descriptor_pool.DescriptorPool()
-    for file in others:
-        pool.Add(_proto_of(file))
-    oip = _proto_of(pb.DESCRIPTOR)
-    generated = oip.package
-    oip.package = OIP_PACKAGE
-    for message in oip.message_type:
-        _repackage(message, generated)
-    for service in oip.service:
-        for method in service.method:
-            method.input_type = method.input_type.replace(f".{generated}.", f".{OIP_PACKAGE}.")
-            method.output_type = method.output_type.replace(f".{generated}.", f".{OIP_PACKAGE}.")
-    pool.Add(oip)
-    return pool
-
-
-def _proto_of(file: FileDescriptor) -> descriptor_pb2.FileDescriptorProto:
-    proto = descriptor_pb2.FileDescriptorProto()
-    file.CopyToProto(proto)
-    return proto
-
-
-def _repackage(message: descriptor_pb2.DescriptorProto, generated: str) -> None:
-    for field in message.field:
-        if field.HasField("type_name"):  # assigning even "" would mark a scalar field as typed
-            field.type_name = field.type_name.replace(f".{generated}.", f".{OIP_PACKAGE}.")
-    for nested in message.nested_type:
-        _repackage(nested, generated)
