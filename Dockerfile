@@ -42,7 +42,7 @@ CMD ["train", "--out", "/app/models/default.onnx"]
 # Last, so that a plain `docker build .` makes the server.
 FROM base AS runtime
 COPY --from=build /opt/venv /opt/venv
-EXPOSE 50051 9100
+EXPOSE 50051 8080 9100
 # The standard gRPC health protocol, checked by digitnet's own small probe (no extra binary).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["digitnet", "health", "--address", "localhost:50051"]

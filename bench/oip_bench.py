@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import venv
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import joblib
@@ -33,7 +34,7 @@ import tritonclient.grpc.aio as triton
 from PIL import Image
 from sklearn.neural_network import MLPClassifier
 
-from digitnet.service.visuals.network import Network
+from digitnet.service.contract.network import Network
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "default.onnx"
@@ -69,7 +70,7 @@ def peer_python(name: str, packages: list[str]) -> Path:
     return python
 
 
-def start_kserve() -> tuple[subprocess.Popen[bytes], int]:
+def start_kserve(http_port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
     """Serve the committed ONNX model with KServe's ModelServer; return the process and its gRPC port."""
     grpc_port = free_port()
     command = [
@@ -80,14 +81,14 @@ def start_kserve() -> tuple[subprocess.Popen[bytes], int]:
         "--grpc_port",
         str(grpc_port),
         "--http_port",
-        str(free_port()),
+        str(http_port or free_port()),
     ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), grpc_port
 
 
-def start_mlserver(folder: Path, parallel_workers: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_mlserver(folder: Path, parallel_workers: int, http_port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
     """Serve the scikit-learn twin with MLServer; return the process and its gRPC port."""
-    grpc_port, http_port = free_port(), free_port()
+    grpc_port, http_port = free_port(), http_port or free_port()
     (folder / "settings.json").write_text(
         json.dumps(
             {
@@ -136,24 +137,23 @@ async def wait_ready(port: int, timeout: float = 120) -> None:
         await client.close()
 
 
-async def load(port: int, output: str, concurrency: int, seconds: float) -> tuple[list[float], int, float]:
-    """Send single-image requests from `concurrency` tasks for `seconds`; return latencies, errors, elapsed."""
-    pixels = (np.asarray(Image.open(REPO / "tests" / "golden" / "7_mnist.png"), dtype=np.float32) / 255).reshape(1, 784)
-    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+#: One image request: awaits an answer and checks it (raises if it is wrong).
+Call = Callable[[], Awaitable[None]]
+
+
+async def run_for(seconds: float, concurrency: int, make_call: Callable[[], Call]) -> tuple[list[float], int, float]:
+    """Run `concurrency` tasks, each repeating its own call for `seconds`; return latencies, errors, elapsed."""
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
 
     async def worker() -> None:
         nonlocal errors
-        tensor = triton.InferInput("pixels", [1, 784], "FP32")
-        tensor.set_data_from_numpy(pixels)
-        wanted = [triton.InferRequestedOutput(output)]
+        call = make_call()
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
             try:
-                result = await client.infer("digitnet", [tensor], outputs=wanted)
-                assert int(np.argmax(result.as_numpy(output))) == 7
+                await call()
             except Exception:
                 errors += 1
                 continue
@@ -161,17 +161,62 @@ async def load(port: int, output: str, concurrency: int, seconds: float) -> tupl
 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - began
-    await client.close()
-    return latencies, errors, elapsed
+    return latencies, errors, time.perf_counter() - began
+
+
+#: The image every benchmark request sends: a 7 in MNIST form, FP32 [1, 784].
+SEVEN = (np.asarray(Image.open(REPO / "tests" / "golden" / "7_mnist.png"), dtype=np.float32) / 255).reshape(1, 784)
+
+
+async def load(port: int, output: str, concurrency: int, seconds: float) -> tuple[list[float], int, float]:
+    """Send single-image requests from `concurrency` tasks for `seconds`; return latencies, errors, elapsed."""
+    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+
+    def make_call() -> Call:
+        tensor = triton.InferInput("pixels", [1, 784], "FP32")
+        tensor.set_data_from_numpy(SEVEN)
+        wanted = [triton.InferRequestedOutput(output)]
+
+        async def call() -> None:
+            result = await client.infer("digitnet", [tensor], outputs=wanted)
+            assert int(np.argmax(result.as_numpy(output))) == 7
+
+        return call
+
+    try:
+        return await run_for(seconds, concurrency, make_call)
+    finally:
+        await client.close()
 
 
 def row(name: str, concurrency: int, latencies: list[float], errors: int, elapsed: float) -> str:
     """Format one markdown table row."""
-    ordered = sorted(latencies)
+    ordered = sorted(latencies) or [float("nan")]
     p50 = statistics.median(ordered) * 1e3
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e3
-    return f"| {name} | {concurrency} | {p50:.2f} | {p99:.2f} | {len(ordered) / elapsed:,.0f} | {errors} |"
+    return f"| {name} | {concurrency} | {p50:.2f} | {p99:.2f} | {len(latencies) / elapsed:,.0f} | {errors} |"
+
+
+def arguments(doc: str | None) -> argparse.Namespace:
+    """The options every peer benchmark takes (its module docstring's first line as the description)."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-mlserver", action="store_true", help="measure digitnet and KServe only")
+    return parser.parse_args()
+
+
+def prepare_peers(mlserver: bool) -> Path:
+    """Build the peers' environments (before any clock runs) and MLServer's model folder; return the folder."""
+    folder = OUT / "mlserver-model"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    joblib.dump(sklearn_twin(Network.from_onnx(MODEL)), folder / "model.joblib")
+    peer_python("kserve", KSERVE)
+    if mlserver:
+        peer_python("mlserver", MLSERVER)
+    return folder
 
 
 async def measure(name: str, port: int, output: str, concurrencies: list[int], seconds: float) -> list[str]:
@@ -187,19 +232,8 @@ async def measure(name: str, port: int, output: str, concurrencies: list[int], s
 
 def main() -> None:
     """Measure digitnet (plain and with adaptive batching) and MLServer (both worker settings) in one run."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--no-mlserver", action="store_true", help="measure digitnet and KServe only")
-    args = parser.parse_args()
-    folder = OUT / "mlserver-model"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    joblib.dump(sklearn_twin(Network.from_onnx(MODEL)), folder / "model.joblib")
-    peer_python("kserve", KSERVE)  # build the environments before any clock runs
-    if not args.no_mlserver:
-        peer_python("mlserver", MLSERVER)
+    args = arguments(__doc__)
+    folder = prepare_peers(not args.no_mlserver)
     print("| server | concurrency | p50 ms | p99 ms | requests/s | errors |")
     print("|---|---|---|---|---|---|")
     configurations = [

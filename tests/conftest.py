@@ -31,6 +31,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ[SESSION_MARK] = uuid.uuid4().hex
+    # Servers the tests start serve HTTP only where a test asks for it (on a free port): several run at once,
+    # and 8080, the default, may be taken on the machine.
+    os.environ.setdefault("DIGITNET_HTTP_PORT", "0")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -185,13 +186,14 @@ def test_the_compose_deployment_in_a_real_daemon(docker: Docker, images: str, tm
     (tmp_path / "data" / "out").mkdir()
     for label in (2, 7):
         shutil.copy(GOLDEN / f"{label}_scan.png", tmp_path / "data" / "in" / f"{label}.png")
-    port, metrics = free_port(), free_port()
+    port, metrics, http = free_port(), free_port(), free_port()
     project = f"digitnet-{images}"
     env = {
         **docker.env,
         "DIGITNET_TAG": images,
         "DIGITNET_HOST_PORT": str(port),
         "DIGITNET_METRICS_HOST_PORT": str(metrics),
+        "DIGITNET_HTTP_HOST_PORT": str(http),
         "DIGITNET_UID": str(os.getuid()),
         "DIGITNET_GID": str(os.getgid()),
         "DIGITNET_TRAIN_EPOCHS": "2",
@@ -212,6 +214,10 @@ def test_the_compose_deployment_in_a_real_daemon(docker: Docker, images: str, tm
         # From the host, on the published port, as an operator would.
         predicted = _run(sys.executable, "-m", "digitnet.service.cli", "predict", "--server", f"127.0.0.1:{port}", str(GOLDEN / "4_scan.jpg"))
         assert json.loads(predicted.stdout)["label"] == 4
+        with urllib.request.urlopen(
+            urllib.request.Request(f"http://127.0.0.1:{http}/v1/classify", (GOLDEN / "9_scan.jpg").read_bytes()), timeout=30
+        ) as answer:
+            assert json.loads(answer.read())["label"] == 9  # the HTTP front door, published beside gRPC
 
         compose_run("--profile", "batch", "run", "--rm", "batch")
         rows = (tmp_path / "data" / "out" / "scores.csv").read_text().splitlines()

@@ -1,7 +1,8 @@
 """The README's code blocks, run as written against a real server, so that they cannot drift from the code.
 
 Every ```sh and ```python block runs, unless an HTML comment right above it says why it is not run here
-(the block then names where it is tested). `localhost:50051` becomes the test server's address and
+(the block then names where it is tested). `localhost:50051` and `localhost:8080` become the test server's
+gRPC and HTTP addresses, and
 `./dev run X` the environment's X; shell lines run in a scratch folder that sees the checkout's tests/ and
 holds the scans/ and labelled/ folders the examples score. A `print(...)  # text` line in a Python block
 must print that text.
@@ -58,7 +59,7 @@ def test_blocks_not_run_here_say_where_they_are_tested() -> None:
 
 @pytest.fixture(scope="module")
 def readme_server() -> ServerThread:
-    with running_server() as server:
+    with running_server(http=True) as server:
         yield server  # type: ignore[misc]
 
 
@@ -77,7 +78,8 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _adapt(code: str, server: ServerThread) -> str:
-    return code.replace("localhost:50051", server.address).replace("./dev run ", f"{BIN}/")
+    http = server.http_url.removeprefix("http://")
+    return code.replace("localhost:50051", server.address).replace("localhost:8080", http).replace("./dev run ", f"{BIN}/")
 
 
 @pytest.mark.parametrize("block", RUN, ids=str)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
+from digitnet.service.cli.serving import start_http_beside_grpc
 from digitnet.service.client.digit_client import DigitClient
 from digitnet.service.grpc.server import create_server
 from digitnet.service.grpc.settings import ServerSettings
@@ -28,7 +29,7 @@ T = TypeVar("T")
 class ServerThread:
     """Runs an asyncio server in a background thread so that tests can use plain blocking clients."""
 
-    def __init__(self, settings: ServerSettings, before_start: Callable[[grpc.aio.Server], None] | None = None) -> None:
+    def __init__(self, settings: ServerSettings, before_start: Callable[[grpc.aio.Server], None] | None = None, http: bool = False) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -38,6 +39,9 @@ class ServerThread:
             before_start(self.server)  # e.g. register a probe service of the test's own
         self.call(self.server.start())
         self.address = f"127.0.0.1:{self.port}"
+        #: The HTTP front door on a free port (only when asked for: http=True), as `digitnet serve` runs it.
+        self.http = self.call(start_http_beside_grpc(settings, self.state.reloader.classifier, self.state, port=0)) if http else None
+        self.http_url = f"http://127.0.0.1:{self.http.port}" if self.http else ""
 
     @staticmethod
     async def _make_state() -> ServingState:
@@ -55,6 +59,8 @@ class ServerThread:
 
     def stop(self, grace: float | None = None) -> None:
         """Stop the server (waiting up to `grace` seconds for in-flight RPCs) and its loop."""
+        if self.http:
+            self.call(self.http.stop())
         self.call(self.server.stop(grace))
         self.call(self._cancel_tasks())
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -62,9 +68,9 @@ class ServerThread:
 
 
 @contextmanager
-def running_server(before_start: Callable[[grpc.aio.Server], None] | None = None, **overrides: object) -> Iterator[ServerThread]:
-    """Start a server on port 0 with the committed model and the given settings."""
-    server = ServerThread(ServerSettings(**{"model": DEFAULT_MODEL, "port": 0, **overrides}), before_start)
+def running_server(before_start: Callable[[grpc.aio.Server], None] | None = None, http: bool = False, **overrides: object) -> Iterator[ServerThread]:
+    """Start a server on port 0 with the committed model and the given settings (and HTTP on a free port, if asked)."""
+    server = ServerThread(ServerSettings(**{"model": DEFAULT_MODEL, "port": 0, **overrides}), before_start, http)
     try:
         yield server
     finally:

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from digitnet.service.client.digit_client import DigitClient, RemoteError
-from digitnet.service.grpc.observability import start_metrics
+from digitnet.service.telemetry.observability import start_metrics
 
 from ...conftest import DEFAULT_MODEL, GOLDEN, REPO
 from ..conftest import ServerThread

@@ -14,10 +14,10 @@ from PIL import Image
 
 from digitnet.service.cli.main import main
 from digitnet.service.contract.model import Model
+from digitnet.service.contract.network import Network, Trace
 from digitnet.service.inference.classifier import Classifier
 from digitnet.service.visuals.drawing import draw_network, to_png
 from digitnet.service.visuals.explain import explain_image, headline
-from digitnet.service.visuals.network import Network, Trace
 
 from ...conftest import DEFAULT_MODEL, GOLDEN
 from ..conftest import ServerThread

@@ -20,7 +20,7 @@ import numpy as np
 
 from digitnet.service.contract.constants import LABELS, PATH_ERRORS
 from digitnet.service.contract.errors import ConfigurationError, echo
-from digitnet.service.contract.results import Outcome, Prediction
+from digitnet.service.contract.results import Outcome, Prediction, record
 
 #: What outputs written before the status words became the outcome words said for a digit (read by --resume).
 _LEGACY_DIGIT = "ok"
@@ -99,13 +99,8 @@ def format_rows(rows: Sequence[Row], fmt: Format, labels_from_dirs: bool) -> str
 
 
 def _record(row: Row, labels_from_dirs: bool) -> dict[str, object]:
-    record: dict[str, object] = {"path": row.path, "status": row.status.value, "label": row.label}
-    record["confidence"] = None if row.confidence is None else _round(row.confidence)
-    record["probabilities"] = [_round(p) for p in row.probabilities]
-    record["error"], record["reason"] = row.error, row.reason
-    if labels_from_dirs:
-        record["true_label"] = row.true_label
-    return record
+    fields = record(row.status, row.label, row.confidence, row.probabilities, row.error, row.reason)
+    return {"path": row.path, **fields, **({"true_label": row.true_label} if labels_from_dirs else {})}
 
 
 def _values(row: Row, labels_from_dirs: bool) -> list[str]:
@@ -151,11 +146,6 @@ class ScoredChunk:
     def answered(self) -> np.ndarray:
         """Which rows got an answer (a digit or unknown), not an error: bool [rows]."""
         return np.frombuffer(self.statuses, dtype=np.uint8) != _STATUS_CODES[Outcome.ERROR][0]
-
-
-def _round(value: float) -> float:
-    # float32 probabilities carry about 7 significant digits: print 6, as the CSV does.
-    return float(f"{value:.6g}")
 
 
 def _blank(value: int | None) -> str:

@@ -43,6 +43,33 @@ class Prediction:
         """The ERROR answer for an input that could not be classified."""
         return cls(Outcome.ERROR, reason=str(error), error=error)
 
+    def record(self) -> dict[str, object]:
+        """This answer's JSON form (see `record`)."""
+        if self.outcome is Outcome.ERROR:
+            return record(Outcome.ERROR, None, None, (), self.reason, "")
+        confidence = float(self.confidence) if self.probabilities.size else None
+        return record(self.outcome, self.label, confidence, self.probabilities.tolist(), "", self.reason)
+
+
+def record(
+    status: Outcome, label: int | None, confidence: float | None, probabilities: Sequence[float], error: str, reason: str
+) -> dict[str, object]:
+    """The JSON form of one answer, as `digitnet predict`, `score --format jsonl` and POST /v1/classify write it:
+    status (the outcome word), label, confidence, probabilities (6 significant digits: float32's), error, reason."""
+    return {
+        "status": status.value,
+        "label": label,
+        "confidence": None if confidence is None else _round(confidence),
+        "probabilities": [_round(p) for p in probabilities],
+        "error": error,
+        "reason": reason,
+    }
+
+
+def _round(value: float) -> float:
+    # float32 probabilities carry about 7 significant digits: print 6, as the CSV does.
+    return float(f"{value:.6g}")
+
 
 @dataclass(frozen=True)
 class Explanation:

@@ -34,10 +34,10 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from digitnet.service.contract.errors import DigitnetError, InvalidInput, Unauthenticated, Unavailable, clip
-from digitnet.service.grpc.observability import ERRORS, IN_FLIGHT, LATENCY, REQUESTS
 from digitnet.service.grpc.servicer import status_for
 from digitnet.service.grpc.state import ServingState
 from digitnet.service.inference.statistics import STATISTICS
+from digitnet.service.telemetry.observability import ERRORS, IN_FLIGHT, LATENCY, REQUESTS
 
 log = logging.getLogger("digitnet.requests")
 

@@ -30,9 +30,7 @@ from digitnet.service.contract.errors import (
 )
 from digitnet.service.contract.model import ModelOutput
 from digitnet.service.contract.results import PackedPredictions
-from digitnet.service.grpc.observability import ERRORS, count_answers
 from digitnet.service.grpc.servicer import (
-    INLINE_IMAGES,
     deadline_of,
     grpc_errors,
     offload,
@@ -54,6 +52,7 @@ from digitnet.service.protocol.catalog import (
     repository_index,
 )
 from digitnet.service.protocol.tensors import (
+    INLINE_IMAGES,
     MIN_CONFIDENCE_PARAMETER,
     OutputTensor,
     check_input,
@@ -66,6 +65,7 @@ from digitnet.service.protocol.tensors import (
     raw_bytes,
     shape_of,
 )
+from digitnet.service.telemetry.observability import ERRORS, count_answers
 
 #: The service name tritonclient and KServe clients call (method paths /inference.GRPCInferenceService/...).
 OIP_SERVICE = "inference.GRPCInferenceService"

@@ -15,9 +15,10 @@ import logging
 import multiprocessing
 import os
 import signal
-import socket
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent import futures
 from contextlib import closing
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,10 +28,10 @@ from digitnet.service import __version__
 from digitnet.service.api._generated import digitnet_pb2 as pb
 from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.api.names import SERVICE_NAME
+from digitnet.service.api.sockets import claim_port
 from digitnet.service.api.tls import read_pem
 from digitnet.service.contract.errors import ConfigurationError
 from digitnet.service.grpc.interceptors import Guard
-from digitnet.service.grpc.observability import configure_logging, start_metrics
 from digitnet.service.grpc.oip import OIP_SERVICE, OipServicer, add_oip_to_server
 from digitnet.service.grpc.reflection import reflection_pool
 from digitnet.service.grpc.reload import ModelReloader, load_model, publish
@@ -40,8 +41,22 @@ from digitnet.service.grpc.state import ServingState
 from digitnet.service.inference.batching import MicroBatcher
 from digitnet.service.inference.classifier import Classifier
 from digitnet.service.inference.processes import terminate_with_parent
+from digitnet.service.telemetry.observability import configure_logging, start_metrics
 
 log = logging.getLogger(__name__)
+
+
+class Companion(Protocol):
+    """Another front door served beside gRPC, in the same process and event loop (HTTP)."""
+
+    async def stop(self) -> None:
+        """Stop accepting, let requests in flight finish, close."""
+        ...
+
+
+#: Starts a companion over the shared classifier and serving state (which tells it when to drain);
+#: returns None when that door is turned off. The CLI passes HTTP's; this layer knows none of them.
+StartCompanion = Callable[[ServerSettings, Classifier, ServingState], Awaitable[Companion | None]]
 
 
 async def create_server(settings: ServerSettings, state: ServingState | None = None) -> tuple[grpc.aio.Server, int]:
@@ -66,6 +81,7 @@ async def create_server(settings: ServerSettings, state: ServingState | None = N
         ],
     )
     state.reloader = ModelReloader(classifier, settings)
+    state.executor = executor
     Guard(state, token, settings.max_concurrent_rpcs).install(server)  # first: every service goes through it
     pb_grpc.add_DigitClassifierServicer_to_server(DigitClassifierServicer(classifier, executor, server_limits(settings)), server)
     batcher = None
@@ -103,20 +119,6 @@ async def create_server(settings: ServerSettings, state: ServingState | None = N
     return server, port
 
 
-def claim_port(host: str, port: int, share: bool) -> socket.socket:
-    """Bind host:port as grpc will (shared between worker processes when `share`); refuse clearly if it is taken."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if share:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as err:
-        sock.close()
-        raise ConfigurationError(f"cannot listen on {host}:{port}: {err.strerror or err} (is another server using the port?)") from err
-    return sock
-
-
 def server_limits(settings: ServerSettings) -> pb.ServerLimits:
     """The limits GetModelInfo tells clients, so that they size their requests to fit."""
     return pb.ServerLimits(
@@ -142,24 +144,26 @@ def _tls_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
-def serve(settings: ServerSettings) -> int:
-    """Run the server until SIGTERM or SIGINT, then drain: NOT_SERVING, finish in-flight requests, exit 0.
-
-    SIGHUP reloads the model (as --watch does on a change) without dropping a request.
+def serve(settings: ServerSettings, companions: Sequence[StartCompanion] = ()) -> int:
+    """Run the server (and its companions) until SIGTERM or SIGINT, then drain: NOT_SERVING, finish
+    in-flight requests, exit 0. SIGHUP reloads the model (as --watch does on a change) without dropping a request.
     """
-    return _serve_workers(settings) if settings.workers > 1 else asyncio.run(_serve_one(settings))
+    return _serve_workers(settings, companions) if settings.workers > 1 else asyncio.run(_serve_one(settings, companions))
 
 
-async def _serve_one(settings: ServerSettings, worker: int = 0) -> int:
-    state = ServingState()
-    server, port = await create_server(settings, state)
-    if settings.metrics_port:
-        start_metrics(settings.metrics_port + worker, settings.metrics_address)
-        log.info("metrics on http://%s:%d/metrics", settings.metrics_address, settings.metrics_port + worker)
+async def _serve_one(settings: ServerSettings, companions: Sequence[StartCompanion], worker: int = 0) -> int:
+    # First of all: a SIGTERM while the model loads must still end in a drain and exit 0, not kill the process.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    state = ServingState()
+    server, port = await create_server(settings, state)
+    started = [await start(settings, state.reloader.classifier, state) for start in companions]
+    running = [companion for companion in started if companion is not None]
+    if settings.metrics_port:
+        start_metrics(settings.metrics_port + worker, settings.metrics_address)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_address, settings.metrics_port + worker)
     reloads: set[asyncio.Task[bool]] = set()  # keep references: the loop holds tasks only weakly
 
     def reload() -> None:
@@ -179,23 +183,27 @@ async def _serve_one(settings: ServerSettings, worker: int = 0) -> int:
     # New calls now get UNAVAILABLE (retried elsewhere) while clients and load balancers notice;
     # then stop: in-flight calls get up to grace_seconds to finish.
     await asyncio.sleep(min(settings.drain_seconds, settings.grace_seconds))
-    await server.stop(settings.grace_seconds)
+    await asyncio.gather(server.stop(settings.grace_seconds), *(companion.stop() for companion in running))
     log.info("stopped")
     return 0
 
 
-def _serve_workers(settings: ServerSettings) -> int:
+def _serve_workers(settings: ServerSettings, companions: Sequence[StartCompanion]) -> int:
     # Reserve the port first (SO_REUSEPORT) so that port 0 resolves to one port shared by every worker.
     with closing(claim_port(settings.host, settings.port, share=True)) as reserve:
         shared = settings.model_copy(update={"port": reserve.getsockname()[1]})
         # spawn, not fork: gRPC's core must not be forked once it runs (grpc/grpc#16001).
         context = multiprocessing.get_context("spawn")
-        workers = [context.Process(target=_worker_main, args=(shared, i), name=f"digitnet-worker-{i}") for i in range(settings.workers)]
+        workers = [context.Process(target=_worker_main, args=(shared, companions, i), name=f"digitnet-worker-{i}") for i in range(settings.workers)]
         for worker in workers:
             worker.start()
         log.info("started %d worker processes on port %d", len(workers), shared.port)
 
+        stopping: list[int] = []
+
         def forward(signum: int, _frame: object) -> None:
+            if signum != signal.SIGHUP:
+                stopping.append(signum)
             for worker in workers:
                 if worker.is_alive() and worker.pid:
                     os.kill(worker.pid, signum)
@@ -204,14 +212,17 @@ def _serve_workers(settings: ServerSettings) -> int:
             signal.signal(signum, forward)
         for worker in workers:
             worker.join()
-    failed = [f"{w.name} (exit {w.exitcode})" for w in workers if w.exitcode != 0]
+    # A worker still importing when asked to stop ends by the signal itself, before it could drain: it served
+    # nothing, so that is a clean stop too.
+    stopped = {-signum for signum in stopping}
+    failed = [f"{w.name} (exit {w.exitcode})" for w in workers if w.exitcode != 0 and w.exitcode not in stopped]
     if failed:
         log.error("workers failed: %s", ", ".join(failed))
         return 1
     return 0
 
 
-def _worker_main(settings: ServerSettings, worker: int) -> None:
+def _worker_main(settings: ServerSettings, companions: Sequence[StartCompanion], worker: int) -> None:
     terminate_with_parent()  # a killed parent leaves no worker serving on its own: each drains and exits
     configure_logging(getattr(logging, settings.log_level.upper()), settings.log_format)
-    raise SystemExit(asyncio.run(_serve_one(settings, worker)))
+    raise SystemExit(asyncio.run(_serve_one(settings, companions, worker)))

@@ -31,18 +31,14 @@ from digitnet.service.contract.errors import (
     InvalidInput,
 )
 from digitnet.service.contract.results import ImageInput, Outcome, PackedPredictions, Prediction, answer_in_place
-from digitnet.service.grpc.observability import ERRORS, IMAGE_COUNTERS, count_answers
 from digitnet.service.inference.classifier import Classifier, Deadline
 from digitnet.service.inference.image_header import sniff
+from digitnet.service.telemetry.observability import ERRORS, IMAGE_COUNTERS, count_answers
 
 log = logging.getLogger(__name__)
 
 _OUTCOMES = {Outcome.DIGIT: pb.OUTCOME_DIGIT, Outcome.UNKNOWN: pb.OUTCOME_UNKNOWN, Outcome.ERROR: pb.OUTCOME_ERROR}
 
-#: OIP requests of at most this many MNIST-form images are answered on the event loop (~40 us + ~50 us per
-#: image of typed values); larger ones go to the thread pool. digitnet.v1 answers one MNIST-form image
-#: inline and sends every batch to the pool.
-INLINE_IMAGES = 8
 #: A plain, sound PNG or JPEG (image_header) whose header says at most this many pixels (64x64), in at most
 #: INLINE_ENCODED_BYTES, is decoded on the event loop too: ~50 us, less than the hop to a pool thread and
 #: back. Anything else goes to the pool, so that no image can stall the other calls (the byte bound caps

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 import grpc
@@ -64,6 +65,9 @@ class ServingState:
         self.draining_now = False
         #: Set by create_server: swaps in a reloaded model (SIGHUP, --watch).
         self.reloader: ModelReloader
+        #: Set by create_server: the threads that decode images and run batches, shared with the HTTP front door
+        #: so that DIGITNET_THREADS bounds them all (and the memory they hold).
+        self.executor: Executor
 
     async def serving(self) -> None:
         """Report SERVING for the whole server and for digitnet.v1.DigitClassifier; OIP ready."""

@@ -7,6 +7,9 @@ One table (INPUT, OUTPUTS) describes every tensor once; metadata and configurati
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import json_format
 
 from digitnet.service.api._generated import oip_pb2 as pb
 from digitnet.service.contract.constants import (
@@ -47,16 +50,20 @@ DEFAULT_OUTPUTS = (OUTPUT_PROBABILITIES, OUTPUT_LABEL)
 _DATA_TYPES = {"FP32": pb.TYPE_FP32, "INT64": pb.TYPE_INT64, "BYTES": pb.TYPE_STRING, "UINT8": pb.TYPE_UINT8}
 
 
+def metadata_record() -> dict[str, Any]:
+    """ModelMetadata as the REST API sends it: the tensors with the batch dimension as -1."""
+    return {
+        "name": MODEL_NAME,
+        "versions": [MODEL_VERSION],
+        "platform": "onnxruntime_onnx",
+        "inputs": [{"name": INPUT.name, "datatype": INPUT.datatype, "shape": [-1, *INPUT.per_image]}],
+        "outputs": [{"name": t.name, "datatype": t.datatype, "shape": [-1, *t.per_image]} for t in OUTPUTS],
+    }
+
+
 def metadata() -> pb.ModelMetadataResponse:
-    """ModelMetadata: the tensors with the batch dimension as -1."""
-    describe = pb.ModelMetadataResponse.TensorMetadata
-    return pb.ModelMetadataResponse(
-        name=MODEL_NAME,
-        versions=[MODEL_VERSION],
-        platform="onnxruntime_onnx",
-        inputs=[describe(name=INPUT.name, datatype=INPUT.datatype, shape=[-1, *INPUT.per_image])],
-        outputs=[describe(name=t.name, datatype=t.datatype, shape=[-1, *t.per_image]) for t in OUTPUTS],
-    )
+    """ModelMetadata as gRPC sends it (the same record)."""
+    return json_format.ParseDict(metadata_record(), pb.ModelMetadataResponse())
 
 
 def model_config(max_batch_size: int, batch_size: int | None, batch_delay_ms: float) -> pb.ModelConfig:

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Circle, Rectangle  # noqa: E402
 
 from digitnet.service.contract.constants import IMAGE_SIDE, LABELS  # noqa: E402
-from digitnet.service.visuals.network import Network, Trace  # noqa: E402
+from digitnet.service.contract.network import Network, Trace  # noqa: E402
 
 #: Connections drawn into each neuron: only the strongest few, so the picture stays readable.
 STRONGEST = {1: 3, 2: 4, 3: 4}

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from digitnet.service.contract.errors import DigitnetError
 from digitnet.service.contract.model import Model
+from digitnet.service.contract.network import Network, Trace
 from digitnet.service.contract.results import Explanation, Outcome
 from digitnet.service.inference.classifier import Classifier
 from digitnet.service.visuals.drawing import draw_network, draw_weights, save
-from digitnet.service.visuals.network import Network, Trace
 
 
 def explain_image(image: bytes, model: Path | None = None, server: str | None = None, min_confidence: float = 0.0) -> tuple[Network, Explanation]:

@@ -18,8 +18,8 @@ import numpy as np
 from digitnet.service.contract.card import read_card
 from digitnet.service.contract.constants import LABELS
 from digitnet.service.contract.model import Model
+from digitnet.service.contract.network import Network
 from digitnet.service.visuals.drawing import draw_digit, draw_training_curve, draw_weights, to_png
-from digitnet.service.visuals.network import Network
 
 #: How many misclassified validation digits the page shows.
 MISTAKES_SHOWN = 12

@@ -1,0 +1,282 @@
+"""The HTTP front door (FastAPI): the Open Inference Protocol's REST API, curl-friendly classify and explain,
+health, metrics and the OpenAPI document, over the same classifier and core calls as gRPC.
+
+Usage:
+    app = create_app(classifier, readiness, HttpOptions(token="s3cret"))   # served by http/front.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import UploadFile
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from digitnet.service import __version__
+from digitnet.service.contract.constants import MODEL_NAME
+from digitnet.service.contract.errors import DigitnetError, InternalError, InvalidInput, LimitExceeded, Unauthenticated, Unavailable
+from digitnet.service.contract.network import Network
+from digitnet.service.contract.results import Prediction
+from digitnet.service.http.errors import HTTP_STATUS, error_response
+from digitnet.service.http.oip_rest import HEADER_LENGTH, encode_infer, parse_infer
+from digitnet.service.inference.classifier import Classifier, Deadline, check_min_confidence
+from digitnet.service.inference.statistics import STATISTICS
+from digitnet.service.protocol.catalog import metadata_record
+from digitnet.service.protocol.tensors import INLINE_IMAGES, check_model, output_tensors
+from digitnet.service.telemetry.observability import ERRORS, IMAGE_COUNTERS, LATENCY, REQUESTS, count_answers
+
+T = TypeVar("T")
+#: The page and its assets, served from the package (no CDN: it works offline).
+PAGE = Path(__file__).resolve().parent / "page"
+#: Paths answered without a token: health, as gRPC health checks are (probes must work whatever the
+#: credentials), and the page and its assets, which hold no data (the page's own calls need the token).
+OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/")
+OPEN_PREFIXES = ("/static/",)
+_SERVER_EXTENSIONS = ["binary_tensor_data", "model_repository"]
+
+
+class Readiness(Protocol):
+    """What the front door needs to know of the server's state (grpc/state.py's ServingState is one)."""
+
+    ready: bool
+    draining_now: bool
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """The settings the HTTP front door applies (from ServerSettings)."""
+
+    token: str | None = None
+    max_body_bytes: int = 16 * 1024 * 1024
+    request_seconds: float | None = None
+
+
+def create_app(classifier: Classifier, readiness: Readiness, executor: Executor, options: HttpOptions) -> FastAPI:
+    """Build the ASGI app; the classifier is shared with gRPC (a reload swaps its model for both)."""
+    app = FastAPI(title="digitnet", version=__version__, description="Handwritten digits with the 784-16-16-10 network.")
+    expected = f"Bearer {options.token}".encode() if options.token else None
+
+    app.add_middleware(_Guard, expected=expected, readiness=readiness)
+
+    @app.exception_handler(DigitnetError)
+    async def digitnet_error(_request: Request, error: DigitnetError) -> JSONResponse:
+        return _refuse(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameters(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        return _refuse(InvalidInput(problems))
+
+    async def body_of(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > options.max_body_bytes:
+            raise LimitExceeded(f"the request body is {declared} bytes, over the limit of {options.max_body_bytes} (DIGITNET_MAX_MESSAGE_BYTES)")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > options.max_body_bytes:  # a body sent without a length is bounded as it arrives
+                raise LimitExceeded(f"the request body is over the limit of {options.max_body_bytes} bytes (DIGITNET_MAX_MESSAGE_BYTES)")
+        return b"".join(chunks)
+
+    async def work(images: int, function: Callable[..., T], *args: object) -> T:
+        """Small requests on the event loop (cheaper than a thread hop), the rest on the pool."""
+        try:
+            if images <= INLINE_IMAGES:
+                return function(*args)
+            return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
+        except DigitnetError:
+            raise
+        except Exception as err:  # a bug: answered INTERNAL with an incident id, never a traceback
+            raise InternalError.logged(err, "HTTP") from err
+
+    @app.get("/v2/health/live", tags=["Open Inference Protocol"])
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready", tags=["Open Inference Protocol"])
+    async def ready() -> JSONResponse:
+        return JSONResponse({"ready": readiness.ready}, status_code=200 if readiness.ready else 503)
+
+    @app.get("/v2", tags=["Open Inference Protocol"])
+    async def server_metadata() -> dict[str, Any]:
+        return {"name": "digitnet", "version": __version__, "extensions": _SERVER_EXTENSIONS}
+
+    @app.get("/v2/models/{name}", tags=["Open Inference Protocol"])
+    @app.get("/v2/models/{name}/versions/{version}", tags=["Open Inference Protocol"])
+    async def model_metadata(name: str, version: str = "") -> dict[str, Any]:
+        check_model(name, version)
+        return metadata_record()
+
+    @app.get("/v2/models/{name}/ready", tags=["Open Inference Protocol"])
+    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["Open Inference Protocol"])
+    async def model_ready(name: str, version: str = "") -> JSONResponse:
+        check_model(name, version)
+        return JSONResponse({"name": MODEL_NAME, "ready": readiness.ready}, status_code=200 if readiness.ready else 503)
+
+    @app.post("/v2/models/{name}/infer", tags=["Open Inference Protocol"])
+    @app.post("/v2/models/{name}/versions/{version}/infer", tags=["Open Inference Protocol"])
+    async def infer(name: str, request: Request, version: str = "") -> Response:
+        """ModelInfer: JSON tensors, or the binary-tensor extension (Inference-Header-Content-Length)."""
+        check_model(name, version)
+        parsed = parse_infer(await body_of(request), request.headers.get(HEADER_LENGTH), classifier.check_count)
+        output, answers = await work(len(parsed.pixels), classifier.classify_pixels, parsed.pixels, parsed.min_confidence)
+        count_answers(answers)
+        body, headers = encode_infer(parsed, output_tensors(output, answers, parsed.outputs))
+        return Response(body, headers=headers)
+
+    @app.post("/v1/classify", tags=["digitnet"])
+    async def classify(request: Request, min_confidence: float = 0.0) -> Any:
+        """Classify one image: the body is the image file (PNG, JPEG, ...), or a multipart form with one file.
+        Answers as `digitnet predict` does: status (digit, unknown, error), label, confidence, probabilities."""
+        check_min_confidence(min_confidence)
+        name, image = await _image_of(request, await body_of(request), options.max_body_bytes)
+        [prediction] = await work(INLINE_IMAGES + 1, classifier.classify, [image], min_confidence, _deadline(options))
+        _count(prediction)
+        if prediction.error is not None:  # the same row as predict's, with the error's HTTP status
+            ERRORS.labels(type(prediction.error).__name__).inc()
+            return JSONResponse({"path": name, **prediction.record()}, status_code=HTTP_STATUS[prediction.error.code])
+        return {"path": name, **prediction.record()}
+
+    @app.post("/v1/explain", tags=["digitnet"])
+    async def explain(request: Request, min_confidence: float = 0.0) -> dict[str, object]:
+        """Classify one image and return what the network saw: the 784 input pixels, both hidden layers."""
+        check_min_confidence(min_confidence)
+        name, image = await _image_of(request, await body_of(request), options.max_body_bytes)
+        explanation = await work(INLINE_IMAGES + 1, classifier.explain, image, min_confidence, _deadline(options))
+        _count(explanation.prediction)
+        return {
+            "path": name,
+            **explanation.prediction.record(),
+            "input": explanation.input.tolist(),
+            "hidden1": explanation.hidden1.tolist(),
+            "hidden2": explanation.hidden2.tolist(),
+        }
+
+    networks: dict[str, dict[str, Any]] = {}  # by model sha256: a reload brings new weights
+
+    @app.get("/v1/network", tags=["digitnet"])
+    async def weights() -> dict[str, Any]:
+        """The served network's weights [in][out] and biases per layer, and its hidden activation (for the page)."""
+        model = classifier.model
+        if model.sha256 not in networks:
+            network = Network.from_bytes(model.data, "the served model")
+            networks.clear()
+            networks[model.sha256] = {
+                "activation": network.activation,
+                "weights": [np.round(w.astype(np.float64), 5).tolist() for w in network.weights],
+                "biases": [np.round(b.astype(np.float64), 5).tolist() for b in network.biases],
+                "sha256": model.sha256,
+            }
+        return networks[model.sha256]
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        """Draw a digit and watch the network answer."""
+        return FileResponse(PAGE / "index.html")
+
+    app.mount("/static", StaticFiles(directory=PAGE), name="static")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics, as on the metrics port (--metrics-port)."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class _Guard:
+    """What every call passes before its body is read: the token (health and the page stay open), no new work
+    while the server drains; and what every call is counted in, as gRPC's are (requests, latency, statistics).
+    Plain ASGI: Starlette's BaseHTTPMiddleware costs a task per request."""
+
+    def __init__(self, app: ASGIApp, expected: bytes | None, readiness: Readiness) -> None:
+        self.app, self.expected, self.readiness = app, expected, readiness
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, path, status = time.perf_counter(), scope["path"], [500]
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            refusal = None if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) else self._refusal(scope)
+            if refusal is not None:
+                await _refuse(refusal)(scope, receive, counted)
+            else:
+                await self.app(scope, receive, counted)
+        finally:
+            rpc = _rpc_name(path)
+            elapsed = time.perf_counter() - started
+            REQUESTS.labels(rpc, str(status[0])).inc()
+            LATENCY.labels(rpc).observe(elapsed)
+            if rpc in _INFERENCE_RPCS:  # the OIP's ModelStatistics count inference calls of every transport
+                STATISTICS.record_call(status[0] == 200, elapsed)
+
+    def _refusal(self, scope: Scope) -> DigitnetError | None:
+        if self.expected is not None:
+            given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+            if not hmac.compare_digest(given, self.expected):
+                return Unauthenticated("missing or wrong bearer token (header: Authorization: Bearer <token>)")
+        if self.readiness.draining_now:
+            return Unavailable("the server is draining; retry on another replica")
+        return None
+
+
+def _rpc_name(path: str) -> str:
+    """The `rpc` label of an HTTP call: a few names, whatever paths clients send (labels must stay few)."""
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        return "http ModelInfer"
+    return _RPC_NAMES.get(path, "http other")
+
+
+_INFERENCE_RPCS = frozenset({"http ModelInfer", "http Classify", "http Explain"})
+_RPC_NAMES = {"/v1/classify": "http Classify", "/v1/explain": "http Explain", "/v2/health/live": "http Live", "/v2/health/ready": "http Ready"}
+
+
+def _refuse(error: DigitnetError) -> JSONResponse:
+    ERRORS.labels(type(error).__name__).inc()
+    return error_response(error)
+
+
+def _count(prediction: Prediction) -> None:
+    IMAGE_COUNTERS[prediction.outcome].inc()
+
+
+def _deadline(options: HttpOptions) -> Deadline:
+    return Deadline(limit_seconds=options.request_seconds)
+
+
+async def _image_of(request: Request, body: bytes, max_bytes: int) -> tuple[str, bytes]:
+    """The uploaded image and its name: a multipart form's one file, else the body itself ("-")."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+
+        async def receive() -> dict[str, Any]:  # the body is read already (and bounded): parse it from memory
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        form = await Request(request.scope, receive).form(max_files=1, max_fields=8, max_part_size=max_bytes)
+        files = [value for value in form.values() if isinstance(value, UploadFile)]
+        if len(files) != 1:
+            raise InvalidInput(f"a multipart request needs exactly one file, got {len(files)}")
+        return files[0].filename or "-", await files[0].read()
+    if not body:
+        raise InvalidInput("the request has no image: send the file as the body (curl --data-binary @seven.png) or as a multipart form")
+    return "-", body

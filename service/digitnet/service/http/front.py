@@ -1,0 +1,97 @@
+"""The HTTP front door's server: uvicorn in the gRPC server's own process and event loop, over the same
+classifier; it refuses new work while the server drains, and stops with it.
+
+Usage (serve() does this when --http-port is not 0):
+    front = await HttpFront.start(app, "127.0.0.1", 8080)
+    ...
+    await front.stop(grace=10)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import ssl
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from digitnet.service.api.sockets import claim_port
+from digitnet.service.contract.errors import ConfigurationError
+from digitnet.service.http.app import HttpOptions, Readiness, create_app
+from digitnet.service.inference.classifier import Classifier
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # digitnet's serve() owns SIGTERM, SIGINT (drain) and SIGHUP (reload)
+
+
+class HttpFront:
+    """A running uvicorn server on a socket of its own."""
+
+    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None], port: int) -> None:
+        self._server, self._task, self.port = server, task, port
+
+    @classmethod
+    async def start(
+        cls,
+        app: Any,
+        host: str,
+        port: int,
+        share: bool = False,
+        tls: tuple[Path, Path, Path | None] | None = None,
+        grace: float = 10.0,
+        max_concurrent: int = 0,
+    ) -> HttpFront:
+        """Bind host:port (0: any free port; `share`: SO_REUSEPORT, for worker processes) and serve `app` there.
+        `tls` is (certificate chain, key, client CA or None) as PEM files; beyond `max_concurrent` connections
+        and requests at once (0: no bound) uvicorn answers 503."""
+        sock = claim_port(host, port, share)
+        sock.listen(2048)
+        options: dict[str, Any] = {}
+        if tls is not None:
+            cert, key, client_ca = tls
+            options = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+            if client_ca is not None:
+                options |= {"ssl_ca_certs": str(client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=max(1, math.ceil(grace)),
+            limit_concurrency=max_concurrent or None,
+            **options,
+        )
+        server = _Server(config)
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():  # uvicorn failed to start (a bad TLS file, say): say why, in one line
+                sock.close()
+                error = task.exception()
+                raise ConfigurationError(f"the HTTP server could not start on {host}:{port}: {error}")
+            await asyncio.sleep(0.005)
+        return cls(server, task, sock.getsockname()[1])
+
+    async def stop(self) -> None:
+        """Stop accepting, let requests in flight finish (up to the grace given at start), then close."""
+        self._server.should_exit = True
+        await self._task
+
+
+async def start_http(
+    classifier: Classifier, readiness: Readiness, executor: Executor, *, host: str, port: int, share: bool, options: HttpOptions, **start: Any
+) -> HttpFront:
+    """Build the app over `classifier` and serve it (serve() calls this beside gRPC, with its executor)."""
+    front = await HttpFront.start(create_app(classifier, readiness, executor, options), host, port, share, **start)
+    log.info("HTTP on %s:%d: the Open Inference Protocol's REST API (/v2), /v1/classify, /metrics, /docs", host, front.port)
+    return front

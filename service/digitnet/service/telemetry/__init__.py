@@ -1,0 +1,1 @@
+"""What an operator watches, whatever the transport: Prometheus metrics, structured logs."""

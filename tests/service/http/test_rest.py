@@ -1,0 +1,196 @@
+"""The HTTP front door from the outside: tritonclient.http, curl and plain HTTP requests against a real server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from PIL import Image
+
+from digitnet.service.client import DigitClient
+
+from ...conftest import GOLDEN
+from ..conftest import ServerThread, running_server
+
+CURL = shutil.which("curl")
+DIGITS = np.stack([np.asarray(Image.open(GOLDEN / f"{d}_mnist.png"), dtype=np.float32).reshape(-1) / 255 for d in range(10)])
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerThread]:
+    with running_server(http=True) as running:
+        yield running
+
+
+def _request(
+    url: str, body: bytes | None = None, headers: dict[str, str] | None = None, method: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def _json(url: str, body: object | bytes | None = None, **headers: str) -> tuple[int, Any]:
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    status, _, answer = _request(url, data, headers)
+    return status, json.loads(answer)
+
+
+def test_tritonclient_http_reads_health_and_metadata(server: ServerThread) -> None:
+    client = triton.InferenceServerClient(server.http_url.removeprefix("http://"))
+    try:
+        assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("digitnet")
+        metadata = client.get_model_metadata("digitnet")
+        assert metadata["inputs"] == [{"name": "pixels", "datatype": "FP32", "shape": [-1, 784]}]
+        assert [o["name"] for o in metadata["outputs"]] == ["probabilities", "label", "hidden1", "hidden2", "outcome", "reason"]
+        assert client.get_server_metadata()["name"] == "digitnet"
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_tritonclient_http_infers_the_golden_digits_as_grpc_does(server: ServerThread, binary: bool) -> None:
+    client = triton.InferenceServerClient(server.http_url.removeprefix("http://"))
+    try:
+        pixels = triton.InferInput("pixels", [10, 784], "FP32")
+        pixels.set_data_from_numpy(DIGITS, binary_data=binary)
+        outputs = [triton.InferRequestedOutput(name, binary_data=binary) for name in ("probabilities", "label", "outcome")]
+        result = client.infer("digitnet", [pixels], outputs=outputs)
+    finally:
+        client.close()
+    with DigitClient(server.address) as grpc_client:
+        packed = grpc_client.classify_packed(np.round(DIGITS * 255).astype(np.uint8))
+    assert result.as_numpy("label").tolist() == list(range(10)) == packed.labels.tolist()
+    np.testing.assert_allclose(result.as_numpy("probabilities"), packed.probabilities, atol=1e-5)
+    assert [o.decode() if isinstance(o, bytes) else o for o in result.as_numpy("outcome").tolist()] == ["digit"] * 10
+
+
+def test_json_infer_answers_in_json_with_the_abstain_rule(server: ServerThread) -> None:
+    blank_and_seven = [[0.0] * 784, DIGITS[7].tolist()]
+    body = {
+        "id": "r1",
+        "parameters": {"min_confidence": 0.5},
+        "inputs": [{"name": "pixels", "shape": [2, 784], "datatype": "FP32", "data": blank_and_seven}],
+        "outputs": [{"name": "label"}, {"name": "reason"}],
+    }
+    status, answer = _json(f"{server.http_url}/v2/models/digitnet/infer", body, **{"Content-Type": "application/json"})
+    assert status == 200 and answer["id"] == "r1" and answer["model_name"] == "digitnet"
+    outputs = {output["name"]: output for output in answer["outputs"]}
+    assert outputs["label"] == {"name": "label", "datatype": "INT64", "shape": [2], "data": [-1, 7]}
+    assert outputs["reason"]["data"] == ["blank image: no ink found", ""]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/v2/models/mnist/infer", {"inputs": []}, 404, "unknown model 'mnist'"),
+        ("/v2/models/digitnet/versions/2/infer", {"inputs": []}, 404, "available versions: 1"),
+        ("/v2/models/digitnet/infer", b"{not json", 400, "the request body is not JSON"),
+        ("/v2/models/digitnet/infer", [1, 2], 400, "must be a JSON object"),
+        (
+            "/v2/models/digitnet/infer",
+            {"inputs": [{"name": "pixels", "shape": [1, 3], "datatype": "FP32", "data": [0, 0, 0]}]},
+            400,
+            "must have shape",
+        ),
+        (
+            "/v2/models/digitnet/infer",
+            {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": ["a"] * 784}]},
+            400,
+            "FP32 numbers",
+        ),
+        ("/v2/models/digitnet/infer", {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [2.0] * 784}]}, 400, "in [0, 1]"),
+        ("/v2/models/digitnet/infer", {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "UINT8"}]}, 400, "needs its values in 'data'"),
+        (
+            "/v2/models/digitnet/infer",
+            {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "UINT8", "data": [0] * 784}], "outputs": [{"name": "logits"}]},
+            400,
+            "unknown outputs ['logits']",
+        ),
+    ],
+)
+def test_bad_requests_get_the_protocol_s_json_error(server: ServerThread, path: str, body: object, status: int, message: str) -> None:
+    got, answer = _json(f"{server.http_url}{path}", body)
+    assert got == status and set(answer) == {"error"} and message in answer["error"]
+
+
+def test_curl_classifies_a_file_sent_as_the_body_or_as_a_form(server: ServerThread) -> None:
+    assert CURL, "curl is needed (apt-get install curl)"
+    body = subprocess.run(
+        [CURL, "-s", "--data-binary", f"@{GOLDEN / '7_scan.jpg'}", f"{server.http_url}/v1/classify"], capture_output=True, check=True
+    )
+    form = subprocess.run(
+        [CURL, "-s", "-F", f"image=@{GOLDEN / '3_scan.png'}", f"{server.http_url}/v1/classify?min_confidence=0.2"], capture_output=True, check=True
+    )
+    seven, three = json.loads(body.stdout), json.loads(form.stdout)
+    assert (seven["path"], seven["status"], seven["label"]) == ("-", "digit", 7) and len(seven["probabilities"]) == 10
+    assert (three["path"], three["status"], three["label"]) == ("3_scan.png", "digit", 3)
+
+
+def test_classify_answers_as_predict_does_for_every_golden_image(server: ServerThread) -> None:
+    with DigitClient(server.address) as client:
+        for path in sorted(GOLDEN.glob("[0-9]_*.*")):
+            status, answer = _json(f"{server.http_url}/v1/classify", path.read_bytes())
+            expected = client.classify(path.read_bytes())
+            assert status == 200 and answer["label"] == expected.label and answer["status"] == expected.outcome.value, path.name
+
+
+def test_a_bad_image_is_a_predict_style_error_row_with_status_400(server: ServerThread) -> None:
+    status, answer = _json(f"{server.http_url}/v1/classify", b"not an image")
+    assert status == 400 and answer["status"] == "error" and "not a readable image" in answer["error"]
+    status, answer = _json(f"{server.http_url}/v1/classify", b"")
+    assert status == 400 and "no image" in answer["error"]
+    status, answer = _json(f"{server.http_url}/v1/classify?min_confidence=2", (GOLDEN / "1_scan.png").read_bytes())
+    assert status == 400 and "min_confidence must be in [0, 1]" in answer["error"]
+
+
+def test_explain_returns_the_layers_the_model_computed(server: ServerThread) -> None:
+    status, answer = _json(f"{server.http_url}/v1/explain", (GOLDEN / "2_scan.jpg").read_bytes())
+    with DigitClient(server.address) as client:
+        expected = client.explain((GOLDEN / "2_scan.jpg").read_bytes())
+    assert status == 200 and answer["label"] == 2 and len(answer["input"]) == 784
+    np.testing.assert_allclose(answer["hidden1"], expected.hidden1, atol=1e-6)
+    np.testing.assert_allclose(answer["hidden2"], expected.hidden2, atol=1e-6)
+
+
+def test_openapi_metrics_and_an_unknown_path(server: ServerThread) -> None:
+    status, openapi = _json(f"{server.http_url}/openapi.json")
+    assert status == 200 and {"/v1/classify", "/v1/explain", "/v2/models/{name}/infer"} <= set(openapi["paths"])
+    _request(f"{server.http_url}/v1/classify", (GOLDEN / "5_scan.png").read_bytes())
+    status, _, metrics = _request(f"{server.http_url}/metrics")
+    assert status == 200 and b"digitnet_images_total" in metrics
+    assert b'digitnet_requests_total{code="200",rpc="http Classify"}' in metrics  # counted as gRPC calls are
+    status, _, _ = _request(f"{server.http_url}/nowhere")
+    assert status == 404
+
+
+def test_a_body_over_the_message_limit_is_refused_before_it_is_read() -> None:
+    with running_server(http=True, max_message_bytes=70_000) as small:
+        status, answer = _json(f"{small.http_url}/v1/classify", bytes(80_000))
+    assert status == 429 and "over the limit of 70000" in answer["error"]
+
+
+def test_the_token_guards_all_but_health_and_draining_refuses_new_work() -> None:
+    with running_server(http=True, token="s3cret") as guarded:
+        assert _request(f"{guarded.http_url}/v2/health/ready")[0] == 200
+        assert _request(f"{guarded.http_url}/")[0] == _request(f"{guarded.http_url}/static/app.js")[0] == 200  # no data in them
+        assert _request(f"{guarded.http_url}/v1/network")[0] == _request(f"{guarded.http_url}/metrics")[0] == 401
+        status, headers, body = _request(f"{guarded.http_url}/v1/classify", (GOLDEN / "1_scan.png").read_bytes())
+        assert status == 401 and headers.get("www-authenticate") == "Bearer" and b"bearer token" in body
+        status, _ = _json(f"{guarded.http_url}/v1/classify", (GOLDEN / "1_scan.png").read_bytes(), Authorization="Bearer s3cret")
+        assert status == 200
+        guarded.call(guarded.state.draining())
+        status, headers, body = _request(f"{guarded.http_url}/v1/classify", (GOLDEN / "1_scan.png").read_bytes(), {"Authorization": "Bearer s3cret"})
+        assert status == 503 and headers.get("retry-after") == "1" and b"draining" in body
+        assert _request(f"{guarded.http_url}/v2/health/ready")[0] == 503 and _request(f"{guarded.http_url}/v2/health/live")[0] == 200

@@ -1,0 +1,51 @@
+"""`digitnet serve` with HTTP beside gRPC, as an operator runs it: one process or workers, then a drain."""
+
+from __future__ import annotations
+
+import json
+import signal
+import urllib.request
+
+import pytest
+
+from ...conftest import DEFAULT_MODEL, GOLDEN
+from ..helpers import free_port, serve
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_answers_http_beside_grpc_and_drains_both(workers: int) -> None:
+    http = free_port()
+    process, _grpc_port = serve(DEFAULT_MODEL, "--http-port", str(http), "--workers", str(workers))
+    try:
+        labels = []
+        for label in (0, 4, 8):
+            request = urllib.request.Request(f"http://127.0.0.1:{http}/v1/classify", (GOLDEN / f"{label}_scan.png").read_bytes())
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                labels.append(json.loads(answer.read())["label"])
+        assert labels == [0, 4, 8]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.slow
+def test_a_taken_http_port_is_one_clear_line() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "digitnet.service.cli", "serve", "--port", "0", "--http-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
