@@ -3,6 +3,7 @@ an upload, an example, the network picture, the keyboard; no console errors, no 
 
 from __future__ import annotations
 
+import base64
 import math
 import shutil
 from collections.abc import Iterator
@@ -98,6 +99,21 @@ def test_an_uploaded_image_and_an_example_are_read(page: Page) -> None:
     _answered(page, "2")
     page.locator(".example[data-src$='4.png']").click()
     _answered(page, "4")
+
+
+def test_an_image_dropped_on_the_pad_is_read(page: Page) -> None:
+    encoded = base64.b64encode((GOLDEN / "9_scan.png").read_bytes()).decode()
+    transfer = page.evaluate_handle(
+        """(encoded) => {
+            const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "9.png", { type: "image/png" }));
+            return transfer;
+        }""",
+        encoded,
+    )
+    page.dispatch_event("#pad", "drop", {"dataTransfer": transfer})
+    _answered(page, "9")
 
 
 def test_a_hidden_neuron_shows_its_weights_on_hover_and_on_focus(page: Page) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,9 +17,11 @@ import tritonclient.http as triton
 from PIL import Image
 
 from digitnet.service.client import DigitClient
+from digitnet.service.contract.card import read_card
 
-from ...conftest import GOLDEN
+from ...conftest import DEFAULT_MODEL, GOLDEN
 from ..conftest import ServerThread, running_server
+from ..helpers import install
 
 CURL = shutil.which("curl")
 DIGITS = np.stack([np.asarray(Image.open(GOLDEN / f"{d}_mnist.png"), dtype=np.float32).reshape(-1) / 255 for d in range(10)])
@@ -194,3 +197,15 @@ def test_the_token_guards_all_but_health_and_draining_refuses_new_work() -> None
         status, headers, body = _request(f"{guarded.http_url}/v1/classify", (GOLDEN / "1_scan.png").read_bytes(), {"Authorization": "Bearer s3cret"})
         assert status == 503 and headers.get("retry-after") == "1" and b"draining" in body
         assert _request(f"{guarded.http_url}/v2/health/ready")[0] == 503 and _request(f"{guarded.http_url}/v2/health/live")[0] == 200
+
+
+def test_a_reload_reaches_http_too(tmp_path: Path, small_model: Path) -> None:
+    served = tmp_path / "served.onnx"
+    install(DEFAULT_MODEL, served)
+    with running_server(http=True, model=served) as running:
+        before = _json(f"{running.http_url}/v1/network")[1]["sha256"]
+        install(small_model, served)
+        assert running.call(running.state.reloader.reload())
+        after = _json(f"{running.http_url}/v1/network")[1]
+        status, answer = _json(f"{running.http_url}/v1/classify", (GOLDEN / "3_scan.png").read_bytes())
+    assert before != after["sha256"] == read_card(small_model).model_sha256 and status == 200 and answer["status"] == "digit"
