@@ -176,6 +176,7 @@ def test_openapi_metrics_and_an_unknown_path(server: ServerThread) -> None:
     assert b'digitnet_requests_total{code="200",rpc="http Classify"}' in metrics  # counted as gRPC calls are
     status, _, _ = _request(f"{server.http_url}/nowhere")
     assert status == 404
+    assert _request(f"{server.http_url}/docs")[0] == 404  # Swagger UI would come from a CDN: the server works offline
 
 
 def test_a_body_over_the_message_limit_is_refused_before_it_is_read() -> None:

@@ -31,7 +31,7 @@ class ServerSettings(BaseSettings):
     """TCP port; 0 picks a free one (reported in the start-up log)."""
     http_port: int = Field(8080, ge=0, le=65535)
     """HTTP port, on the same host: the Open Inference Protocol's REST API (/v2), /v1/classify, /v1/explain,
-    /metrics and /docs; 0 turns HTTP off. With N workers, they share it as they share the gRPC port."""
+    /metrics and /openapi.json; 0 turns HTTP off. With N workers, they share it as they share the gRPC port."""
     provider: Provider = "auto"
     """onnxruntime execution provider: auto (CUDA when present, else CPU), cpu, or cuda (fail if absent)."""
     workers: int = Field(1, ge=1, le=64)

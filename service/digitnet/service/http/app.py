@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -46,6 +47,15 @@ PAGE = Path(__file__).resolve().parent / "page"
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/")
 OPEN_PREFIXES = ("/static/",)
 _SERVER_EXTENSIONS = ["binary_tensor_data", "model_repository"]
+INFER_PATH, INFER_VERSION_PATH = "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"
+_INFER_OPENAPI: dict[str, Any] = {
+    "tags": ["Open Inference Protocol"],
+    "summary": "ModelInfer",
+    "description": "JSON tensors (input `pixels`, FP32 or UINT8, [N, 784] or [N, 28, 28]; outputs probabilities, label, hidden1, "
+    "hidden2, outcome, reason; parameter min_confidence), or the binary-tensor extension (Inference-Header-Content-Length).",
+    "requestBody": {"required": True, "content": {"application/json": {}, "application/octet-stream": {}}},
+    "responses": {"200": {"description": "The outputs asked for."}, "400": {"description": '{"error": "..."}'}},
+}
 
 
 class Readiness(Protocol):
@@ -66,7 +76,10 @@ class HttpOptions:
 
 def create_app(classifier: Classifier, readiness: Readiness, executor: Executor, options: HttpOptions) -> FastAPI:
     """Build the ASGI app; the classifier is shared with gRPC (a reload swaps its model for both)."""
-    app = FastAPI(title="digitnet", version=__version__, description="Handwritten digits with the 784-16-16-10 network.")
+    # No /docs or /redoc: their pages load Swagger UI and ReDoc from a CDN, and the server works offline.
+    app = FastAPI(
+        title="digitnet", version=__version__, description="Handwritten digits with the 784-16-16-10 network.", docs_url=None, redoc_url=None
+    )
     expected = f"Bearer {options.token}".encode() if options.token else None
 
     app.add_middleware(_Guard, expected=expected, readiness=readiness)
@@ -127,16 +140,19 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
         check_model(name, version)
         return JSONResponse({"name": MODEL_NAME, "ready": readiness.ready}, status_code=200 if readiness.ready else 503)
 
-    @app.post("/v2/models/{name}/infer", tags=["Open Inference Protocol"])
-    @app.post("/v2/models/{name}/versions/{version}/infer", tags=["Open Inference Protocol"])
-    async def infer(name: str, request: Request, version: str = "") -> Response:
+    async def infer(request: Request) -> Response:
         """ModelInfer: JSON tensors, or the binary-tensor extension (Inference-Header-Content-Length)."""
-        check_model(name, version)
+        check_model(request.path_params["name"], request.path_params.get("version", ""))
         parsed = parse_infer(await body_of(request), request.headers.get(HEADER_LENGTH), classifier.check_count)
         output, answers = await work(len(parsed.pixels), classifier.classify_pixels, parsed.pixels, parsed.min_confidence)
         count_answers(answers)
         body, headers = encode_infer(parsed, output_tensors(output, answers, parsed.outputs))
         return Response(body, headers=headers)
+
+    # Plain Starlette routes for the protocol's hot path: FastAPI's per-request dependency solving cost a third
+    # of the throughput (bench/rest_bench.py). The OpenAPI document describes them by hand (below).
+    app.router.add_route(INFER_PATH, infer, methods=["POST"], include_in_schema=False)
+    app.router.add_route(INFER_VERSION_PATH, infer, methods=["POST"], include_in_schema=False)
 
     @app.post("/v1/classify", tags=["digitnet"])
     async def classify(request: Request, min_confidence: float = 0.0) -> Any:
@@ -189,6 +205,17 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
         return FileResponse(PAGE / "index.html")
 
     app.mount("/static", StaticFiles(directory=PAGE), name="static")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            for path, names in ((INFER_PATH, ["name"]), (INFER_VERSION_PATH, ["name", "version"])):
+                parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names]
+                schema["paths"][path] = {"post": {**_INFER_OPENAPI, "parameters": parameters}}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

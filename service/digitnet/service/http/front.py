@@ -93,5 +93,5 @@ async def start_http(
 ) -> HttpFront:
     """Build the app over `classifier` and serve it (serve() calls this beside gRPC, with its executor)."""
     front = await HttpFront.start(create_app(classifier, readiness, executor, options), host, port, share, **start)
-    log.info("HTTP on %s:%d: the Open Inference Protocol's REST API (/v2), /v1/classify, /metrics, /docs", host, front.port)
+    log.info("HTTP on %s:%d: the Open Inference Protocol's REST API (/v2), /v1/classify, /metrics, /openapi.json", host, front.port)
     return front
