@@ -25,7 +25,7 @@ SESSION_MARK = "DIGITNET_TEST_SESSION"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--fuzz-cases", type=int, default=4000, help="cases of the server fuzz test (tests/service/test_fuzz.py)")
+    parser.addoption("--fuzz-cases", type=int, default=4000, help="cases of the server fuzz test (tests/service/grpc/test_fuzz.py)")
     parser.addoption("--fuzz-seed", type=int, default=0, help="seed of the server fuzz test's mutations")
 
 

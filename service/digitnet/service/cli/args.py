@@ -1,7 +1,7 @@
 """The `digitnet` command line: every subcommand, its arguments, their help and an example.
 
 Only argparse and light modules are imported here, so that `digitnet --help` and a bad option answer at
-once; cli.py runs the command and imports what it needs.
+once; main.py runs the command and imports what it needs.
 """
 
 from __future__ import annotations

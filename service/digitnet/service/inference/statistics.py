@@ -1,7 +1,7 @@
 """Inference statistics as Triton's ModelStatistics reports them: counts and cumulative times, kept by the
 model runs themselves and by the calls, whatever protocol they came in by.
 
-Prometheus metrics (grpc/observability.py) are for dashboards; these answer the Open Inference Protocol's
+Prometheus metrics (telemetry/observability.py) are for dashboards; these answer the Open Inference Protocol's
 ModelStatistics for tools written for Triton. Thread-safe: runs happen on the thread pool. The core knows
 nothing of Prometheus: a transport that wants each model run registers an observer.
 

@@ -1,9 +1,10 @@
 """Pictures of the network at work (matplotlib, headless): one input's journey, and the weights.
 
-The numbers come from network.py; this module only draws them.
+The numbers come from the model (the activations it returned) and contract/network.py (its weights); this
+module only draws them.
 
 Usage:
-    figure = draw_network(net, net.forward(pixels))
+    figure = draw_network(net, Trace.of(classifier.explain(image)))
     save(figure, Path("picture.png"))
 """
 
