@@ -30,7 +30,6 @@ from digitnet.service import __version__
 from digitnet.service.contract.constants import MODEL_NAME
 from digitnet.service.contract.errors import DigitnetError, InternalError, InvalidInput, LimitExceeded, Unauthenticated, Unavailable
 from digitnet.service.contract.network import Network
-from digitnet.service.contract.results import Prediction
 from digitnet.service.http.errors import HTTP_STATUS, error_response
 from digitnet.service.http.oip_rest import HEADER_LENGTH, encode_infer, parse_infer
 from digitnet.service.inference.classifier import Classifier, Deadline, check_min_confidence
@@ -105,10 +104,10 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
                 raise LimitExceeded(f"the request body is over the limit of {options.max_body_bytes} bytes (DIGITNET_MAX_MESSAGE_BYTES)")
         return b"".join(chunks)
 
-    async def work(images: int, function: Callable[..., T], *args: object) -> T:
-        """Small requests on the event loop (cheaper than a thread hop), the rest on the pool."""
+    async def work(inline: bool, function: Callable[..., T], *args: object) -> T:
+        """Run on the event loop (cheaper than a thread hop for small work) or on the pool; a bug becomes INTERNAL."""
         try:
-            if images <= INLINE_IMAGES:
+            if inline:
                 return function(*args)
             return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
         except DigitnetError:
@@ -144,7 +143,7 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
         """ModelInfer: JSON tensors, or the binary-tensor extension (Inference-Header-Content-Length)."""
         check_model(request.path_params["name"], request.path_params.get("version", ""))
         parsed = parse_infer(await body_of(request), request.headers.get(HEADER_LENGTH), classifier.check_count)
-        output, answers = await work(len(parsed.pixels), classifier.classify_pixels, parsed.pixels, parsed.min_confidence)
+        output, answers = await work(len(parsed.pixels) <= INLINE_IMAGES, classifier.classify_pixels, parsed.pixels, parsed.min_confidence)
         count_answers(answers)
         body, headers = encode_infer(parsed, output_tensors(output, answers, parsed.outputs))
         return Response(body, headers=headers)
@@ -160,8 +159,9 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
         Answers as `digitnet predict` does: status (digit, unknown, error), label, confidence, probabilities."""
         check_min_confidence(min_confidence)
         name, image = await _image_of(request, await body_of(request), options.max_body_bytes)
-        [prediction] = await work(INLINE_IMAGES + 1, classifier.classify, [image], min_confidence, _deadline(options))
-        _count(prediction)
+        # An encoded image: decoding it goes to the pool, whatever its size.
+        [prediction] = await work(False, classifier.classify, [image], min_confidence, _deadline(options))
+        IMAGE_COUNTERS[prediction.outcome].inc()
         if prediction.error is not None:  # the same row as predict's, with the error's HTTP status
             ERRORS.labels(type(prediction.error).__name__).inc()
             return JSONResponse({"path": name, **prediction.record()}, status_code=HTTP_STATUS[prediction.error.code])
@@ -172,8 +172,8 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
         """Classify one image and return what the network saw: the 784 input pixels, both hidden layers."""
         check_min_confidence(min_confidence)
         name, image = await _image_of(request, await body_of(request), options.max_body_bytes)
-        explanation = await work(INLINE_IMAGES + 1, classifier.explain, image, min_confidence, _deadline(options))
-        _count(explanation.prediction)
+        explanation = await work(False, classifier.explain, image, min_confidence, _deadline(options))
+        IMAGE_COUNTERS[explanation.prediction.outcome].inc()
         return {
             "path": name,
             **explanation.prediction.record(),
@@ -282,10 +282,6 @@ _RPC_NAMES = {"/v1/classify": "http Classify", "/v1/explain": "http Explain", "/
 def _refuse(error: DigitnetError) -> JSONResponse:
     ERRORS.labels(type(error).__name__).inc()
     return error_response(error)
-
-
-def _count(prediction: Prediction) -> None:
-    IMAGE_COUNTERS[prediction.outcome].inc()
 
 
 def _deadline(options: HttpOptions) -> Deadline:

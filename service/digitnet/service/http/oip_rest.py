@@ -58,7 +58,9 @@ def parse_infer(body: bytes, header_length: str | None, check_count: Callable[[i
     tensor = inputs[0] if len(inputs) == 1 else {}
     shape = tensor.get("shape")
     if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in shape):
-        shape = [] if len(inputs) != 1 else _refuse(f"input 'shape' must be a list of whole numbers, got {echo(shape)}")
+        if len(inputs) == 1:
+            raise InvalidInput(f"input 'shape' must be a list of whole numbers, got {echo(shape)}")
+        shape = []  # no one tensor: check_input names that problem
     datatype = tensor.get("datatype")
     count = check_input([str(t.get("name")) for t in inputs], datatype if isinstance(datatype, str) else "", shape, check_count)
     parameters = _parameters(tensor)
@@ -137,7 +139,3 @@ def _numbers(data: object, datatype: str) -> np.ndarray:
         return np.asarray(data, dtype=np.float32 if datatype == "FP32" else np.int64).ravel()
     except (TypeError, ValueError, OverflowError) as err:  # strings, ragged nesting, huge integers
         raise InvalidInput(f"input 'pixels' data must be {datatype} numbers: {err}") from err
-
-
-def _refuse(message: str) -> list[int]:
-    raise InvalidInput(message)

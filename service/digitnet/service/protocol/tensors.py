@@ -143,4 +143,4 @@ def raw_bytes(datatype: str, values: Any) -> bytes:
     length then the bytes; numbers as their little-endian array."""
     if datatype == "BYTES":
         return b"".join(struct.pack("<I", len(value)) + value for value in values)
-    return bytes(values.tobytes())
+    return values.tobytes()
