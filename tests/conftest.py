@@ -15,6 +15,7 @@ from digitnet.training.data import Dataset, load_mnist5k
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "default.onnx"
+LOGISTIC_MODEL = REPO / "models" / "logistic.onnx"
 #: Real digit images with their labels in their names (tests/golden/README or the file names: 7_scan.png is a 7).
 GOLDEN = REPO / "tests" / "golden"
 #: Unusual and hostile image files (tests/corpus/make_corpus.py writes them).
@@ -84,31 +85,28 @@ def small_dataset(mnist5k: Dataset) -> Dataset:
 
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory: pytest.TempPathFactory, small_dataset: Dataset) -> Path:
-    """A model trained for a few epochs on 800 digits, exported with its card."""
+    """A model trained for a few epochs on 800 digits, cross-validated (2 folds, 2 repeats), exported with its card."""
     from digitnet.training import pipeline
     from digitnet.training.train import TrainConfig
 
     out = tmp_path_factory.mktemp("model") / "small.onnx"
-    config = TrainConfig(max_epochs=4, distorted_copies=1, seed=3)
+    config = TrainConfig(epochs=6, copies=1, seed=3, learning_rate=0.05)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pipeline, "load_dataset", lambda spec, part="train": small_dataset)
-        pipeline.train_and_export("mnist5k", config, out)
+        pipeline.train_and_export("mnist5k", config, out, folds=2, repeats=2)
     return out
 
 
 @pytest.fixture(scope="session")
-def mnist5k_validation_pngs(mnist5k: Dataset) -> list[tuple[bytes, int]]:
-    """The 1,000 mnist5k validation digits (seed 0 split) as 28x28 PNG files with their labels."""
+def mnist5k_pngs(mnist5k: Dataset) -> list[tuple[bytes, int]]:
+    """Every fifth mnist5k digit (1,000, 100 per class) as a 28x28 PNG file with its label."""
     import io
 
     from PIL import Image
 
-    from digitnet.training.train import split_dataset
-
-    split = split_dataset(mnist5k, seed=0)
     pngs = []
-    for pixels, label in zip(split.val_x, split.val_y):
+    for image, label in zip(mnist5k.images[::5], mnist5k.labels[::5]):
         buffer = io.BytesIO()
-        Image.fromarray((pixels.reshape(28, 28) * 255).round().astype(np.uint8)).save(buffer, "PNG")
+        Image.fromarray(image.reshape(28, 28)).save(buffer, "PNG")
         pngs.append((buffer.getvalue(), int(label)))
     return pngs

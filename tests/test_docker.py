@@ -197,6 +197,7 @@ def test_the_compose_deployment_in_a_real_daemon(docker: Docker, images: str, tm
         "DIGITNET_UID": str(os.getuid()),
         "DIGITNET_GID": str(os.getgid()),
         "DIGITNET_TRAIN_EPOCHS": "2",
+        "DIGITNET_TRAIN_CV_REPEATS": "1",
     }
     compose = ["docker-compose", "-f", str(REPO / "docker-compose.yml"), "--project-directory", str(tmp_path), "-p", project]
 

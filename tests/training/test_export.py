@@ -15,16 +15,20 @@ from digitnet.service.contract.card import read_card
 from digitnet.service.contract.constants import CARD_METADATA_KEY, INPUT_NAME, N_PARAMETERS, OUTPUT_HIDDEN
 from digitnet.service.contract.errors import ExportVerificationError
 from digitnet.service.contract.model import Model, flush_subnormals
+from digitnet.service.contract.pixels import scale_uint8
 from digitnet.training import export
 from digitnet.training.data import Dataset
-from digitnet.training.train import TrainConfig, split_dataset, train
+from digitnet.training.train import TrainConfig, fit, input_form
 
 
 @pytest.fixture(scope="module", params=["relu", "logistic"])
 def fitted(request: pytest.FixtureRequest, small_dataset: Dataset) -> tuple[MLPClassifier, np.ndarray]:
-    split = split_dataset(small_dataset, seed=0)
-    result = train(split, TrainConfig(activation=request.param, max_epochs=3, distorted_copies=0))
-    return result.classifier, split.val_x
+    """A briefly trained classifier and 200 digits it was not trained on, in its input form."""
+    config = TrainConfig(activation=request.param, epochs=3, copies=0)
+    pixels = scale_uint8(small_dataset.images)
+    held_out = np.arange(len(pixels)) % 4 == 0
+    fitted = fit(pixels[~held_out], small_dataset.labels[~held_out], config)
+    return fitted.classifier, input_form(pixels[held_out], config)
 
 
 def _numpy_forward(classifier: MLPClassifier, x: np.ndarray) -> list[np.ndarray]:
@@ -103,9 +107,12 @@ def test_trained_artifact_and_card(small_model: Path) -> None:
     model = Model.load(small_model)
     assert card.model_sha256 == model.sha256
     assert card.architecture.parameters == N_PARAMETERS and card.architecture.layers == [784, 16, 16, 10]
-    assert card.data.images == 800 and card.data.train_images + card.data.validation_images == 800
-    assert np.sum(card.validation.confusion_matrix) == card.validation.images
-    assert card.validation.max_probability_difference <= export.PROBABILITY_TOLERANCE
+    assert card.data.images == 800 and card.export.images == 800
+    assert card.cross_validation is not None and card.calibration is not None
+    assert card.cross_validation.folds == 2 and card.cross_validation.repeats == 2
+    assert np.sum(card.cross_validation.confusion_matrix) == 2 * 800
+    assert card.export.max_probability_difference <= export.PROBABILITY_TOLERANCE
+    assert card.input.deskew
     assert {"scikit-learn", "skl2onnx", "onnxruntime"} <= card.libraries.keys()
     assert card.input.dtype == "float32" and card.input.shape == [-1, 784]
     embedded = {p.key: p.value for p in onnx.load(small_model).metadata_props}[CARD_METADATA_KEY]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,28 +11,53 @@ import pytest
 
 from digitnet.service.contract.card import card_path_for, read_card, sha256_hex
 from digitnet.service.contract.constants import N_PARAMETERS
+from digitnet.service.contract.deskew import deskew
 from digitnet.service.contract.errors import ConfigurationError, ModelError
 from digitnet.service.contract.model import Model, choose_providers
+from digitnet.service.contract.pixels import scale_uint8
 from digitnet.training.data import Dataset
 from digitnet.training.evaluate import evaluate
 
-from ...conftest import DEFAULT_MODEL
+from ...conftest import DEFAULT_MODEL, LOGISTIC_MODEL
 
 
-def test_committed_card_matches_committed_model() -> None:
-    card = read_card(DEFAULT_MODEL)
-    assert card.model_sha256 == sha256_hex(DEFAULT_MODEL.read_bytes())
-    assert card.architecture.parameters == N_PARAMETERS
-    assert card.architecture.activation == "relu"
+# Issue 15's goals: 96% (relu) and 95.5% (logistic). The logistic model's 95.31% ± 0.24% misses its goal
+# (docs/training.md); its floor here guards against it getting worse.
+@pytest.mark.parametrize(("path", "activation", "goal"), [(DEFAULT_MODEL, "relu", 0.96), (LOGISTIC_MODEL, "logistic", 0.953)])
+def test_committed_models_reach_their_cross_validated_accuracy_and_calibration(path: Path, activation: str, goal: float) -> None:
+    card = read_card(path)
+    assert card.model_sha256 == sha256_hex(path.read_bytes())
+    assert card.architecture.parameters == N_PARAMETERS and card.architecture.activation == activation
     assert card.data.source.startswith("mnist5k") and card.data.images == 5000
+    assert card.cross_validation is not None and card.calibration is not None
+    assert card.cross_validation.repeats >= 3 and card.cross_validation.folds == 5
+    assert card.cross_validation.accuracy >= goal, "by the card's cross-validated estimate"
+    assert card.calibration.ece_after <= 0.01
+    assert card.training.seconds <= 180, "trained within 3 minutes on the 2-core machine"
 
 
-def test_committed_model_reaches_its_card_accuracy(mnist5k: Dataset) -> None:
-    card = read_card(DEFAULT_MODEL)
-    result = evaluate(DEFAULT_MODEL, "mnist5k")
-    assert result.images == card.validation.images == 1000
-    assert result.accuracy == pytest.approx(card.validation.accuracy, abs=1e-9)
-    assert result.accuracy >= 0.94
+def test_committed_model_is_refused_the_digits_it_was_trained_on(mnist5k: Dataset) -> None:
+    with pytest.raises(ConfigurationError, match="was trained on these digits"):
+        evaluate(DEFAULT_MODEL, "mnist5k")
+
+
+def test_the_model_runs_on_the_input_form_its_card_names(mnist5k: Dataset) -> None:
+    model = Model.load(DEFAULT_MODEL)
+    assert model.card is not None and model.card.input.deskew and model.deskews
+    pixels = scale_uint8(mnist5k.images[:40])
+    out = model.run(pixels)
+    np.testing.assert_array_equal(out.inputs, deskew(pixels))
+    as_given = Model.from_bytes(DEFAULT_MODEL.read_bytes()).run(deskew(pixels))  # no card: runs on what it gets
+    np.testing.assert_allclose(as_given.probabilities, out.probabilities, atol=1e-6)
+
+
+def test_a_card_of_an_older_version_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    copy = tmp_path / "old.onnx"
+    shutil.copy(DEFAULT_MODEL, copy)
+    old = json.loads(card_path_for(DEFAULT_MODEL).read_text()) | {"card_version": 1}
+    card_path_for(copy).write_text(json.dumps(old))
+    with pytest.raises(ModelError, match="a version 1 model card; this digitnet reads version 2: re-train"):
+        Model.load(copy)
 
 
 def test_model_refuses_a_file_that_does_not_match_its_card(tmp_path: Path) -> None:

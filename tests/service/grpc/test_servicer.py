@@ -172,7 +172,8 @@ def test_model_info(stub: pb_grpc.DigitClassifierStub) -> None:
     assert info.model_sha256 == card.model_sha256
     assert info.execution_provider == "CPUExecutionProvider"
     assert list(info.layers) == [784, 16, 16, 10] and info.parameters == 13002 and info.activation == "relu"
-    assert json.loads(info.card_json)["validation"]["accuracy"] == card.validation.accuracy
+    assert card.cross_validation is not None
+    assert json.loads(info.card_json)["cross_validation"]["accuracy"] == card.cross_validation.accuracy
 
 
 def test_health_and_reflection(channel: grpc.Channel) -> None:

@@ -91,7 +91,7 @@ def test_json_infer_answers_in_json_with_the_abstain_rule(server: ServerThread) 
     assert status == 200 and answer["id"] == "r1" and answer["model_name"] == "digitnet"
     outputs = {output["name"]: output for output in answer["outputs"]}
     assert outputs["label"] == {"name": "label", "datatype": "INT64", "shape": [2], "data": [-1, 7]}
-    assert outputs["reason"]["data"] == ["blank image: no ink found", ""]
+    assert outputs["reason"]["data"] == ["blank image: too little ink to be a digit", ""]
 
 
 @pytest.mark.parametrize(
@@ -210,3 +210,22 @@ def test_a_reload_reaches_http_too(tmp_path: Path, small_model: Path) -> None:
         after = _json(f"{running.http_url}/v1/network")[1]
         status, answer = _json(f"{running.http_url}/v1/classify", (GOLDEN / "3_scan.png").read_bytes())
     assert before != after["sha256"] == read_card(small_model).model_sha256 and status == 200 and answer["status"] == "digit"
+
+
+def test_requests_without_min_confidence_get_the_server_default_on_every_api() -> None:
+    # A default of 1.0 answers nothing (no calibrated probability reaches exactly 1 in float32), unless a
+    # request sets its own threshold: then its own applies, 0 included.
+    with running_server(http=True, min_confidence=1.0) as server, DigitClient(server.address) as client:
+        scan = (GOLDEN / "3_scan.png").read_bytes()
+        assert client.classify(scan).label is None and client.classify(scan, min_confidence=0.0).label == 3
+        assert client.classify_packed(np.asarray(Image.open(GOLDEN / "3_mnist.png")).reshape(1, 784)).labels.tolist() == [-1]
+        _, row = _json(f"{server.http_url}/v1/classify", scan)
+        assert row["status"] == "unknown" and "below min_confidence 1.000" in row["reason"]
+        _, row = _json(f"{server.http_url}/v1/classify?min_confidence=0", scan)
+        assert row["label"] == 3
+        pixels = (np.asarray(Image.open(GOLDEN / "3_mnist.png"), dtype=np.float32) / 255).reshape(-1).tolist()
+        body = {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": pixels}]}
+        _, answer = _json(f"{server.http_url}/v2/models/digitnet/infer", body, **{"Content-Type": "application/json"})
+        assert {o["name"]: o["data"] for o in answer["outputs"]}["label"] == [-1]
+        _, network = _json(f"{server.http_url}/v1/network")
+        assert network["min_confidence"] == 1.0, "the page's slider starts at the server's default"

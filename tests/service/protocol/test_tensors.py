@@ -95,8 +95,8 @@ def test_outputs_default_to_probabilities_and_label_and_unknown_ones_are_refused
         check_outputs(["logits"])
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, 0.0), (0.5, 0.5), (1, 1.0)])
-def test_min_confidence_is_a_number_in_0_1(value: object, expected: float) -> None:
+@pytest.mark.parametrize(("value", "expected"), [(None, None), (0.5, 0.5), (1, 1.0)])
+def test_min_confidence_is_a_number_in_0_1_or_absent(value: object, expected: float | None) -> None:
     assert min_confidence_of(value) == expected
 
 
@@ -116,7 +116,7 @@ def test_the_answers_are_the_classifier_s_with_blank_images_unknown() -> None:
         for name, datatype, values in output_tensors(output, answers, check_outputs(["label", "outcome", "reason", "hidden1"]))
     }
     assert tensors["label"][1].tolist()[1] == -1 and tensors["outcome"][1] == [b"digit", b"unknown"]
-    assert tensors["reason"][1] == [b"", b"blank image: no ink found"]
+    assert tensors["reason"][1] == [b"", b"blank image: too little ink to be a digit"]
     assert shape_of(*tensors["hidden1"]) == [2, 16] and shape_of(*tensors["outcome"]) == [2]
     assert raw_bytes(*tensors["outcome"]) == struct.pack("<I", 5) + b"digit" + struct.pack("<I", 7) + b"unknown"
     assert raw_bytes(*tensors["label"]) == np.array(tensors["label"][1], dtype="<i8").tobytes()

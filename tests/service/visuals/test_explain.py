@@ -13,13 +13,14 @@ import pytest
 from PIL import Image
 
 from digitnet.service.cli.main import main
+from digitnet.service.contract.card import read_card
 from digitnet.service.contract.model import Model
 from digitnet.service.contract.network import Network, Trace
 from digitnet.service.inference.classifier import Classifier
 from digitnet.service.visuals.drawing import draw_network, to_png
 from digitnet.service.visuals.explain import explain_image, headline
 
-from ...conftest import DEFAULT_MODEL, GOLDEN
+from ...conftest import DEFAULT_MODEL, GOLDEN, LOGISTIC_MODEL
 from ..conftest import ServerThread
 
 
@@ -47,19 +48,20 @@ def test_network_reads_a_logistic_model(small_dataset: object, tmp_path: Path) -
     out = tmp_path / "logistic.onnx"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pipeline, "load_dataset", lambda spec, part="train": small_dataset)
-        pipeline.train_and_export("mnist5k", TrainConfig(activation="logistic", max_epochs=1, distorted_copies=0), out)
+        pipeline.train_and_export("mnist5k", TrainConfig(activation="logistic", epochs=1, copies=0), out, repeats=0)
     network = Network.from_onnx(out)
     assert network.activation == "logistic"
     pixels = np.asarray(Image.open(GOLDEN / "5_mnist.png"), dtype=np.float32).reshape(-1) / 255
     run = Model.load(out).run(pixels[None])
-    np.testing.assert_allclose(network.squash(pixels @ network.weights[0] + network.biases[0]), run.hidden[0][0], atol=1e-5)
+    seen = run.inputs[0]  # deskewed, as the card says
+    np.testing.assert_allclose(network.squash(seen @ network.weights[0] + network.biases[0]), run.hidden[0][0], atol=1e-5)
 
 
 def test_a_blank_image_is_drawn_with_no_output_lit() -> None:
     explanation = Classifier(Model.load(DEFAULT_MODEL)).explain(np.zeros(784, dtype=np.uint8))
     trace = Trace.of(explanation)
     assert not trace.input.any() and trace.probabilities.shape == (10,) and not trace.probabilities.any()
-    assert headline(explanation) == "no answer: blank image: no ink found"
+    assert headline(explanation) == "no answer: blank image: too little ink to be a digit"
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -105,15 +107,20 @@ class _Collector(HTMLParser):
         self.text.append(data)
 
 
-def test_report_is_a_self_contained_page(tmp_path: Path) -> None:
+def test_report_shows_the_installed_models_side_by_side_in_one_page(tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     assert main(["report", "-o", str(out)]) == 0
     page = _Collector()
     page.feed(out.read_text())
     text = " ".join(page.text)
-    assert "13,002" in text and "95.70%" in text and "Confusion matrix" in text
+    cards = [read_card(path) for path in (DEFAULT_MODEL, LOGISTIC_MODEL)]
+    for card in cards:
+        assert card.cross_validation is not None and card.calibration is not None
+        assert f"{card.cross_validation.accuracy:.2%} ± {card.cross_validation.accuracy_sd:.2%}" in text
+        assert f"{card.calibration.temperature:.3f}" in text
+    assert "13,002" in text and "Confusion matrix" in text and "relu" in text and "logistic" in text
     assert all(src.startswith("data:image/png;base64,") for src in page.images)
-    assert len(page.images) == 2 + 12  # training curve, weights, twelve mistakes
+    assert len(page.images) == len(cards) * (2 + 12)  # per model: training curve, weights, twelve mistakes
     assert "true " in text and "said " in text
 
 

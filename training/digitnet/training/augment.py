@@ -1,4 +1,4 @@
-"""Random distortions of MNIST digits (shift, rotation, scale, shear, elastic) to stretch 5,000 images further.
+"""Random distortions of MNIST digits (shift, rotation, scale, shear, elastic, stroke width) to stretch 5,000 images further.
 
 Everything is vectorised over the batch: one Gaussian filter and one map_coordinates call per batch.
 """
@@ -17,12 +17,13 @@ from digitnet.service.contract.constants import IMAGE_SIDE, N_PIXELS
 class AugmentConfig:
     """Ranges of the random distortions; each image draws its own values uniformly within them."""
 
-    max_shift: float = 2.0  # pixels
-    max_rotation: float = 12.0  # degrees
-    max_scale: float = 0.12  # relative: scale in [1 - max_scale, 1 + max_scale]
-    max_shear: float = 0.15
-    elastic_alpha: float = 0.8  # root-mean-square elastic displacement, in pixels
+    max_shift: float = 1.5  # pixels
+    max_rotation: float = 10.0  # degrees
+    max_scale: float = 0.1  # relative: scale in [1 - max_scale, 1 + max_scale]
+    max_shear: float = 0.0
+    elastic_alpha: float = 0.0  # root-mean-square elastic displacement, in pixels
     elastic_sigma: float = 4.0  # smoothness (Gaussian sigma) of the displacement field, in pixels
+    stroke_change: float = 2 / 3  # share of images whose strokes get thicker or thinner (a 2x2 grey dilation or erosion)
 
     def as_dict(self) -> dict[str, float]:
         """Return the settings for the model card."""
@@ -65,4 +66,19 @@ def distort(images: np.ndarray, rng: np.random.Generator, config: AugmentConfig 
     source = np.clip(source + pad, 0, block - 1)
     source[0] += (np.arange(n, dtype=np.float32) * block)[:, None, None]
     warped = ndimage.map_coordinates(stacked, source, order=1, mode="constant", cval=0.0)
-    return np.clip(warped, 0.0, 1.0).reshape(n, N_PIXELS).astype(np.float32)
+    warped = np.clip(warped, 0.0, 1.0).reshape(n, side, side).astype(np.float32)
+    if config.stroke_change > 0:
+        change_stroke_width(warped, rng, config.stroke_change)
+    return warped.reshape(n, N_PIXELS)
+
+
+def change_stroke_width(images: np.ndarray, rng: np.random.Generator, share: float) -> None:
+    """Thicken half of a random share of the images [N, 28, 28] and thin the other half, in place: other pens."""
+    chosen = rng.random(len(images)) < share
+    thicker = chosen & (rng.random(len(images)) < 0.5)
+    thinner = chosen & ~thicker
+    # A 2x2 window moves the digit by half a pixel; deskewing (which re-centres by mass) takes that back out.
+    if thicker.any():
+        images[thicker] = ndimage.grey_dilation(images[thicker], size=(1, 2, 2))
+    if thinner.any():
+        images[thinner] = ndimage.grey_erosion(images[thinner], size=(1, 2, 2))

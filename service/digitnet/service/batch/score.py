@@ -34,7 +34,7 @@ class ScoreJob:
     out: Path | None = None  # None: standard output
     fmt: Format = "csv"
     batch_size: int = 64
-    min_confidence: float = 0.0
+    min_confidence: float | None = None
     labels_from_dirs: bool = False
     resume: bool = False
     force: bool = False

@@ -11,21 +11,39 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from digitnet.service import __version__
-from digitnet.service.contract.constants import ACTIVATIONS
+from digitnet.service.contract.constants import ACTIVATIONS, DEFAULT_MIN_CONFIDENCE
 
 Handler = Callable[[argparse.Namespace], int]
+#: What --min-confidence means when it is not given.
+MIN_CONFIDENCE_HELP = (
+    f"answer 'unknown' below this top probability (default: the server's with --server, else {DEFAULT_MIN_CONFIDENCE}; 0 answers every image)"
+)
 #: What --model means when it is not given (DIGITNET_MODEL overrides the packaged default).
 MODEL_HELP = "ONNX model, its card (.json) beside it (default: $DIGITNET_MODEL, else the model installed with digitnet)"
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    return _whole_number(text, 0)
+
+
+def epochs_or_recipe(text: str) -> int | None:
+    """An argparse type: a whole number of at least 1, or 'recipe' (None: the recipe's own)."""
+    return None if text == "recipe" else positive_int(text)
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1."""
+    return _whole_number(text, 1)
+
+
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
     return value
 
 
@@ -76,27 +94,36 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
         commands,
         "train",
         "train the network offline and export it to ONNX with its model card",
-        "Train scikit-learn's MLPClassifier(16, 16) on MNIST digits, export it to ONNX, check the export "
-        "reproduces scikit-learn, and write the model and its card (.json) atomically.",
+        "Estimate the recipe by repeated stratified k-fold cross-validation, train scikit-learn's "
+        "MLPClassifier(16, 16) on all the digits, calibrate its confidence with the cross-validated predictions, "
+        "export it to ONNX, check the export reproduces scikit-learn, and write the model and its card (.json) atomically.",
         "digitnet train --data mnist5k --activation relu --seed 0 --out models/default.onnx",
     )
     train.add_argument("--data", default="mnist5k", help="'mnist5k' (bundled, offline; default) or 'idx:DIR' (MNIST IDX files)")
     train.add_argument("--activation", choices=ACTIVATIONS, default="relu", help="hidden-layer activation (default: relu)")
-    train.add_argument("--seed", type=int, default=0, help="seed of the split, initial weights and augmentation (default: 0)")
-    train.add_argument("--epochs", type=positive_int, help="most epochs to run; early stopping may end sooner (default: 80)")
-    train.add_argument("--validation-fraction", type=float, default=0.2, help="share of digits held out for validation (default: 0.2)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the folds, initial weights and distortions (default: 0)")
+    train.add_argument("--epochs", type=epochs_or_recipe, help="epochs to train, or 'recipe' (default: the activation's recipe, docs/training.md)")
+    train.add_argument("--cv-folds", type=positive_int, default=5, help="cross-validation folds (default: 5)")
+    train.add_argument(
+        "--cv-repeats",
+        type=non_negative_int,
+        default=3,
+        help="cross-validation repeats, each with new folds and seeds; 0 skips it and with it the accuracy estimate and the calibration (default: 3)",
+    )
+    train.add_argument("--workers", type=positive_int, default=2, help="processes training cross-validation folds at once (default: 2)")
     train.add_argument("--out", type=Path, help="model path; the card goes beside it as .json (default: models/ACTIVATION.onnx)")
-    train.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress")
+    train.add_argument("-q", "--quiet", action="store_true", help="no per-fold and per-epoch progress")
 
     evaluate = _command(
         commands,
         "evaluate",
         "print a model's accuracy and confusion matrix",
-        "Score a model on labelled digits: its own validation split of mnist5k, or MNIST's 10,000 test digits.",
+        "Score a model on labelled digits it never saw: MNIST's 10,000 test digits (or mnist5k, for a model "
+        "trained on other digits). Without --data, print the cross-validated estimate from its card.",
         "digitnet evaluate --data idx:/data/mnist",
     )
     evaluate.add_argument("--model", type=Path, help=MODEL_HELP)
-    evaluate.add_argument("--data", default="mnist5k", help="'mnist5k': the model's validation split (default); 'idx:DIR': the t10k digits")
+    evaluate.add_argument("--data", help="'idx:DIR': the t10k digits in a folder of MNIST IDX files; 'mnist5k': the bundled 5,000")
 
     serve = _command(
         commands,
@@ -132,7 +159,7 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     where = predict.add_mutually_exclusive_group()
     where.add_argument("--server", metavar="HOST:PORT", help="ask a running server (several: a:50051,b:50051)")
     where.add_argument("--model", type=Path, help=MODEL_HELP)
-    predict.add_argument("--min-confidence", type=probability, default=0.0, help="answer 'unknown' below this top probability")
+    predict.add_argument("--min-confidence", type=probability, help=MIN_CONFIDENCE_HELP)
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files; - reads one image from standard input")
 
     score = _command(
@@ -156,7 +183,7 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     score.add_argument("--labels-from-dirs", action="store_true", help="each file's parent folder is its true digit: report accuracy")
     score.add_argument("--resume", action="store_true", help="finish an interrupted job: skip files already in --out")
     score.add_argument("--force", action="store_true", help="overwrite an existing --out")
-    score.add_argument("--min-confidence", type=probability, default=0.0, help="answer 'unknown' below this top probability")
+    score.add_argument("--min-confidence", type=probability, help=MIN_CONFIDENCE_HELP)
     score.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary (errors still reported)")
 
     explain = _command(
@@ -173,7 +200,7 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     where.add_argument("--server", metavar="HOST:PORT", help="ask a running server (its Explain RPC and its weights)")
     explain.add_argument("-o", "--out", type=Path, default=Path("explain.png"), help="picture to write: PNG, SVG or PDF (default: explain.png)")
     explain.add_argument("--force", action="store_true", help="overwrite an existing picture")
-    explain.add_argument("--min-confidence", type=probability, default=0.0, help="answer 'unknown' below this top probability")
+    explain.add_argument("--min-confidence", type=probability, help=MIN_CONFIDENCE_HELP)
 
     weights = _command(
         commands,
@@ -189,11 +216,12 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     report = _command(
         commands,
         "report",
-        "write the model card as a self-contained HTML page",
-        "Write the model card as one HTML page: architecture, accuracy, confusion matrix, training curve, weights, mistakes.",
-        "digitnet report -o report.html",
+        "write model cards side by side as a self-contained HTML page",
+        "Compare models on one HTML page (cross-validated accuracy, calibration, training time), then describe each: "
+        "confusion matrix, selective accuracy, training curve, weights, mistakes.",
+        "digitnet report -o report.html        # the installed default and logistic models",
     )
-    report.add_argument("--model", type=Path, help=MODEL_HELP)
+    report.add_argument("--model", type=Path, action="append", help="a model to show, repeatable (default: the installed models, default.onnx first)")
     report.add_argument("-o", "--out", type=Path, default=Path("report.html"), help="page to write (default: report.html)")
     report.add_argument("--force", action="store_true", help="overwrite an existing page")
 

@@ -11,7 +11,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import logging
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digitnet.service.cli.args import build_parser
-from digitnet.service.contract.constants import LABELS, PATH_ERRORS, default_model
+from digitnet.service.contract.constants import LABELS, PATH_ERRORS, default_model, installed_models
 from digitnet.service.contract.errors import (
     ConfigurationError,
     DigitnetError,
@@ -29,7 +28,6 @@ from digitnet.service.contract.errors import (
 )
 
 if TYPE_CHECKING:
-    import numpy as np
     from pydantic_core import ErrorDetails
 
     from digitnet.service.grpc.settings import ServerSettings
@@ -46,36 +44,51 @@ def _train(args: argparse.Namespace) -> int:
     # Imported here: the training extra (scikit-learn, skl2onnx, mlxtend) is not needed to serve.
     from digitnet.service.cli.outputs import check_writable
     from digitnet.service.contract.card import card_path_for
+    from digitnet.training.crossval import FoldDone
     from digitnet.training.pipeline import train_and_export
-    from digitnet.training.train import EpochStats, TrainConfig
+    from digitnet.training.train import EpochStats, recipe
 
     out = args.out or Path(f"models/{args.activation}.onnx")
     for path in (out, card_path_for(out)):
-        check_writable(path)  # before a minute of training, not after it
+        check_writable(path)  # before minutes of training, not after them
 
-    def progress(stats: EpochStats) -> None:
+    def fold_done(done: FoldDone) -> None:
         print(
-            f"epoch {stats.epoch:3d}  loss {stats.loss:.4f}  validation accuracy {stats.validation_accuracy:.4f}  ({stats.seconds:.1f} s)",
+            f"cross-validation: repeat {done.repeat + 1} fold {done.fold + 1}: accuracy {done.accuracy:.4f} ({done.seconds:.0f} s)",
             file=sys.stderr,
             flush=True,
         )
 
-    config = TrainConfig(activation=args.activation, seed=args.seed)
-    if args.epochs is not None:
-        config = dataclasses.replace(config, max_epochs=args.epochs)
-    card = train_and_export(args.data, config, out, validation_fraction=args.validation_fraction, on_epoch=None if args.quiet else progress)
-    print(
-        f"wrote {out} and {card_path_for(out)}: validation accuracy {card.validation.accuracy:.4f} "
-        f"on {card.validation.images} digits (best epoch {card.training.best_epoch} of {card.training.epochs_run}, "
-        f"{card.training.seconds:.0f} s), sha256 {card.model_sha256}"
+    def epoch_done(stats: EpochStats) -> None:
+        print(f"final model: epoch {stats.epoch:3d}  loss {stats.loss:.4f}  ({stats.seconds:.1f} s)", file=sys.stderr, flush=True)
+
+    config = recipe(args.activation, seed=args.seed, epochs=args.epochs)
+    card = train_and_export(
+        args.data,
+        config,
+        out,
+        folds=args.cv_folds,
+        repeats=args.cv_repeats,
+        workers=args.workers,
+        on_fold=None if args.quiet else fold_done,
+        on_epoch=None if args.quiet else epoch_done,
     )
+    print(f"wrote {out} and {card_path_for(out)} (trained in {card.training.seconds:.0f} s), sha256 {card.model_sha256}")
+    print(card.estimate_line())
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from digitnet.training.evaluate import evaluate
 
-    result = evaluate(args.model or default_model(), args.data)
+    model = args.model or default_model()
+    if args.data is None:  # nothing to score on: say what the card knows
+        from digitnet.service.contract.card import read_card
+
+        print(f"{model}: {read_card(model).estimate_line()}")
+        print("score it on digits it never saw with --data idx:DIR (MNIST's t10k files)")
+        return 0
+    result = evaluate(model, args.data)
     print(f"{result.data}: accuracy {result.accuracy:.4f} on {result.images} digits")
     print("confusion matrix (rows: true digit, columns: predicted)")
     print("      " + "".join(f"{label:>6}" for label in LABELS))
@@ -217,19 +230,20 @@ def _weights(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from digitnet.service.cli.outputs import check_writable
-    from digitnet.service.contract.card import read_card
-    from digitnet.service.visuals.report import write_report
-    from digitnet.training.evaluate import validation_split
+    from digitnet.service.contract.pixels import scale_uint8
+    from digitnet.service.visuals.report import Digits, write_report
+    from digitnet.training.evaluate import load_mnist5k_or_explain
 
     check_writable(args.out, args.force)
-    model = args.model or default_model()
-    validation: tuple[np.ndarray, np.ndarray] | str
+    models = args.model or installed_models()
+    digits: Digits | str
     try:
-        validation = validation_split(read_card(model))
-    except ConfigurationError as err:  # not bundled, or no training extra: the page says so instead
-        validation = str(err)
-    write_report(model, args.out, validation)
-    print(f"wrote {args.out}")
+        bundled = load_mnist5k_or_explain()  # the cards' mistakes are indices into their training digits
+        digits = Digits(scale_uint8(bundled.images), bundled.sha256)
+    except ConfigurationError as err:  # no training extra: the page says so instead
+        digits = str(err)
+    write_report(models, args.out, digits)
+    print(f"wrote {args.out} ({', '.join(str(m) for m in models)})")
     return 0
 
 

@@ -195,12 +195,12 @@ class DigitClient:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._stub = pb_grpc.DigitClassifierStub(self._channel)
 
-    def classify(self, image: ImageInput, min_confidence: float = 0.0) -> Prediction:
-        """Classify one image."""
+    def classify(self, image: ImageInput, min_confidence: float | None = None) -> Prediction:
+        """Classify one image (min_confidence None: the server's default threshold, as in every method)."""
         request = pb.ClassifyRequest(image=encode_image(image), min_confidence=min_confidence)
         return decode_prediction(self._call(self._stub.Classify, request).prediction)
 
-    def classify_batch(self, images: Sequence[ImageInput], min_confidence: float = 0.0) -> list[Prediction]:
+    def classify_batch(self, images: Sequence[ImageInput], min_confidence: float | None = None) -> list[Prediction]:
         """Classify many images, in as many requests as the server's limits need. Bad images and images too
         big to send come back in place as ERROR predictions."""
         answers: list[Prediction | None] = [None] * len(images)
@@ -210,7 +210,7 @@ class DigitClient:
         return answers  # type: ignore[return-value]  # every None was answered
 
     def _batch_requests(
-        self, images: Sequence[ImageInput], answers: list[Prediction | None], min_confidence: float
+        self, images: Sequence[ImageInput], answers: list[Prediction | None], min_confidence: float | None
     ) -> Iterator[tuple[list[int], pb.ClassifyBatchRequest]]:
         """Group the images still unanswered into requests under the server's message and count limits."""
         limits = self.server_limits()
@@ -247,7 +247,7 @@ class DigitClient:
             self._limits = limits
         return self._limits
 
-    def classify_packed(self, pixels: np.ndarray, min_confidence: float = 0.0) -> PackedPredictions:
+    def classify_packed(self, pixels: np.ndarray, min_confidence: float | None = None) -> PackedPredictions:
         """Classify MNIST-form uint8 images [N, 784] (or [N, 28, 28]) through the packed fast path."""
         images = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(-1, N_PIXELS)
         request = pb.ClassifyBatchRequest(mnist_uint8=images.tobytes(), min_confidence=min_confidence)
@@ -258,7 +258,7 @@ class DigitClient:
             probabilities=np.array(packed.probabilities, dtype=np.float32).reshape(-1, N_CLASSES),
         )
 
-    def classify_stream(self, images: Iterable[ImageInput], min_confidence: float = 0.0) -> Iterator[Prediction]:
+    def classify_stream(self, images: Iterable[ImageInput], min_confidence: float | None = None) -> Iterator[Prediction]:
         """Classify a stream of images over one bidirectional RPC, yielding predictions in order."""
         requests = (pb.ClassifyRequest(image=encode_image(i), min_confidence=min_confidence, id=str(n)) for n, i in enumerate(images))
         try:
@@ -267,7 +267,7 @@ class DigitClient:
         except grpc.RpcError as err:
             raise RemoteError(err.code().name, (err.details() or "") + connection_hint(err.details() or "", self._tls)) from err
 
-    def explain(self, image: ImageInput, min_confidence: float = 0.0) -> Explanation:
+    def explain(self, image: ImageInput, min_confidence: float | None = None) -> Explanation:
         """Classify one image and return what the network saw."""
         request = pb.ClassifyRequest(image=encode_image(image), min_confidence=min_confidence)
         reply = self._call(self._stub.Explain, request)

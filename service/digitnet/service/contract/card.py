@@ -7,6 +7,7 @@ in the ONNX file's metadata under `digitnet.card`, so a model copied without its
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +25,8 @@ from digitnet.service.contract.constants import (
 )
 from digitnet.service.contract.errors import ModelError
 
-CARD_VERSION = 1
+#: 2: cross-validated accuracy and calibration instead of a validation split; the input form says `deskew`.
+CARD_VERSION = 2
 
 
 class _Strict(BaseModel):
@@ -50,19 +52,16 @@ class InputContract(_Strict):
         f"row-major {IMAGE_SIDE}x{IMAGE_SIDE}, white ink (1.0) on black (0.0); the digit fitted into "
         f"{DIGIT_BOX}x{DIGIT_BOX} keeping its aspect ratio and centred by centre of mass (the MNIST convention)"
     )
+    deskew: bool = False  # the model runs on deskewed pixels (contract/deskew.py): Model.run applies it
     outputs: list[str] = Field(default_factory=lambda: [OUTPUT_LABEL, OUTPUT_PROBABILITIES, *OUTPUT_HIDDEN])
 
 
 class DataInfo(_Strict):
-    """Where the training digits came from and how they were split."""
+    """Where the training digits came from: the final model trains on all of them."""
 
     source: str
     images: int
     sha256: str
-    train_images: int
-    validation_images: int
-    split_seed: int
-    validation_fraction: float
 
 
 class EpochRecord(_Strict):
@@ -70,27 +69,64 @@ class EpochRecord(_Strict):
 
     epoch: int
     loss: float
-    validation_accuracy: float
 
 
 class TrainingInfo(_Strict):
     """How the model was fitted."""
 
     seed: int
-    epochs_run: int
-    best_epoch: int
-    seconds: float
+    epochs: int
+    seconds: float  # wall time of the final model's training, cross-validation not included
+    dead_units: list[int]  # per hidden layer: ReLUs that no training digit switches on (0 for the sigmoid)
     config: dict[str, Any]
     history: list[EpochRecord]
 
 
-class ValidationInfo(_Strict):
-    """How the exported model does on the validation split (the epoch was chosen on it too)."""
+class SelectiveRow(_Strict):
+    """What a min_confidence threshold does on the cross-validated predictions (after calibration)."""
 
-    accuracy: float
+    threshold: float
+    answered: float  # share of the images with a top probability >= threshold
+    accuracy: float | None  # accuracy on those; None when none are answered
+
+
+class Mistake(_Strict):
+    """A digit the cross-validated models got wrong: its index in the training data, for the report."""
+
+    index: int
+    label: int
+    predicted: int
+    confidence: float
+
+
+class CrossValidationInfo(_Strict):
+    """How the training recipe does on digits its models never saw: repeated stratified k-fold."""
+
+    folds: int
+    repeats: int
+    accuracy: float  # mean over repeats of each repeat's accuracy over all the digits
+    accuracy_sd: float  # over repeats (split and seed both vary)
+    accuracies: list[float]
+    confusion_matrix: list[list[int]]  # summed over repeats; rows: true digit, columns: predicted digit
+    selective: list[SelectiveRow]
+    mistakes: list[Mistake]  # of the first repeat, most confident first
+    seconds: float
+
+
+class CalibrationInfo(_Strict):
+    """Temperature scaling fitted on the cross-validated predictions, folded into the output layer."""
+
+    temperature: float  # the output layer's weights and bias were divided by it
+    ece_before: float  # expected calibration error of the cross-validated predictions, raw
+    ece_after: float  # the same after scaling, with the temperature fitted on the other half of the digits
+    bins: int
+
+
+class ExportCheck(_Strict):
+    """The exported ONNX graph against scikit-learn on the training digits."""
+
     images: int
-    confusion_matrix: list[list[int]]  # rows: true digit, columns: predicted digit
-    max_probability_difference: float  # ONNX vs scikit-learn on the validation split
+    max_probability_difference: float
 
 
 class ModelCard(_Strict):
@@ -103,10 +139,28 @@ class ModelCard(_Strict):
     input: InputContract = Field(default_factory=InputContract)
     data: DataInfo
     training: TrainingInfo
-    validation: ValidationInfo
+    cross_validation: CrossValidationInfo | None  # None when training was asked to skip it
+    calibration: CalibrationInfo | None  # needs the cross-validated predictions
+    export: ExportCheck
     libraries: dict[str, str]
     onnx_opset: int
     model_sha256: str | None = None
+
+    def estimate_line(self) -> str:
+        """One line: the accuracy to expect on unseen digits and how calibrated the confidence is."""
+        cv, calibration = self.cross_validation, self.calibration
+        if cv is None:
+            return "no cross-validated estimate: the model was trained with --cv-repeats 0 (and is not calibrated)"
+        line = (
+            f"cross-validated accuracy {cv.accuracy:.2%} ± {cv.accuracy_sd:.2%} ({cv.folds} folds x {cv.repeats} repeats "
+            f"over {self.data.images:,} digits; every digit scored by models that never saw it)"
+        )
+        if calibration is not None:
+            line += (
+                f"; calibration: temperature {calibration.temperature:.3f}, "
+                f"expected calibration error {calibration.ece_before:.2%} -> {calibration.ece_after:.2%}"
+            )
+        return line
 
     def to_json(self, include_file_hash: bool = True) -> str:
         """Serialise, optionally without the model file's hash (for embedding in the file itself)."""
@@ -120,10 +174,24 @@ class ModelCard(_Strict):
     @classmethod
     def from_json(cls, text: str, origin: str) -> ModelCard:
         """Parse a card, naming its origin in the error if it is malformed."""
+        version = _card_version(text)
+        if version is not None and version != CARD_VERSION:
+            raise ModelError(
+                f"{origin}: a version {version} model card; this digitnet reads version {CARD_VERSION}: "
+                "re-train the model with `digitnet train` (the committed models are already current)"
+            )
         try:
             return cls.model_validate_json(text)
         except ValidationError as err:
             raise ModelError(f"{origin}: not a valid digitnet model card: {err}") from err
+
+
+def _card_version(text: str) -> int | None:
+    try:
+        version = json.loads(text).get("card_version")
+    except (ValueError, AttributeError):
+        return None  # not a JSON object: pydantic names what is wrong
+    return version if isinstance(version, int) else None
 
 
 def card_path_for(model_path: Path) -> Path:

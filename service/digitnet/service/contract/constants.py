@@ -23,6 +23,11 @@ N_PARAMETERS: Final = sum(a * b + b for a, b in zip(LAYER_SIZES, LAYER_SIZES[1:]
 Activation = Literal["relu", "logistic"]
 ACTIVATIONS: Final[tuple[Activation, ...]] = ("relu", "logistic")
 
+#: The abstain threshold a request gets when it sets none (the server's --min-confidence): below this top
+#: probability the answer is UNKNOWN. Chosen from the committed models' selective-accuracy table
+#: (docs/training.md): it trades few answers for many fewer mistakes.
+DEFAULT_MIN_CONFIDENCE: Final = 0.5
+
 # The ONNX artifact's interface (see model.py, which owns the contract).
 INPUT_NAME: Final = "pixels"
 OUTPUT_PROBABILITIES: Final = "probabilities"
@@ -53,6 +58,13 @@ DEFAULT_MODEL_FILE: Final = "default.onnx"
 def available_cpus() -> int:
     """Count the CPUs this process may run on (cgroup/affinity aware, unlike os.cpu_count)."""
     return len(os.sched_getaffinity(0))
+
+
+def installed_models() -> list[Path]:
+    """The models beside the default one (the committed default and logistic), the default first."""
+    default = default_model()
+    others = sorted(p for p in default.parent.glob("*.onnx") if p != default) if default.parent.is_dir() else []
+    return [default, *others]
 
 
 def default_model() -> Path:

@@ -2,8 +2,8 @@
 
 Usage:
     model = Model.load(Path("models/default.onnx"), provider="auto")
-    out = model.run(pixels)          # pixels: float32 [N, 784] in [0, 1]
-    out.labels, out.probabilities, out.hidden[0], out.hidden[1]
+    out = model.run(pixels)          # pixels: float32 [N, 784] in [0, 1], MNIST form
+    out.labels, out.probabilities, out.hidden[0], out.hidden[1], out.inputs   # inputs: what the network saw
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from digitnet.service.contract.constants import (
     Provider,
     available_cpus,
 )
+from digitnet.service.contract.deskew import deskew
 from digitnet.service.contract.errors import ConfigurationError, ModelError
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class ModelOutput:
     probabilities: np.ndarray  # float32 [N, 10]
     labels: np.ndarray  # int64 [N]
     hidden: tuple[np.ndarray, np.ndarray]  # float32 [N, 16] each: the two hidden layers' activations
+    inputs: np.ndarray  # float32 [N, 784]: the pixels the network ran on (deskewed, if its card says so)
 
 
 def choose_providers(choice: Provider) -> list[str]:
@@ -130,10 +132,19 @@ class Model:
         """The execution provider actually running the graph (after any fallback)."""
         return self.providers[0]
 
+    @property
+    def deskews(self) -> bool:
+        """Whether the model runs on deskewed pixels (its card says so; a card-less model runs on what it gets)."""
+        return self.card is not None and self.card.input.deskew
+
     def run(self, pixels: np.ndarray) -> ModelOutput:
-        """Run the network on float32 pixels [N, 784] in [0, 1] (uncounted: the inference core counts served runs)."""
-        probabilities, labels, hidden1, hidden2 = self._session.run(_OUTPUTS, {INPUT_NAME: pixels})
-        return ModelOutput(probabilities, labels, (hidden1, hidden2))
+        """Run the network on MNIST-form float32 pixels [N, 784] in [0, 1], first putting them in the input
+        form the model was trained on (uncounted: the inference core counts served runs)."""
+        # Here, not in each transport: every path to the network (images, raw OIP pixels, batch scoring,
+        # evaluation) gets the same form the training digits had.
+        inputs = deskew(pixels) if self.deskews else pixels
+        probabilities, labels, hidden1, hidden2 = self._session.run(_OUTPUTS, {INPUT_NAME: inputs})
+        return ModelOutput(probabilities, labels, (hidden1, hidden2), inputs)
 
     def warm_up(self) -> None:
         """Run a few dummy batches so the first real request does not pay for allocation and kernel setup;

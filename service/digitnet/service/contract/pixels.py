@@ -3,6 +3,7 @@
 Usage:
     pixels = scale_uint8(images)                      # uint8 [N, 784] -> float32 [N, 784] in [0, 1]
     check_float_pixels(values, "mnist_float")         # raises InvalidInput for NaN, inf or out-of-range
+    blank = too_little_ink(pixels)                    # [N] bool: answered UNKNOWN, never a guess
 """
 
 from __future__ import annotations
@@ -10,6 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from digitnet.service.contract.errors import InvalidInput
+
+#: Less ink than this (the sum of the pixels, so 5 fully white pixels) is no digit: a blank or a speck.
+#: The faintest of the 5,000 bundled MNIST digits has 23; the median one 100.
+MIN_INK = 5.0
+
+
+def too_little_ink(pixels: np.ndarray) -> np.ndarray:
+    """For MNIST-form images [N, 784] in [0, 1]: which are blank or nearly (a stray mark is not a digit)."""
+    return np.asarray(pixels.sum(axis=1, dtype=np.float64) < MIN_INK)
 
 
 def scale_uint8(pixels: np.ndarray) -> np.ndarray:

@@ -112,7 +112,7 @@ class PackedPredictions:
         ]
 
 
-BLANK_REASON = "blank image: no ink found"
+BLANK_REASON = "blank image: too little ink to be a digit"
 
 
 def answer_in_place(items: Sequence[ImageInput | DigitnetError], answer: Callable[[list[ImageInput]], list[Prediction]]) -> list[Prediction]:

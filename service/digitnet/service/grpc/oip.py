@@ -86,10 +86,10 @@ def decode_pixels(request: pb.ModelInferRequest, check_count: Callable[[int], No
     return from_values("UINT8", count, np.array(tensor.contents.uint_contents, dtype=np.int64), "uint_contents"), False
 
 
-def min_confidence_parameter(request: pb.ModelInferRequest) -> float:
-    """The request's min_confidence parameter (a double, or an int64 of 0 or 1), 0 when absent."""
+def min_confidence_parameter(request: pb.ModelInferRequest) -> float | None:
+    """The request's min_confidence parameter (a double, or an int64 of 0 or 1); None (the server's default) when absent."""
     if MIN_CONFIDENCE_PARAMETER not in request.parameters:
-        return 0.0
+        return None
     parameter = request.parameters[MIN_CONFIDENCE_PARAMETER]
     kind = parameter.WhichOneof("parameter_choice")
     if kind not in ("double_param", "int64_param"):
@@ -193,7 +193,8 @@ class OipServicer:
             return self._infer_now(request)
         pixels, raw, names, min_confidence = self._decode(request)
         output = await self.batcher.run(pixels)  # the classifier's forward, merged with concurrent requests'
-        return self._encode(request, output, decide_packed(pixels, output.probabilities, min_confidence), names, raw)
+        answers = decide_packed(pixels, output.probabilities, self.classifier.threshold(min_confidence))
+        return self._encode(request, output, answers, names, raw)
 
     def _infer_now(self, request: pb.ModelInferRequest, deadline: Deadline = NO_DEADLINE) -> pb.ModelInferResponse:
         pixels, raw, names, min_confidence = self._decode(request)
@@ -201,7 +202,7 @@ class OipServicer:
         output, answers = self.classifier.classify_pixels(pixels, min_confidence)  # as digitnet.v1's packed path
         return self._encode(request, output, answers, names, raw)
 
-    def _decode(self, request: pb.ModelInferRequest) -> tuple[np.ndarray, bool, list[str], float]:
+    def _decode(self, request: pb.ModelInferRequest) -> tuple[np.ndarray, bool, list[str], float | None]:
         pixels, raw = decode_pixels(request, self.classifier.check_count)
         return pixels, raw, check_outputs([output.name for output in request.outputs]), min_confidence_parameter(request)
 

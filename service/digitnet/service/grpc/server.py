@@ -68,7 +68,7 @@ async def create_server(settings: ServerSettings, state: ServingState | None = N
     credentials = _tls_credentials(settings)  # bad TLS files fail before the model is even read
     model = load_model(settings)
     publish(model)
-    classifier = Classifier(model, settings.limits, settings.max_request_images)
+    classifier = Classifier(model, settings.limits, settings.max_request_images, settings.min_confidence)
     executor = futures.ThreadPoolExecutor(settings.thread_count, thread_name_prefix="digitnet-work")
     state = state or ServingState()
     token = settings.token.get_secret_value() if settings.token is not None else None

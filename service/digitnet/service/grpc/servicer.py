@@ -73,6 +73,11 @@ def decode_image(image: pb.Image) -> ImageInput | None:
     return None
 
 
+def requested_min_confidence(request: pb.ClassifyRequest | pb.ClassifyBatchRequest) -> float | None:
+    """The request's own abstain threshold, or None (the server's default) when it sets none."""
+    return request.min_confidence if request.HasField("min_confidence") else None
+
+
 def deadline_of(context: grpc.aio.ServicerContext, limit_seconds: float | None) -> Deadline:
     """The core's Deadline for this call (or stream item): the client's deadline, if it set one, and the server's limit."""
     return Deadline(context.time_remaining(), limit_seconds)
@@ -171,7 +176,7 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
     async def _classify_one(self, request: pb.ClassifyRequest, deadline: Deadline) -> Prediction:
         image = _require(decode_image(request.image))
         if isinstance(image, bytes) and not _small(image):
-            return await self._offload(deadline, self.classifier.classify_one, image, request.min_confidence, deadline)
+            return await self._offload(deadline, self.classifier.classify_one, image, requested_min_confidence(request), deadline)
         return self.classifier.classify_one(image, request.min_confidence, deadline)  # small: inline
 
     @grpc_errors
@@ -187,12 +192,12 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
     # On the thread pool: unpacking the protos and packing the answers grow with the request, as the classifying does.
 
     def _classify_packed(self, request: pb.ClassifyBatchRequest) -> pb.ClassifyBatchResponse:
-        packed = self.classifier.classify_packed(request.mnist_uint8, request.min_confidence)
+        packed = self.classifier.classify_packed(request.mnist_uint8, requested_min_confidence(request))
         return pb.ClassifyBatchResponse(packed=encode_packed(packed))
 
     def _classify_batch(self, request: pb.ClassifyBatchRequest, deadline: Deadline) -> pb.ClassifyBatchResponse:
         images = [_decode_or_error(image) for image in request.images]
-        predictions = answer_in_place(images, lambda decoded: self.classifier.classify(decoded, request.min_confidence, deadline))
+        predictions = answer_in_place(images, lambda decoded: self.classifier.classify(decoded, requested_min_confidence(request), deadline))
         return pb.ClassifyBatchResponse(predictions=[encode_prediction(p) for p in predictions])
 
     async def ClassifyStream(
@@ -214,7 +219,7 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
     async def Explain(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext) -> pb.ExplainResponse:
         deadline = deadline_of(context, self._request_seconds)
         image = _require(decode_image(request.image))
-        explanation = await self._offload(deadline, self.classifier.explain, image, request.min_confidence, deadline)
+        explanation = await self._offload(deadline, self.classifier.explain, image, requested_min_confidence(request), deadline)
         return pb.ExplainResponse(
             prediction=encode_prediction(explanation.prediction),
             input=explanation.input.tolist(),

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, CliSuppress, SettingsConfigDict
 
-from digitnet.service.contract.constants import MESSAGE_OVERHEAD_BYTES, N_PIXELS, Provider, available_cpus, default_model
+from digitnet.service.contract.constants import DEFAULT_MIN_CONFIDENCE, MESSAGE_OVERHEAD_BYTES, N_PIXELS, Provider, available_cpus, default_model
 from digitnet.service.contract.limits import Limits
 
 
@@ -61,6 +61,8 @@ class ServerSettings(BaseSettings):
     """Adaptive batching: most images merged from concurrent OIP requests into one onnxruntime call."""
     max_batch_delay_ms: float = Field(0.0, ge=0)
     """Adaptive batching: how long a request may wait for others to join its batch; 0 turns it off."""
+    min_confidence: float = Field(DEFAULT_MIN_CONFIDENCE, ge=0, le=1)
+    """Answer UNKNOWN below this top probability when a request sets no min_confidence of its own."""
     grace_seconds: float = Field(10.0, ge=0)
     """On SIGTERM/SIGINT, how long in-flight requests get to finish."""
     drain_seconds: float = Field(1.0, ge=0)

@@ -32,7 +32,7 @@ from digitnet.service.contract.errors import DigitnetError, InternalError, Inval
 from digitnet.service.contract.network import Network
 from digitnet.service.http.errors import HTTP_STATUS, error_response
 from digitnet.service.http.oip_rest import HEADER_LENGTH, encode_infer, parse_infer
-from digitnet.service.inference.classifier import Classifier, Deadline, check_min_confidence
+from digitnet.service.inference.classifier import Classifier, Deadline
 from digitnet.service.inference.statistics import STATISTICS
 from digitnet.service.protocol.catalog import metadata_record
 from digitnet.service.protocol.tensors import INLINE_IMAGES, check_model, output_tensors
@@ -154,10 +154,11 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
     app.router.add_route(INFER_VERSION_PATH, infer, methods=["POST"], include_in_schema=False)
 
     @app.post("/v1/classify", tags=["digitnet"])
-    async def classify(request: Request, min_confidence: float = 0.0) -> Any:
+    async def classify(request: Request, min_confidence: float | None = None) -> Any:
         """Classify one image: the body is the image file (PNG, JPEG, ...), or a multipart form with one file.
-        Answers as `digitnet predict` does: status (digit, unknown, error), label, confidence, probabilities."""
-        check_min_confidence(min_confidence)
+        Answers as `digitnet predict` does: status (digit, unknown, error), label, confidence, probabilities.
+        Without min_confidence, the server's default threshold applies."""
+        min_confidence = classifier.threshold(min_confidence)
         name, image = await _image_of(request, await body_of(request), options.max_body_bytes)
         # An encoded image: decoding it goes to the pool, whatever its size.
         [prediction] = await work(False, classifier.classify, [image], min_confidence, _deadline(options))
@@ -168,9 +169,9 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
         return {"path": name, **prediction.record()}
 
     @app.post("/v1/explain", tags=["digitnet"])
-    async def explain(request: Request, min_confidence: float = 0.0) -> dict[str, object]:
+    async def explain(request: Request, min_confidence: float | None = None) -> dict[str, object]:
         """Classify one image and return what the network saw: the 784 input pixels, both hidden layers."""
-        check_min_confidence(min_confidence)
+        min_confidence = classifier.threshold(min_confidence)
         name, image = await _image_of(request, await body_of(request), options.max_body_bytes)
         explanation = await work(False, classifier.explain, image, min_confidence, _deadline(options))
         IMAGE_COUNTERS[explanation.prediction.outcome].inc()
@@ -186,7 +187,8 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
 
     @app.get("/v1/network", tags=["digitnet"])
     async def weights() -> dict[str, Any]:
-        """The served network's weights [in][out] and biases per layer, and its hidden activation (for the page)."""
+        """The served network's weights [in][out] and biases per layer, its hidden activation, and the server's
+        default min_confidence (for the page)."""
         model = classifier.model
         if model.sha256 not in networks:
             network = Network.from_bytes(model.data, "the served model")
@@ -197,7 +199,7 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
                 "biases": [np.round(b.astype(np.float64), 5).tolist() for b in network.biases],
                 "sha256": model.sha256,
             }
-        return networks[model.sha256]
+        return {**networks[model.sha256], "min_confidence": classifier.min_confidence}
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

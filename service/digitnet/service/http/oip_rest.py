@@ -40,7 +40,7 @@ class RestInferRequest:
     pixels: np.ndarray  # float32 [N, 784] in [0, 1]
     outputs: list[str]
     binary_outputs: frozenset[str]  # outputs to send as raw bytes after the JSON
-    min_confidence: float
+    min_confidence: float | None  # None: the server's default
 
 
 def parse_infer(body: bytes, header_length: str | None, check_count: Callable[[int], None]) -> RestInferRequest:

@@ -97,4 +97,8 @@ class MicroBatcher:
             rows = slice(start, start + len(item.pixels))
             start = rows.stop
             if not item.done.done():  # the caller may have been cancelled (deadline, disconnect)
-                item.done.set_result(ModelOutput(output.probabilities[rows], output.labels[rows], (output.hidden[0][rows], output.hidden[1][rows])))
+                item.done.set_result(
+                    ModelOutput(
+                        output.probabilities[rows], output.labels[rows], (output.hidden[0][rows], output.hidden[1][rows]), output.inputs[rows]
+                    )
+                )

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from digitnet.service.contract.constants import N_CLASSES, N_PIXELS
+from digitnet.service.contract.constants import DEFAULT_MIN_CONFIDENCE, N_CLASSES, N_PIXELS
 from digitnet.service.contract.errors import (
     Cancelled,
     DeadlineExceeded,
@@ -29,7 +29,7 @@ from digitnet.service.contract.errors import (
 )
 from digitnet.service.contract.limits import Limits
 from digitnet.service.contract.model import Model, ModelOutput
-from digitnet.service.contract.pixels import scale_uint8
+from digitnet.service.contract.pixels import scale_uint8, too_little_ink
 from digitnet.service.contract.results import (
     BLANK_REASON,
     Explanation,
@@ -61,11 +61,11 @@ def _abstain(blank: np.ndarray, probabilities: np.ndarray, min_confidence: float
 
 
 def decide_packed(pixels: np.ndarray, probabilities: np.ndarray, min_confidence: float) -> PackedPredictions:
-    """The abstain rule for N images at once (blank: all pixels 0); a model answer that is not finite is
-    refused (never a guess)."""
+    """The abstain rule for N images at once (blank: too little ink, contract.pixels.MIN_INK); a model answer
+    that is not finite is refused (never a guess)."""
     if not np.all(np.isfinite(probabilities)):
         raise ModelError("the model answered NaN or infinite probabilities")
-    return _abstain(~np.any(pixels, axis=1), probabilities, min_confidence)
+    return _abstain(too_little_ink(pixels), probabilities, min_confidence)
 
 
 class Deadline:
@@ -163,15 +163,22 @@ def _isolated(step: Callable[..., _T], *args: object) -> _T | DigitnetError:
 class Classifier:
     """Preprocess, batch and run images through a model; safe to call from many threads."""
 
-    def __init__(self, model: Model, limits: Limits = Limits(), max_request_images: int = 4096) -> None:
+    def __init__(
+        self, model: Model, limits: Limits = Limits(), max_request_images: int = 4096, min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    ) -> None:
         self.model = model
         self.limits = limits
         self.max_request_images = max_request_images
+        self.min_confidence = check_min_confidence(min_confidence)
 
-    def classify(self, images: Sequence[ImageInput], min_confidence: float = 0.0, deadline: Deadline = NO_DEADLINE) -> list[Prediction]:
+    def threshold(self, requested: float | None) -> float:
+        """The abstain threshold of a request: its own (checked), or this classifier's default when it set none."""
+        return self.min_confidence if requested is None else check_min_confidence(requested)
+
+    def classify(self, images: Sequence[ImageInput], min_confidence: float | None = None, deadline: Deadline = NO_DEADLINE) -> list[Prediction]:
         """Classify images in one model call; a bad image becomes an ERROR prediction in its place, and the
         others are still answered."""
-        check_min_confidence(min_confidence)
+        min_confidence = self.threshold(min_confidence)
         self.check_count(len(images))
         pixels: list[np.ndarray | None | DigitnetError] = []
         decoded: dict[int, np.ndarray] = {}  # by position: encoded images, decoded but not yet normalised
@@ -204,16 +211,16 @@ class Classifier:
         if count > self.max_request_images:
             raise LimitExceeded(f"batch of {count} images is over the limit of {self.max_request_images}")
 
-    def classify_one(self, image: ImageInput, min_confidence: float = 0.0, deadline: Deadline = NO_DEADLINE) -> Prediction:
+    def classify_one(self, image: ImageInput, min_confidence: float | None = None, deadline: Deadline = NO_DEADLINE) -> Prediction:
         """Classify one image, raising DigitnetError for bad input."""
-        check_min_confidence(min_confidence)
+        min_confidence = self.threshold(min_confidence)
         pixels = prepare(image, self.limits, deadline)
         deadline.check()
         return self._run([pixels], min_confidence)[0]
 
-    def classify_packed(self, pixels: bytes, min_confidence: float = 0.0) -> PackedPredictions:
+    def classify_packed(self, pixels: bytes, min_confidence: float | None = None) -> PackedPredictions:
         """Classify N MNIST-form uint8 images packed row-major (N x 784 bytes) in one vectorised pass."""
-        check_min_confidence(min_confidence)
+        min_confidence = self.threshold(min_confidence)
         if len(pixels) % N_PIXELS:
             raise InvalidInput(f"packed mnist_uint8 must be a multiple of {N_PIXELS} bytes (N x 28 x 28), got {len(pixels)}")
         count = len(pixels) // N_PIXELS
@@ -221,24 +228,24 @@ class Classifier:
         images = np.frombuffer(pixels, dtype=np.uint8).reshape(count, N_PIXELS)
         return self.classify_pixels(scale_uint8(images), min_confidence)[1]
 
-    def classify_pixels(self, pixels: np.ndarray, min_confidence: float = 0.0) -> tuple[ModelOutput, PackedPredictions]:
+    def classify_pixels(self, pixels: np.ndarray, min_confidence: float | None = None) -> tuple[ModelOutput, PackedPredictions]:
         """Classify N MNIST-form images given as float32 [N, 784] in [0, 1] (checked by the caller, e.g.
         contract.pixels.check_float_pixels): the model's whole output, and the answers by the abstain rule."""
-        check_min_confidence(min_confidence)
+        min_confidence = self.threshold(min_confidence)
         self.check_count(len(pixels))
         output = self.forward(pixels)
         return output, decide_packed(pixels, output.probabilities, min_confidence)
 
-    def explain(self, image: ImageInput, min_confidence: float = 0.0, deadline: Deadline = NO_DEADLINE) -> Explanation:
+    def explain(self, image: ImageInput, min_confidence: float | None = None, deadline: Deadline = NO_DEADLINE) -> Explanation:
         """Classify one image and return the network's view of it."""
-        check_min_confidence(min_confidence)
+        min_confidence = self.threshold(min_confidence)
         pixels = prepare(image, self.limits, deadline)
         deadline.check()
         blank = pixels is None
         seen = np.zeros(N_PIXELS, dtype=np.float32) if pixels is None else pixels
         out = self.forward(seen[None, :])  # a blank image still has activations worth showing
         prediction = Prediction(Outcome.UNKNOWN, reason=BLANK_REASON) if blank else decide(out.probabilities[0], min_confidence)
-        return Explanation(prediction, seen, out.hidden[0][0], out.hidden[1][0])
+        return Explanation(prediction, out.inputs[0], out.hidden[0][0], out.hidden[1][0])
 
     def _run(self, pixels: Sequence[np.ndarray | None | DigitnetError], min_confidence: float) -> list[Prediction]:
         ready = [p for p in pixels if isinstance(p, np.ndarray)]

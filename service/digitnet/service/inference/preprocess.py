@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from digitnet.service.contract.constants import DIGIT_BOX, IMAGE_SIDE, N_PIXELS
 from digitnet.service.contract.errors import DigitnetError, InvalidInput, LimitExceeded
 from digitnet.service.contract.limits import Limits
-from digitnet.service.contract.pixels import check_float_pixels, scale_uint8
+from digitnet.service.contract.pixels import check_float_pixels, scale_uint8, too_little_ink
 from digitnet.service.inference.image_header import Header, sniff
 
 # Each image is small; parallelism comes from handling many at once (server threads, score processes).
@@ -37,6 +37,9 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 #: Below this grey-level spread (out of 255) an image is treated as blank: no ink to read.
 MIN_CONTRAST = 32
+#: Ink whose extent is shorter than this (pixels, at the working size) is a speck, not a digit: blank. A
+#: digit written 10 pixels tall with a 1-pixel pen is still read.
+MIN_DIGIT_SIDE = 6
 #: Images are shrunk (by whole factors) until their shorter side is below twice this before the work
 #: starts: the digit ends up 20x20, and every step below costs in proportion to the pixel count.
 WORKING_SIDE = 64
@@ -225,7 +228,8 @@ def normalise(grey: np.ndarray) -> np.ndarray | None:
     if ink.shape == (IMAGE_SIDE, IMAGE_SIDE) and _fitted_and_centred(ink[None])[0]:
         # Re-normalising a digit that is already in MNIST form only blurs it (0.943 vs 0.957 accuracy on
         # the mnist5k validation digits sent as PNG files), and it costs most of the time: pass it through.
-        return scale_uint8(ink).reshape(N_PIXELS)
+        pixels = scale_uint8(ink).reshape(1, N_PIXELS)
+        return None if too_little_ink(pixels)[0] else pixels[0]
     # One cumulative histogram answers every grey-level question below, without sorting pixels.
     cumulative = np.cumsum(cv2.calcHist([ink], [0], None, [256], [0, 256]).ravel().astype(np.int64))
     faint, bright = np.searchsorted(cumulative, cumulative[-1] * _CONTRAST_FRACTIONS).tolist()
@@ -235,8 +239,8 @@ def normalise(grey: np.ndarray) -> np.ndarray | None:
     threshold, strokes = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     threshold = int(threshold)
     left, top, width, height = cv2.boundingRect(strokes)
-    if width == 0:
-        return None
+    if max(width, height) < MIN_DIGIT_SIDE:
+        return None  # nothing, or a speck: blowing it up to 20x20 would make a blob to guess at
     # Keep the strokes' anti-aliased edges, as MNIST has them: subtract the paper's level (the median
     # below the threshold) rather than the threshold, stretch the ink (99th percentile above it) to full
     # white, and blank out everything not next to a stroke.
@@ -337,17 +341,17 @@ def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
 
 
 def from_uint8(data: bytes) -> np.ndarray | None:
-    """Check and scale 784 MNIST-form bytes to float32 [784]; None if all black (blank)."""
+    """Check and scale 784 MNIST-form bytes to float32 [784]; None if blank or nearly."""
     if len(data) != N_PIXELS:
         raise InvalidInput(f"mnist_uint8 must be exactly {N_PIXELS} bytes (28x28), got {len(data)}")
     pixels = scale_uint8(np.frombuffer(data, dtype=np.uint8))
-    return pixels if pixels.any() else None
+    return None if too_little_ink(pixels[None])[0] else pixels
 
 
 def from_float(values: np.ndarray) -> np.ndarray | None:
-    """Check MNIST-form floats [784] in [0, 1]; None if all zero (blank)."""
+    """Check MNIST-form floats [784] in [0, 1]; None if blank or nearly."""
     pixels = np.asarray(values, dtype=np.float32).reshape(-1)
     if pixels.size != N_PIXELS:
         raise InvalidInput(f"mnist_float must hold exactly {N_PIXELS} values (28x28), got {pixels.size}")
     check_float_pixels(pixels, "mnist_float")
-    return pixels if pixels.any() else None
+    return None if too_little_ink(pixels[None])[0] else pixels

@@ -110,10 +110,10 @@ def check_outputs(names: Sequence[str]) -> list[str]:
     return wanted
 
 
-def min_confidence_of(value: object) -> float:
-    """The min_confidence parameter's value (a number in [0, 1]; absent: 0)."""
+def min_confidence_of(value: object) -> float | None:
+    """The min_confidence parameter's value (a number in [0, 1]; absent: None, the server's default)."""
     if value is None:
-        return 0.0
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput(f"parameter {MIN_CONFIDENCE_PARAMETER!r} must be a number in [0, 1], got {echo(value)}")
     return check_min_confidence(float(value))

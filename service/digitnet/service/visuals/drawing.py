@@ -187,17 +187,12 @@ def draw_weights(network: Network) -> Figure:
     return figure
 
 
-def draw_training_curve(epochs: list[int], losses: list[float], accuracies: list[float], best_epoch: int) -> Figure:
-    """Draw the loss and validation accuracy per epoch, marking the epoch that was kept."""
-    figure, loss_axes = plt.subplots(figsize=(7, 3.5))
-    loss_axes.plot(epochs, losses, color=_NEGATIVE, label="training loss")
-    loss_axes.set_xlabel("epoch")
-    loss_axes.set_ylabel("training loss", color=_NEGATIVE)
-    accuracy_axes = loss_axes.twinx()
-    accuracy_axes.plot(epochs, accuracies, color=_POSITIVE, label="validation accuracy")
-    accuracy_axes.set_ylabel("validation accuracy", color=_POSITIVE)
-    accuracy_axes.axvline(best_epoch, color="0.5", ls="--", lw=1)
-    accuracy_axes.text(best_epoch, min(accuracies), f" kept: epoch {best_epoch}", fontsize=8, color="0.3")
+def draw_training_curve(epochs: list[int], losses: list[float]) -> Figure:
+    """Draw the final model's training loss per epoch."""
+    figure, axes = plt.subplots(figsize=(6, 3))
+    axes.plot(epochs, losses, color=_NEGATIVE)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("training loss")
     figure.tight_layout()
     return figure
 

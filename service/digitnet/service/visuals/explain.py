@@ -19,7 +19,9 @@ from digitnet.service.inference.classifier import Classifier
 from digitnet.service.visuals.drawing import draw_network, draw_weights, save
 
 
-def explain_image(image: bytes, model: Path | None = None, server: str | None = None, min_confidence: float = 0.0) -> tuple[Network, Explanation]:
+def explain_image(
+    image: bytes, model: Path | None = None, server: str | None = None, min_confidence: float | None = None
+) -> tuple[Network, Explanation]:
     """Classify one image locally or on a server; return the network's weights and the explanation."""
     if server:
         from digitnet.service.client.digit_client import DigitClient
@@ -41,7 +43,9 @@ def headline(explanation: Explanation) -> str:
     return f"no answer: {prediction.reason}"
 
 
-def explain_to_file(image_path: Path, out: Path, model: Path | None = None, server: str | None = None, min_confidence: float = 0.0) -> Explanation:
+def explain_to_file(
+    image_path: Path, out: Path, model: Path | None = None, server: str | None = None, min_confidence: float | None = None
+) -> Explanation:
     """Draw one image's trip through the network into `out` (PNG, SVG or PDF by suffix)."""
     try:
         image = image_path.read_bytes()

@@ -260,6 +260,8 @@ fetch("v1/network").then(async (response) => {
   const body = await response.json();
   if (!response.ok) throw new Error(body.error || `the server answered ${response.status}`);
   network = body;
+  confidence.value = body.min_confidence;  // the server's default threshold, as an API call without one gets
+  confidence.dispatchEvent(new Event("input"));
 }).catch((error) => {
   status.textContent = `no weights (${error.message}): the picture shows activations only`;
 });
