@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import psutil
+from machine import cpu_name
 from PIL import Image
 
 from digitnet.service.api._generated import digitnet_pb2 as pb
@@ -216,7 +217,7 @@ def main() -> None:
     parser.add_argument("--flood-mb", type=int, default=60, help="size of each, in MB (default: 60)")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each stall measurement (default: 4)")
     args = parser.parse_args()
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    cpu = cpu_name()
     print(f"CPU: {cpu}, {psutil.cpu_count()} cores; Python {platform.python_version()}\n")
     cpu_table()
     print()

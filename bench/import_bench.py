@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from machine import cpu_name
+
 #: Modules whose presence after the import says the client pulled in the server.
 SERVER_ONLY = ("onnxruntime", "onnx", "cv2", "PIL", "prometheus_client", "matplotlib", "pydantic")
 
@@ -57,7 +59,7 @@ def main() -> None:
     if args.before:
         # Before the layers, the client lived at digitnet.service.client (a module).
         rows.append(("before: import digitnet.service.client", "import digitnet.service.client", str(args.before)))
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    cpu = cpu_name()
     print(f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {args.runs} fresh interpreters per row\n")
     print("| import | median s | min s | server modules loaded |")
     print("|---|---:|---:|---|")

@@ -8,13 +8,13 @@ Prints a markdown table (docs/benchmarks.md); rows of one run compare, with the 
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+from machine import cpu_name
 
 from digitnet.service.contract.model import flush_subnormals
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", type=Path, default=[REPO / "models" / "default.onnx"])
     args = parser.parse_args()
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    cpu = cpu_name()
     print(f"CPU: {cpu}; onnxruntime {ort.__version__}, 1 thread\n")
     print("| model | subnormal weights | batch of 1,000 (ms, median) | one row (us, median) |")
     print("|---|---:|---:|---:|")

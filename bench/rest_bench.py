@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 import tritonclient.http.aio as triton
+from machine import cpu_name
 from oip_bench import MODEL, SEVEN, Call, arguments, free_port, prepare_peers, row, run_for, start_kserve, start_mlserver
 
 REPO = MODEL.parents[1]
@@ -73,7 +73,7 @@ def main() -> None:
     """Measure digitnet's, KServe's and MLServer's REST endpoints in one run."""
     args = arguments(__doc__)
     folder = prepare_peers(not args.no_mlserver)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    cpu = cpu_name()
     print(f"{cpu}, {os.cpu_count()} CPUs; client and server on the same machine\n")
     print("| server (REST, JSON) | concurrency | p50 ms | p99 ms | requests/s | errors |")
     print("|---|---|---|---|---|---|")
