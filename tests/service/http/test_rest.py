@@ -217,7 +217,10 @@ def test_requests_without_min_confidence_get_the_server_default_on_every_api() -
     # request sets its own threshold: then its own applies, 0 included.
     with running_server(http=True, min_confidence=1.0) as server, DigitClient(server.address) as client:
         scan = (GOLDEN / "3_scan.png").read_bytes()
-        assert client.classify(scan).label is None and client.classify(scan, min_confidence=0.0).label == 3
+        small = (GOLDEN / "3_mnist.png").read_bytes()  # a small image is classified inline, a large one in the pool
+        for image in (scan, small):
+            assert client.classify(image).label is None and client.classify(image, min_confidence=0.0).label == 3
+            assert client.classify_batch([image])[0].label is None and client.explain(image).prediction.label is None
         assert client.classify_packed(np.asarray(Image.open(GOLDEN / "3_mnist.png")).reshape(1, 784)).labels.tolist() == [-1]
         _, row = _json(f"{server.http_url}/v1/classify", scan)
         assert row["status"] == "unknown" and "below min_confidence 1.000" in row["reason"]

@@ -177,7 +177,7 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
         image = _require(decode_image(request.image))
         if isinstance(image, bytes) and not _small(image):
             return await self._offload(deadline, self.classifier.classify_one, image, requested_min_confidence(request), deadline)
-        return self.classifier.classify_one(image, request.min_confidence, deadline)  # small: inline
+        return self.classifier.classify_one(image, requested_min_confidence(request), deadline)  # small: inline
 
     @grpc_errors
     async def ClassifyBatch(self, request: pb.ClassifyBatchRequest, context: grpc.aio.ServicerContext) -> pb.ClassifyBatchResponse:
