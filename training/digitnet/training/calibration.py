@@ -82,27 +82,27 @@ def cross_fitted(probabilities: np.ndarray, labels: np.ndarray, seed: int = 0) -
     scaled = np.empty_like(probabilities)
     for half in (0, 1):
         fitted_on, applied_to = halves != half, halves == half
-        temperature = fit_temperature(_pooled(probabilities[:, fitted_on]), np.tile(labels[fitted_on], len(probabilities)))
+        temperature = pooled_temperature(probabilities[:, fitted_on], labels[fitted_on])
         for repeat, predictions in enumerate(probabilities):
             scaled[repeat, applied_to] = apply_temperature(predictions[applied_to], temperature)
     return scaled
 
 
-def _pooled(probabilities: np.ndarray) -> np.ndarray:
-    """[repeats, N, 10] -> [repeats * N, 10], repeat by repeat (matching np.tile of the labels)."""
-    return probabilities.reshape(-1, probabilities.shape[-1])
+def _pooled(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[repeats, N, 10] predictions of [N] labels -> [repeats * N, 10] and [repeats * N], repeat by repeat."""
+    return probabilities.reshape(-1, probabilities.shape[-1]), np.tile(labels, len(probabilities))
 
 
 def pooled_ece(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """Expected calibration error of [repeats, N, 10] predictions, all repeats pooled."""
-    return expected_calibration_error(_pooled(probabilities), np.tile(labels, len(probabilities)))
+    return expected_calibration_error(*_pooled(probabilities, labels))
 
 
 def pooled_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """The temperature fitted on [repeats, N, 10] predictions, all repeats pooled."""
-    return fit_temperature(_pooled(probabilities), np.tile(labels, len(probabilities)))
+    return fit_temperature(*_pooled(probabilities, labels))
 
 
 def pooled_selective(probabilities: np.ndarray, labels: np.ndarray, thresholds: Sequence[float]) -> list[Selective]:
     """selective_accuracy of [repeats, N, 10] predictions, all repeats pooled."""
-    return selective_accuracy(_pooled(probabilities), np.tile(labels, len(probabilities)), thresholds)
+    return selective_accuracy(*_pooled(probabilities, labels), thresholds)

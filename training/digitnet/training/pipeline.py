@@ -69,9 +69,10 @@ def train_and_export(
         cv = cross_validate(pixels, labels, config, folds=folds, repeats=repeats, workers=workers, on_fold=on_fold)
     log.info("training the final model on all %d digits", len(labels))
     fitted = fit(pixels, labels, config, on_epoch=on_epoch)
-    calibrated = None if cv is None else cross_fitted(cv.probabilities, cv.labels)
-    calibration = None if cv is None or calibrated is None else calibrate(cv, calibrated)
-    if calibration is not None:
+    summary, calibration = None, None
+    if cv is not None:
+        calibrated = cross_fitted(cv.probabilities, cv.labels)
+        summary, calibration = summarise(cv, calibrated), calibrate(cv, calibrated)
         fold_temperature(fitted.classifier, calibration.temperature)
     onnx_model = to_onnx_model(fitted.classifier)
     inputs = input_form(pixels, config)
@@ -90,7 +91,7 @@ def train_and_export(
             config=config.as_dict(),
             history=[EpochRecord(epoch=h.epoch, loss=h.loss) for h in fitted.history],
         ),
-        cross_validation=None if cv is None or calibrated is None else summarise(cv, calibrated),
+        cross_validation=summary,
         calibration=calibration,
         export=ExportCheck(images=len(inputs), max_probability_difference=difference),
         libraries={"python": platform.python_version(), **{name: version(name) for name in _LIBRARIES}},

@@ -63,10 +63,15 @@ RECIPES: dict[Activation, TrainConfig] = {
 }
 
 
+def check_activation(activation: str) -> None:
+    """Refuse an activation the network does not have, naming those it does."""
+    if activation not in ACTIVATIONS:
+        raise ConfigurationError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+
+
 def recipe(activation: Activation, seed: int = 0, epochs: int | None = None) -> TrainConfig:
     """The measured recipe for an activation, with a seed and optionally another number of epochs."""
-    if activation not in RECIPES:
-        raise ConfigurationError(f"activation must be one of {', '.join(RECIPES)}, got {activation!r}")
+    check_activation(activation)
     config = dataclasses.replace(RECIPES[activation], seed=seed)
     return dataclasses.replace(config, epochs=epochs) if epochs else config
 
@@ -118,8 +123,7 @@ def fit(pixels: np.ndarray, labels: np.ndarray, config: TrainConfig, on_epoch: C
 
     No early stopping: nothing is held out here, so cross-validation (crossval.py) can score the whole recipe.
     """
-    if config.activation not in ACTIVATIONS:
-        raise ConfigurationError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {config.activation!r}")
+    check_activation(config.activation)
     started = time.perf_counter()
     train_x, train_y = training_set(pixels, labels.astype(np.int64), config)
     classifier = MLPClassifier(
