@@ -26,6 +26,20 @@ def test_failed_verification_writes_nothing(tmp_path: Path, small_dataset: Datas
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_blurring_recipe_is_served_blurred(tmp_path: Path, small_dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    from digitnet.service.contract.input_form import InputForm
+    from digitnet.service.contract.model import Model
+    from digitnet.service.contract.pixels import scale_uint8
+
+    monkeypatch.setattr(pipeline, "load_dataset", lambda spec, part="train": small_dataset)
+    out = tmp_path / "blurred.onnx"
+    pipeline.train_and_export("mnist5k", TrainConfig(activation="logistic", epochs=2, copies=0, blur=1.0), out, repeats=0)
+    assert read_card(out).input.form == InputForm(deskew=True, blur=1.0)
+    pixels = scale_uint8(small_dataset.images[:30])
+    served = Model.load(out).run(pixels)
+    np.testing.assert_array_equal(served.inputs, InputForm(deskew=True, blur=1.0).apply(pixels))
+
+
 def test_the_card_reports_the_cross_validation(small_model: Path) -> None:
     card = read_card(small_model)
     cv, calibration = card.cross_validation, card.calibration
@@ -69,9 +83,11 @@ def test_cli_trains_on_idx_files_and_evaluates_on_t10k(tmp_path: Path, small_dat
         write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", small_dataset.images[rows].reshape(-1, 28, 28))
         write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", small_dataset.labels[rows])
     out = tmp_path / "idx.onnx"
-    assert main(["train", "--data", f"idx:{tmp_path}", "--epochs", "3", "--cv-folds", "2", "--cv-repeats", "1", "--out", str(out), "--quiet"]) == 0
+    train = ["train", "--data", f"idx:{tmp_path}", "--epochs", "3", "--cv-folds", "2", "--cv-repeats", "1", "--heavy-pen", "0.3"]
+    assert main([*train, "--out", str(out), "--quiet"]) == 0
     card = read_card(out)
     assert card.data.images == 700 and card.data.source.startswith("idx:")
+    assert card.training.config["augment"]["heavy_pen"] == 0.3  # type: ignore[index]
     capsys.readouterr()
     assert main(["evaluate", "--model", str(out), "--data", f"idx:{tmp_path}"]) == 0
     printed = capsys.readouterr().out

@@ -10,6 +10,7 @@ import pytest
 from digitnet.service.contract.constants import N_PARAMETERS
 from digitnet.service.contract.deskew import deskew
 from digitnet.service.contract.errors import ConfigurationError
+from digitnet.service.contract.input_form import InputForm
 from digitnet.service.contract.pixels import scale_uint8
 from digitnet.training.augment import AugmentConfig, distort
 from digitnet.training.data import Dataset
@@ -58,6 +59,22 @@ def test_stroke_change_makes_strokes_thicker_and_thinner(small_dataset: Dataset)
     assert np.all((ink_ratio > 1.0) | (ink_ratio < 1.0))
 
 
+def test_heavy_pen_widens_strokes_and_shrinks_the_digit_to_fit_its_box(small_dataset: Dataset) -> None:
+    images = scale_uint8(small_dataset.images[:200])
+    still = AugmentConfig(max_shift=0, max_rotation=0, max_scale=0, max_shear=0, elastic_alpha=0, stroke_change=0)
+    heavy = distort(images, np.random.default_rng(0), dataclasses.replace(still, heavy_pen=1.0))
+    assert np.all(heavy.sum(axis=1) > 1.15 * images.sum(axis=1)), "every stroke wider, though the digit shrinks"
+
+    def height(pixels: np.ndarray) -> np.ndarray:
+        rows = pixels.reshape(-1, 28, 28).max(axis=2) > 0.3
+        return 28 - rows[:, ::-1].argmax(axis=1) - rows.argmax(axis=1)
+
+    # The pen widens the strokes, not the digit: the box it fills stays about the same height.
+    assert abs(float(np.median(height(heavy) - height(images)))) <= 1
+    # Off (the default), the random stream is untouched, so recipes without it keep their models.
+    np.testing.assert_array_equal(distort(images, np.random.default_rng(3)), distort(images, np.random.default_rng(3), AugmentConfig(heavy_pen=0.0)))
+
+
 def test_training_set_is_the_digits_and_their_copies_in_input_form(small_dataset: Dataset) -> None:
     pixels, labels = _pixels(small_dataset)
     x, y = training_set(pixels, labels, dataclasses.replace(FAST, copies=2))
@@ -65,6 +82,8 @@ def test_training_set_is_the_digits_and_their_copies_in_input_form(small_dataset
     np.testing.assert_allclose(x[: len(pixels)], deskew(pixels), atol=1e-6)
     raw, _ = training_set(pixels, labels, dataclasses.replace(FAST, copies=0, deskew=False))
     np.testing.assert_array_equal(raw, pixels)
+    blurred, _ = training_set(pixels, labels, dataclasses.replace(FAST, copies=0, blur=1.0))
+    np.testing.assert_array_equal(blurred, InputForm(deskew=True, blur=1.0).apply(pixels))
 
 
 def test_fit_has_13002_parameters_and_records_history(small_dataset: Dataset) -> None:
@@ -133,3 +152,5 @@ def test_dead_units_are_revived_with_fresh_optimiser_state(small_dataset: Datase
 def test_recipe_sets_seed_and_epochs() -> None:
     assert recipe("relu", seed=4).seed == 4 and recipe("relu").activation == "relu"
     assert recipe("logistic", epochs=7).epochs == 7 and recipe("logistic").activation == "logistic"
+    assert recipe("relu").augment.heavy_pen == 0 and recipe("relu", heavy_pen=0.2).augment.heavy_pen == 0.2
+    assert recipe("logistic", heavy_pen=0.2).blur == recipe("logistic").blur  # the rest of the recipe stays

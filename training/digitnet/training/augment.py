@@ -1,4 +1,4 @@
-"""Random distortions of MNIST digits (shift, rotation, scale, shear, elastic, stroke width) to stretch 5,000 images further.
+"""Random distortions of MNIST digits (shift, rotation, scale, shear, elastic, stroke width, heavy pens) to stretch 5,000 images further.
 
 Everything is vectorised over the batch: one Gaussian filter and one map_coordinates call per batch.
 """
@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from digitnet.service.contract.constants import IMAGE_SIDE, N_PIXELS
+from digitnet.service.contract.constants import DIGIT_BOX, IMAGE_SIDE, N_PIXELS
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class AugmentConfig:
     elastic_alpha: float = 0.0  # root-mean-square elastic displacement, in pixels
     elastic_sigma: float = 4.0  # smoothness (Gaussian sigma) of the displacement field, in pixels
     stroke_change: float = 2 / 3  # share of images whose strokes get thicker or thinner (a 2x2 grey dilation or erosion)
+    heavy_pen: float = 0.0  # share of images redrawn with a heavy pen: strokes 2 or 4 pixels wider, refitted to the box
 
     def as_dict(self) -> dict[str, float]:
         """Return the settings for the model card."""
@@ -39,6 +40,12 @@ def distort(images: np.ndarray, rng: np.random.Generator, config: AugmentConfig 
     scale = 1.0 + rng.uniform(-config.max_scale, config.max_scale, n)
     shear = rng.uniform(-config.max_shear, config.max_shear, n)
     shift = rng.uniform(-config.max_shift, config.max_shift, (n, 2))
+    # Drawn only when asked, so that recipes without heavy pens keep their random stream (and their models).
+    heavy = rng.random(n) < config.heavy_pen if config.heavy_pen > 0 else np.zeros(n, dtype=bool)
+    if heavy.any():
+        images, widening = heavy_pen(images, heavy, rng)
+        # A user's thick digit is fitted into the 20x20 box with its thick strokes: shrink it by as much.
+        scale = scale * DIGIT_BOX / (DIGIT_BOX + widening)
 
     # For each output pixel, the source pixel: inverse rotation/scale/shear about the centre, minus the shift.
     a, b = np.cos(angle) / scale, np.sin(angle) / scale
@@ -68,13 +75,27 @@ def distort(images: np.ndarray, rng: np.random.Generator, config: AugmentConfig 
     warped = ndimage.map_coordinates(stacked, source, order=1, mode="constant", cval=0.0)
     warped = np.clip(warped, 0.0, 1.0).reshape(n, side, side).astype(np.float32)
     if config.stroke_change > 0:
-        change_stroke_width(warped, rng, config.stroke_change)
+        change_stroke_width(warped, rng, config.stroke_change, skip=heavy)
     return warped.reshape(n, N_PIXELS)
 
 
-def change_stroke_width(images: np.ndarray, rng: np.random.Generator, share: float) -> None:
+def heavy_pen(images: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Dilate the chosen images [N, 784] by a disk of radius 1 or 2 pixels; return them and each one's widening."""
+    out = images.reshape(-1, IMAGE_SIDE, IMAGE_SIDE).copy()
+    radius = np.where(chosen, rng.integers(1, 3, len(images)), 0)
+    for r in (1, 2):
+        picked = radius == r
+        if picked.any():
+            disk = np.hypot(*np.mgrid[-r : r + 1, -r : r + 1]) <= r + 0.5
+            out[picked] = ndimage.grey_dilation(out[picked], footprint=disk[None])
+    return out.reshape(-1, N_PIXELS), 2.0 * radius
+
+
+def change_stroke_width(images: np.ndarray, rng: np.random.Generator, share: float, skip: np.ndarray | None = None) -> None:
     """Thicken half of a random share of the images [N, 28, 28] and thin the other half, in place: other pens."""
     chosen = rng.random(len(images)) < share
+    if skip is not None:
+        chosen &= ~skip
     thicker = chosen & (rng.random(len(images)) < 0.5)
     thinner = chosen & ~thicker
     # A 2x2 window moves the digit by half a pixel; deskewing (which re-centres by mass) takes that back out.

@@ -81,7 +81,7 @@ def train_and_export(
         name=out.stem,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         architecture=Architecture(activation=config.activation, parameters=count_parameters(fitted.classifier)),
-        input=InputContract(deskew=config.deskew),
+        input=InputContract.of(config.form),
         data=DataInfo(source=dataset.source, images=len(dataset), sha256=dataset.sha256),
         training=TrainingInfo(
             seed=config.seed,

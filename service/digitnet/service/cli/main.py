@@ -62,7 +62,7 @@ def _train(args: argparse.Namespace) -> int:
     def epoch_done(stats: EpochStats) -> None:
         print(f"final model: epoch {stats.epoch:3d}  loss {stats.loss:.4f}  ({stats.seconds:.1f} s)", file=sys.stderr, flush=True)
 
-    config = recipe(args.activation, seed=args.seed, epochs=args.epochs)
+    config = recipe(args.activation, seed=args.seed, epochs=args.epochs, heavy_pen=args.heavy_pen)
     card = train_and_export(
         args.data,
         config,

@@ -24,9 +24,12 @@ from digitnet.service.contract.constants import (
     OUTPUT_PROBABILITIES,
 )
 from digitnet.service.contract.errors import ModelError
+from digitnet.service.contract.input_form import MAX_BLUR, InputForm
 
 #: 2: cross-validated accuracy and calibration instead of a validation split; the input form says `deskew`.
-CARD_VERSION = 2
+#: 3: the input form may also `blur`. A version 2 card reads as version 3 without blur.
+CARD_VERSION = 3
+READABLE_CARD_VERSIONS = (2, 3)
 
 
 class _Strict(BaseModel):
@@ -53,7 +56,20 @@ class InputContract(_Strict):
         f"{DIGIT_BOX}x{DIGIT_BOX} keeping its aspect ratio and centred by centre of mass (the MNIST convention)"
     )
     deskew: bool = False  # the model runs on deskewed pixels (contract/deskew.py): Model.run applies it
+    # Then on pixels blurred by a Gaussian of this sigma (contract/input_form.py); beyond MAX_BLUR a 28x28
+    # digit is a smudge, and a card asking for it is refused rather than served.
+    blur: float = Field(default=0.0, ge=0.0, le=MAX_BLUR)
     outputs: list[str] = Field(default_factory=lambda: [OUTPUT_LABEL, OUTPUT_PROBABILITIES, *OUTPUT_HIDDEN])
+
+    @property
+    def form(self) -> InputForm:
+        """The steps Model.run applies before the network."""
+        return InputForm(deskew=self.deskew, blur=self.blur)
+
+    @classmethod
+    def of(cls, form: InputForm) -> InputContract:
+        """The contract of a model trained on this input form."""
+        return cls(deskew=form.deskew, blur=form.blur)
 
 
 class DataInfo(_Strict):
@@ -175,15 +191,17 @@ class ModelCard(_Strict):
     def from_json(cls, text: str, origin: str) -> ModelCard:
         """Parse a card, naming its origin in the error if it is malformed."""
         version = _card_version(text)
-        if version is not None and version != CARD_VERSION:
+        if version is not None and version not in READABLE_CARD_VERSIONS:
             raise ModelError(
-                f"{origin}: a version {version} model card; this digitnet reads version {CARD_VERSION}: "
+                f"{origin}: a version {version} model card; this digitnet reads versions {READABLE_CARD_VERSIONS[0]}-{CARD_VERSION}: "
                 "re-train the model with `digitnet train` (the committed models are already current)"
             )
         try:
             return cls.model_validate_json(text)
         except ValidationError as err:
-            raise ModelError(f"{origin}: not a valid digitnet model card: {err}") from err
+            # One line naming each bad field, not pydantic's multi-line report with its links.
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'card'}: {e['msg']}" for e in err.errors())
+            raise ModelError(f"{origin}: not a valid digitnet model card: {problems}") from err
 
 
 def _card_version(text: str) -> int | None:

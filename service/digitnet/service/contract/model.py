@@ -32,8 +32,8 @@ from digitnet.service.contract.constants import (
     Provider,
     available_cpus,
 )
-from digitnet.service.contract.deskew import deskew
 from digitnet.service.contract.errors import ConfigurationError, ModelError
+from digitnet.service.contract.input_form import InputForm
 
 log = logging.getLogger(__name__)
 
@@ -133,16 +133,16 @@ class Model:
         return self.providers[0]
 
     @property
-    def deskews(self) -> bool:
-        """Whether the model runs on deskewed pixels (its card says so; a card-less model runs on what it gets)."""
-        return self.card is not None and self.card.input.deskew
+    def input_form(self) -> InputForm:
+        """What the model does to pixels before the network: its card says; a card-less model runs on what it gets."""
+        return self.card.input.form if self.card is not None else InputForm()
 
     def run(self, pixels: np.ndarray) -> ModelOutput:
         """Run the network on MNIST-form float32 pixels [N, 784] in [0, 1], first putting them in the input
         form the model was trained on (uncounted: the inference core counts served runs)."""
         # Here, not in each transport: every path to the network (images, raw OIP pixels, batch scoring,
         # evaluation) gets the same form the training digits had.
-        inputs = deskew(pixels) if self.deskews else pixels
+        inputs = self.input_form.apply(pixels)
         probabilities, labels, hidden1, hidden2 = self._session.run(_OUTPUTS, {INPUT_NAME: inputs})
         return ModelOutput(probabilities, labels, (hidden1, hidden2), inputs)
 

@@ -118,7 +118,7 @@ def _section(path: Path, card: ModelCard, digits: Digits | str) -> str:
         "dead neurons": " and ".join(
             f"{n} of {size} in layer {i}" for i, (n, size) in enumerate(zip(card.training.dead_units, card.architecture.layers[1:-1]), 1)
         ),
-        "input form": "deskewed" if card.input.deskew else "as given",
+        "input form": card.input.form.describe(),
         "created": card.created,
         "model sha256": f"<code>{card.model_sha256}</code>",
     }
