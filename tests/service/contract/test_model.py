@@ -75,6 +75,12 @@ def test_a_card_of_an_older_version_is_refused_with_what_to_do(tmp_path: Path) -
         Model.load(copy)
 
 
+def test_a_card_from_a_newer_digitnet_asks_for_an_upgrade_not_a_retrain() -> None:
+    card = json.loads(card_path_for(DEFAULT_MODEL).read_text()) | {"card_version": 99}
+    with pytest.raises(ModelError, match=r"^new.json: a version 99 model card; this digitnet reads versions 2-3: upgrade digitnet to serve it$"):
+        ModelCard.from_json(json.dumps(card), "new.json")
+
+
 def test_model_refuses_a_file_that_does_not_match_its_card(tmp_path: Path) -> None:
     copy = tmp_path / "m.onnx"
     shutil.copy(DEFAULT_MODEL, copy)

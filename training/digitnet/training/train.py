@@ -65,7 +65,7 @@ class TrainConfig:
 #: The recipe `digitnet train` uses for each activation: the best measured by cross-validation (docs/training.md).
 RECIPES: dict[Activation, TrainConfig] = {
     "relu": TrainConfig(activation="relu", schedule="cosine", learning_rate=0.05, epochs=60, revive_dead=True),
-    # Blurred inputs help the sigmoid network (+0.5 points) and not the ReLU one (docs/training.md).
+    # Blurred inputs help the sigmoid network (+0.6 points) and not the ReLU one (docs/training.md).
     "logistic": TrainConfig(activation="logistic", schedule="cosine", learning_rate=0.3, epochs=30, blur=1.0),
 }
 

@@ -192,9 +192,15 @@ class ModelCard(_Strict):
         """Parse a card, naming its origin in the error if it is malformed."""
         version = _card_version(text)
         if version is not None and version not in READABLE_CARD_VERSIONS:
+            # An older card needs a new model; a newer one needs a newer digitnet (re-training here would
+            # drop what the new card asks for, such as a blur in the input form).
+            remedy = (
+                "upgrade digitnet to serve it"
+                if version > CARD_VERSION
+                else "re-train the model with `digitnet train` (the committed models are already current)"
+            )
             raise ModelError(
-                f"{origin}: a version {version} model card; this digitnet reads versions {READABLE_CARD_VERSIONS[0]}-{CARD_VERSION}: "
-                "re-train the model with `digitnet train` (the committed models are already current)"
+                f"{origin}: a version {version} model card; this digitnet reads versions {READABLE_CARD_VERSIONS[0]}-{CARD_VERSION}: {remedy}"
             )
         try:
             return cls.model_validate_json(text)
