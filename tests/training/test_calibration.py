@@ -70,4 +70,4 @@ def test_selective_accuracy_answers_confident_images_only() -> None:
     p[:, 0] = [0.95, 0.8, 0.6, 0.4]
     rows = selective_accuracy(p, np.array([0, 0, 1, 0]), thresholds=(0.0, 0.5, 0.9, 0.99))
     assert [(r.answered, r.accuracy) for r in rows[:3]] == [(1.0, 0.75), (0.75, pytest.approx(2 / 3)), (0.25, 1.0)]
-    assert rows[3].answered == 0.0 and np.isnan(rows[3].accuracy)
+    assert rows[3].answered == 0.0 and rows[3].accuracy is None

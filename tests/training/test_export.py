@@ -18,7 +18,7 @@ from digitnet.service.contract.model import Model, flush_subnormals
 from digitnet.service.contract.pixels import scale_uint8
 from digitnet.training import export
 from digitnet.training.data import Dataset
-from digitnet.training.train import TrainConfig, fit, input_form
+from digitnet.training.train import TrainConfig, fit
 
 
 @pytest.fixture(scope="module", params=["relu", "logistic"])
@@ -28,7 +28,7 @@ def fitted(request: pytest.FixtureRequest, small_dataset: Dataset) -> tuple[MLPC
     pixels = scale_uint8(small_dataset.images)
     held_out = np.arange(len(pixels)) % 4 == 0
     fitted = fit(pixels[~held_out], small_dataset.labels[~held_out], config)
-    return fitted.classifier, input_form(pixels[held_out], config)
+    return fitted.classifier, config.form.apply(pixels[held_out])
 
 
 def _numpy_forward(classifier: MLPClassifier, x: np.ndarray) -> list[np.ndarray]:

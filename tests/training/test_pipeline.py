@@ -56,11 +56,11 @@ def test_the_card_reports_the_cross_validation(small_model: Path) -> None:
 def test_the_temperature_is_folded_into_the_output_layer(small_dataset: Dataset) -> None:
     from digitnet.service.contract.pixels import scale_uint8
     from digitnet.training.calibration import apply_temperature
-    from digitnet.training.train import fit, input_form
+    from digitnet.training.train import fit
 
     config = TrainConfig(epochs=2, copies=0)
     classifier = fit(scale_uint8(small_dataset.images), small_dataset.labels, config).classifier
-    pixels = input_form(scale_uint8(small_dataset.images[:50]), config)
+    pixels = config.form.apply(scale_uint8(small_dataset.images[:50]))
     before = classifier.predict_proba(pixels)
     pipeline.fold_temperature(classifier, 2.5)
     np.testing.assert_allclose(classifier.predict_proba(pixels), apply_temperature(before, 2.5), atol=1e-5)

@@ -19,7 +19,6 @@ from digitnet.training.train import (
     count_parameters,
     dead_units,
     fit,
-    input_form,
     learning_rate_at,
     recipe,
     revive_dead_units,
@@ -109,7 +108,7 @@ def test_both_activations_and_both_solvers_train(small_dataset: Dataset, activat
         config = TrainConfig(activation=activation, solver=solver, epochs=10, copies=0, learning_rate=rate)  # type: ignore[arg-type]
         fitted = fit(pixels, labels, config)
         assert fitted.classifier.activation == activation
-        accuracy = np.mean(fitted.classifier.predict(input_form(pixels, config)) == labels)
+        accuracy = np.mean(fitted.classifier.predict(config.form.apply(pixels)) == labels)
         assert accuracy > 0.6, f"{activation}/{solver} learned little: {accuracy:.2f} on its own training digits"
 
 

@@ -57,7 +57,7 @@ class Selective:
 
     threshold: float
     answered: float
-    accuracy: float
+    accuracy: float | None  # None when no image reaches the threshold
 
 
 def selective_accuracy(probabilities: np.ndarray, labels: np.ndarray, thresholds: Sequence[float]) -> list[Selective]:
@@ -67,7 +67,7 @@ def selective_accuracy(probabilities: np.ndarray, labels: np.ndarray, thresholds
     rows = []
     for threshold in thresholds:
         answered = confidence >= threshold
-        accuracy = float(correct[answered].mean()) if answered.any() else float("nan")
+        accuracy = float(correct[answered].mean()) if answered.any() else None
         rows.append(Selective(float(threshold), float(answered.mean()), accuracy))
     return rows
 

@@ -24,7 +24,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 
 from digitnet.service.contract.errors import ConfigurationError
-from digitnet.training.train import TrainConfig, fit, input_form
+from digitnet.training.train import TrainConfig, fit
 
 
 @dataclass(frozen=True)
@@ -125,4 +125,4 @@ def cross_validate(
 
 def _score_fold(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, float, MLPClassifier]:
     fitted = fit(train_x, train_y, config)
-    return fitted.classifier.predict_proba(input_form(test_x, config)).astype(np.float32), fitted.seconds, fitted.classifier
+    return fitted.classifier.predict_proba(config.form.apply(test_x)).astype(np.float32), fitted.seconds, fitted.classifier

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import platform
 from collections.abc import Callable
 from importlib.metadata import version
@@ -38,7 +37,7 @@ from digitnet.training.calibration import ECE_BINS, cross_fitted, pooled_ece, po
 from digitnet.training.crossval import CrossValidation, FoldDone, cross_validate
 from digitnet.training.data import load_dataset
 from digitnet.training.export import embed_card, to_onnx_model, verify_export, write_artifact
-from digitnet.training.train import EpochStats, TrainConfig, count_parameters, dead_units, fit, input_form
+from digitnet.training.train import EpochStats, TrainConfig, count_parameters, dead_units, fit
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def train_and_export(
         summary, calibration = summarise(cv, calibrated), calibrate(cv, calibrated)
         fold_temperature(fitted.classifier, calibration.temperature)
     onnx_model = to_onnx_model(fitted.classifier)
-    inputs = input_form(pixels, config)
+    inputs = config.form.apply(pixels)
     difference = verify_export(onnx_model, fitted.classifier, inputs)  # raises before anything is written
     card = ModelCard(
         name=out.stem,
@@ -116,7 +115,7 @@ def summarise(cv: CrossValidation, calibrated: np.ndarray) -> CrossValidationInf
         accuracies=cv.accuracies.tolist(),
         confusion_matrix=np.sum([confusion_matrix(cv.labels, p) for p in predicted], axis=0).tolist(),
         selective=[
-            SelectiveRow(threshold=r.threshold, answered=r.answered, accuracy=None if math.isnan(r.accuracy) else r.accuracy)
+            SelectiveRow(threshold=r.threshold, answered=r.answered, accuracy=r.accuracy)
             for r in pooled_selective(calibrated, cv.labels, SELECTIVE_THRESHOLDS)
         ],
         mistakes=[Mistake(index=int(i), label=int(cv.labels[i]), predicted=int(predicted[0, i]), confidence=float(first[i].max())) for i in wrong],

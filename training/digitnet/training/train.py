@@ -3,7 +3,7 @@
 Usage:
     config = recipe("relu", seed=0)                       # the measured recipe (docs/training.md)
     fitted = fit(scale_uint8(dataset.images), dataset.labels, config)
-    fitted.classifier.predict_proba(input_form(pixels, config))
+    fitted.classifier.predict_proba(config.form.apply(pixels))   # the input form the model is served with
 """
 
 from __future__ import annotations
@@ -109,16 +109,11 @@ def count_parameters(classifier: MLPClassifier) -> int:
     return sum(w.size for w in classifier.coefs_) + sum(b.size for b in classifier.intercepts_)
 
 
-def input_form(pixels: np.ndarray, config: TrainConfig) -> np.ndarray:
-    """Put MNIST-form pixels [N, 784] into the form the model is trained (and served) on."""
-    return config.form.apply(pixels)
-
-
 def training_set(pixels: np.ndarray, labels: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """The digits plus `config.copies` randomly distorted copies of each, in the model's input form."""
     rng = np.random.default_rng(config.seed)
     parts = [pixels] + [distort(pixels, rng, config.augment) for _ in range(config.copies)]
-    return input_form(np.concatenate(parts), config), np.tile(labels, config.copies + 1)
+    return config.form.apply(np.concatenate(parts)), np.tile(labels, config.copies + 1)
 
 
 def learning_rate_at(epoch: int, config: TrainConfig) -> float:

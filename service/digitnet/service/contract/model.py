@@ -49,7 +49,7 @@ class ModelOutput:
     probabilities: np.ndarray  # float32 [N, 10]
     labels: np.ndarray  # int64 [N]
     hidden: tuple[np.ndarray, np.ndarray]  # float32 [N, 16] each: the two hidden layers' activations
-    inputs: np.ndarray  # float32 [N, 784]: the pixels the network ran on (deskewed, if its card says so)
+    inputs: np.ndarray  # float32 [N, 784]: the pixels the network ran on, in the input form its card names
 
 
 def choose_providers(choice: Provider) -> list[str]:
