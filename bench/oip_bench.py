@@ -6,8 +6,13 @@ Run: ./dev run python bench/oip_bench.py [--seconds 3] [--concurrency 1 16] [--r
 It builds its own virtual environments for the peers under bench/out/ (MLServer needs protobuf < 7 and,
 measured here, uvloop 0.21.0 to load models). KServe 0.21 serves the same ONNX file with onnxruntime
 (bench/kserve_onnx_server.py: loopback only, per-request logging off, binary outputs); MLServer gets the
-committed model as a scikit-learn MLPClassifier (the ONNX weights copied into it: the same trained model).
-One tritonclient.grpc.aio client process sends single FP32 [1, 784] images. The servers are measured
+committed model's network as a scikit-learn MLPClassifier (the ONNX weights copied into it), which has no
+input form, so its answers differ. Before any server is timed, 1,000 digits are sent to it in one request
+and its probabilities compared with the file's in a bare onnxruntime session: digitnet and KServe must give
+the same (labels equal, probabilities within 1e-4) or the benchmark stops; the agreement is printed.
+One tritonclient.grpc.aio client process sends single FP32 [1, 784] images. The floor row is a bare grpc.aio
+server that answers every ModelInfer with one constant response (no model, no checks): what the client and
+grpc cost on this machine, which no Python server on grpc.aio can beat. The servers are measured
 in turn, `--rounds` times, so that a noisy moment on a shared machine shows as a spread, not as a
 winner. Prints a markdown table.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import shutil
 import socket
@@ -27,14 +33,21 @@ import time
 import venv
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import grpc
 import joblib
 import numpy as np
+import onnxruntime as ort
+import psutil
 import tritonclient.grpc.aio as triton
 from PIL import Image
 from sklearn.neural_network import MLPClassifier
 
+from digitnet.service.api._generated import oip_pb2 as pb
 from digitnet.service.contract.network import Network
+from digitnet.service.contract.pixels import scale_uint8
+from digitnet.training.data import load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "default.onnx"
@@ -120,6 +133,40 @@ def start_digitnet(*flags: str) -> tuple[subprocess.Popen[bytes], int]:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO), port
 
 
+def start_floor() -> tuple[multiprocessing.Process, int]:
+    """Start the floor: a bare grpc.aio server answering ModelReady and ModelInfer with constant responses."""
+    port = free_port()
+    process = multiprocessing.get_context("spawn").Process(target=_floor_server, args=(port,), daemon=True)
+    process.start()
+    return process, port  # type: ignore[return-value]
+
+
+def _floor_server(port: int) -> None:
+    answer = pb.ModelInferResponse(model_name="digitnet", model_version="1")
+    answer.outputs.add(name="probabilities", datatype="FP32", shape=[1, 10])
+    answer.raw_output_contents.append(np.eye(10, dtype="<f4")[7].tobytes())
+    ready = pb.ModelReadyResponse(ready=True)
+
+    async def infer(request: pb.ModelInferRequest, context: object) -> pb.ModelInferResponse:
+        return answer
+
+    async def is_ready(request: pb.ModelReadyRequest, context: object) -> pb.ModelReadyResponse:
+        return ready
+
+    async def serve() -> None:
+        server = grpc.aio.server()
+        handlers = {
+            "ModelInfer": grpc.unary_unary_rpc_method_handler(infer, pb.ModelInferRequest.FromString, pb.ModelInferResponse.SerializeToString),
+            "ModelReady": grpc.unary_unary_rpc_method_handler(is_ready, pb.ModelReadyRequest.FromString, pb.ModelReadyResponse.SerializeToString),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("inference.GRPCInferenceService", handlers),))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
+
+
 async def wait_ready(port: int, timeout: float = 120) -> None:
     """Poll the OIP ModelReady RPC until the model answers."""
     client = triton.InferenceServerClient(f"127.0.0.1:{port}")
@@ -189,12 +236,41 @@ async def load(port: int, output: str, concurrency: int, seconds: float) -> tupl
         await client.close()
 
 
-def row(name: str, concurrency: int, latencies: list[float], errors: int, elapsed: float) -> str:
-    """Format one markdown table row."""
+#: How far a server's probabilities may be from the file's own in a bare onnxruntime session.
+TOLERANCE = 1e-4
+
+
+async def agreement(port: int, output: str) -> tuple[int, float]:
+    """Send 1,000 digits in one request; return how many the server labels as the file alone does (argmax of
+    the probabilities: digitnet's `label` abstains below min_confidence), and the largest probability difference."""
+    digits = scale_uint8(load_dataset("mnist5k").images[:1000])
+    session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    [expected] = session.run(["probabilities"], {"pixels": digits})
+    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    try:
+        tensor = triton.InferInput("pixels", list(digits.shape), "FP32")
+        tensor.set_data_from_numpy(digits)
+        result = await client.infer("digitnet", [tensor], outputs=[triton.InferRequestedOutput(output)])
+    finally:
+        await client.close()
+    answered = result.as_numpy(output)
+    same = int(np.sum(answered.argmax(axis=1) == expected.argmax(axis=1)))
+    return same, float(np.max(np.abs(answered - expected)))
+
+
+def row(name: str, concurrency: int, latencies: list[float], errors: int, elapsed: float, cpu_seconds: float) -> str:
+    """Format one markdown table row (cpu_seconds: the server's CPU time, its worker processes' included)."""
     ordered = sorted(latencies) or [float("nan")]
     p50 = statistics.median(ordered) * 1e3
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e3
-    return f"| {name} | {concurrency} | {p50:.2f} | {p99:.2f} | {len(latencies) / elapsed:,.0f} | {errors} |"
+    per_request = cpu_seconds / max(len(latencies), 1) * 1e6
+    return f"| {name} | {concurrency} | {p50:.2f} | {p99:.2f} | {len(latencies) / elapsed:,.0f} | {per_request:,.0f} | {errors} |"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and its children so far."""
+    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
 
 
 def arguments(doc: str | None) -> argparse.Namespace:
@@ -219,13 +295,21 @@ def prepare_peers(mlserver: bool) -> Path:
     return folder
 
 
-async def measure(name: str, port: int, output: str, concurrencies: list[int], seconds: float) -> list[str]:
-    """Warm up, then one row per concurrency."""
+async def measure(name: str, pid: int, port: int, output: str, concurrencies: list[int], seconds: float, same_file: bool | None) -> list[str]:
+    """Check the server's answers against the file's (same_file None: a floor, no model), warm up, then one
+    row per concurrency."""
     await wait_ready(port)
+    if same_file is not None:
+        same, difference = await agreement(port, output)
+        print(f"<!-- {name}: {same}/1000 labels as the file alone, probabilities within {difference:.1e} -->", flush=True)
+        if same_file and (same != 1000 or difference > TOLERANCE):
+            raise SystemExit(f"{name} does not give the file's answers: timing it would compare different work")
     await load(port, output, 4, 1.0)
     rows = []
     for concurrency in concurrencies:
-        rows.append(row(name, concurrency, *await load(port, output, concurrency, seconds)))
+        before = cpu_seconds(pid)
+        latencies, errors, elapsed = await load(port, output, concurrency, seconds)
+        rows.append(row(name, concurrency, latencies, errors, elapsed, cpu_seconds(pid) - before))
         print(rows[-1], flush=True)
     return rows
 
@@ -234,29 +318,35 @@ def main() -> None:
     """Measure digitnet (plain and with adaptive batching) and MLServer (both worker settings) in one run."""
     args = arguments(__doc__)
     folder = prepare_peers(not args.no_mlserver)
-    print("| server | concurrency | p50 ms | p99 ms | requests/s | errors |")
-    print("|---|---|---|---|---|---|")
-    configurations = [
-        ("digitnet (OIP)", lambda: start_digitnet(), "probabilities"),
+    print("| server | concurrency | p50 ms | p99 ms | requests/s | server CPU µs per request | errors |")
+    print("|---|---|---|---|---|---|---|")
+    # name, how to start it, the output to ask for, whether it serves the same file (and so must answer alike)
+    configurations: list[tuple[str, Callable[[], tuple[Any, int]], str, bool | None]] = [
+        ("floor: bare grpc.aio server, constant answer", start_floor, "probabilities", None),
+        ("digitnet (OIP)", lambda: start_digitnet(), "probabilities", True),
         (
             "digitnet (OIP), adaptive batching 32 / 2 ms",
             lambda: start_digitnet("--max-batch-size", "32", "--max-batch-delay-ms", "2"),
             "probabilities",
+            True,
         ),
-        ("KServe 0.21 ModelServer, onnxruntime, logging off", start_kserve, "probabilities"),
+        ("KServe 0.21 ModelServer, onnxruntime, logging off", start_kserve, "probabilities", True),
     ]
     if not args.no_mlserver:
         configurations += [
-            ("MLServer 1.7.1, parallel_workers=0", lambda: start_mlserver(folder, 0), "predict_proba"),
-            ("MLServer 1.7.1, parallel_workers=1 (default)", lambda: start_mlserver(folder, 1), "predict_proba"),
+            ("MLServer 1.7.1, parallel_workers=0", lambda: start_mlserver(folder, 0), "predict_proba", False),
+            ("MLServer 1.7.1, parallel_workers=1 (default)", lambda: start_mlserver(folder, 1), "predict_proba", False),
         ]
-    for name, start, output in configurations * args.rounds:
+    for name, start, output, same_file in configurations * args.rounds:
         process, port = start()
         try:
-            asyncio.run(measure(name, port, output, args.concurrency, args.seconds))
+            asyncio.run(measure(name, process.pid, port, output, args.concurrency, args.seconds, same_file))
         finally:
             process.terminate()
-            process.wait(timeout=30)
+            if isinstance(process, subprocess.Popen):
+                process.wait(timeout=30)
+            else:
+                process.join(timeout=30)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import tritonclient.http.aio as triton
 from machine import cpu_name
-from oip_bench import MODEL, SEVEN, Call, arguments, free_port, prepare_peers, row, run_for, start_kserve, start_mlserver
+from oip_bench import MODEL, SEVEN, Call, arguments, cpu_seconds, free_port, prepare_peers, row, run_for, start_kserve, start_mlserver
 
 REPO = MODEL.parents[1]
 JSON = {"Content-Type": "application/json"}
@@ -75,8 +75,8 @@ def main() -> None:
     folder = prepare_peers(not args.no_mlserver)
     cpu = cpu_name()
     print(f"{cpu}, {os.cpu_count()} CPUs; client and server on the same machine\n")
-    print("| server (REST, JSON) | concurrency | p50 ms | p99 ms | requests/s | errors |")
-    print("|---|---|---|---|---|---|")
+    print("| server (REST, JSON) | concurrency | p50 ms | p99 ms | requests/s | server CPU µs per request | errors |")
+    print("|---|---|---|---|---|---|---|")
     configurations: list[tuple[str, Callable[[int], subprocess.Popen[bytes]], str]] = [
         ("digitnet", start_digitnet, "probabilities"),
         ("KServe 0.21 ModelServer, onnxruntime, logging off", lambda port: start_kserve(port)[0], "probabilities"),
@@ -90,7 +90,9 @@ def main() -> None:
             wait_ready(port)
             asyncio.run(load(port, output, 4, 1.0))  # warm up
             for concurrency in args.concurrency:
-                print(row(name, concurrency, *asyncio.run(load(port, output, concurrency, args.seconds))), flush=True)
+                before = cpu_seconds(process.pid)
+                latencies, errors, elapsed = asyncio.run(load(port, output, concurrency, args.seconds))
+                print(row(name, concurrency, latencies, errors, elapsed, cpu_seconds(process.pid) - before), flush=True)
         finally:
             process.terminate()
             process.wait(timeout=30)

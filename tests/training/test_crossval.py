@@ -9,6 +9,7 @@ from digitnet.service.contract.errors import ConfigurationError
 from digitnet.service.contract.pixels import scale_uint8
 from digitnet.training.crossval import FoldDone, cross_validate, fold_config
 from digitnet.training.data import Dataset
+from digitnet.training.form_graph import apply_form
 from digitnet.training.train import TrainConfig
 
 TINY = TrainConfig(epochs=8, copies=0, seed=2, learning_rate=0.05)
@@ -25,7 +26,7 @@ def test_every_digit_is_scored_by_a_model_that_never_saw_it(small_dataset: Datas
         assert sorted(held_out.tolist()) == list(range(len(labels))), "each digit held out exactly once per repeat"
     for model in cv.models:
         # The recorded out-of-fold probabilities are this model's, on digits outside its training folds.
-        expected = model.classifier.predict_proba(TINY.form.apply(pixels[model.held_out]))
+        expected = model.classifier.predict_proba(apply_form(TINY.form, pixels[model.held_out]))
         np.testing.assert_allclose(cv.probabilities[model.repeat, model.held_out], expected, atol=1e-6)
         assert model.classifier.n_features_in_ == 784
     assert not np.array_equal(cv.models[0].held_out, cv.models[3].held_out), "each repeat has its own folds"

@@ -30,6 +30,7 @@ def test_a_blurring_recipe_is_served_blurred(tmp_path: Path, small_dataset: Data
     from digitnet.service.contract.input_form import InputForm
     from digitnet.service.contract.model import Model
     from digitnet.service.contract.pixels import scale_uint8
+    from digitnet.training.form_graph import apply_form
 
     monkeypatch.setattr(pipeline, "load_dataset", lambda spec, part="train": small_dataset)
     out = tmp_path / "blurred.onnx"
@@ -37,7 +38,7 @@ def test_a_blurring_recipe_is_served_blurred(tmp_path: Path, small_dataset: Data
     assert read_card(out).input.form == InputForm(deskew=True, blur=1.0)
     pixels = scale_uint8(small_dataset.images[:30])
     served = Model.load(out).run(pixels)
-    np.testing.assert_array_equal(served.inputs, InputForm(deskew=True, blur=1.0).apply(pixels))
+    np.testing.assert_array_equal(served.inputs, apply_form(InputForm(deskew=True, blur=1.0), pixels))
 
 
 def test_the_card_reports_the_cross_validation(small_model: Path) -> None:
@@ -56,11 +57,12 @@ def test_the_card_reports_the_cross_validation(small_model: Path) -> None:
 def test_the_temperature_is_folded_into_the_output_layer(small_dataset: Dataset) -> None:
     from digitnet.service.contract.pixels import scale_uint8
     from digitnet.training.calibration import apply_temperature
+    from digitnet.training.form_graph import apply_form
     from digitnet.training.train import fit
 
     config = TrainConfig(epochs=2, copies=0)
     classifier = fit(scale_uint8(small_dataset.images), small_dataset.labels, config).classifier
-    pixels = config.form.apply(scale_uint8(small_dataset.images[:50]))
+    pixels = apply_form(config.form, scale_uint8(small_dataset.images[:50]))
     before = classifier.predict_proba(pixels)
     pipeline.fold_temperature(classifier, 2.5)
     np.testing.assert_allclose(classifier.predict_proba(pixels), apply_temperature(before, 2.5), atol=1e-5)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from digitnet.service.contract.constants import N_PARAMETERS
-from digitnet.service.contract.deskew import deskew
 from digitnet.service.contract.errors import ConfigurationError
 from digitnet.service.contract.input_form import InputForm
 from digitnet.service.contract.pixels import scale_uint8
 from digitnet.training.augment import AugmentConfig, distort
 from digitnet.training.data import Dataset
+from digitnet.training.form_graph import apply_form
 from digitnet.training.train import (
     TrainConfig,
     count_parameters,
@@ -78,11 +78,11 @@ def test_training_set_is_the_digits_and_their_copies_in_input_form(small_dataset
     pixels, labels = _pixels(small_dataset)
     x, y = training_set(pixels, labels, dataclasses.replace(FAST, copies=2))
     assert x.shape == (3 * len(pixels), 784) and np.array_equal(y, np.tile(labels, 3))
-    np.testing.assert_allclose(x[: len(pixels)], deskew(pixels), atol=1e-6)
+    np.testing.assert_array_equal(x[: len(pixels)], apply_form(InputForm(deskew=True), pixels))
     raw, _ = training_set(pixels, labels, dataclasses.replace(FAST, copies=0, deskew=False))
     np.testing.assert_array_equal(raw, pixels)
     blurred, _ = training_set(pixels, labels, dataclasses.replace(FAST, copies=0, blur=1.0))
-    np.testing.assert_array_equal(blurred, InputForm(deskew=True, blur=1.0).apply(pixels))
+    np.testing.assert_array_equal(blurred, apply_form(InputForm(deskew=True, blur=1.0), pixels))
 
 
 def test_fit_has_13002_parameters_and_records_history(small_dataset: Dataset) -> None:
@@ -108,7 +108,7 @@ def test_both_activations_and_both_solvers_train(small_dataset: Dataset, activat
         config = TrainConfig(activation=activation, solver=solver, epochs=10, copies=0, learning_rate=rate)  # type: ignore[arg-type]
         fitted = fit(pixels, labels, config)
         assert fitted.classifier.activation == activation
-        accuracy = np.mean(fitted.classifier.predict(config.form.apply(pixels)) == labels)
+        accuracy = np.mean(fitted.classifier.predict(apply_form(config.form, pixels)) == labels)
         assert accuracy > 0.6, f"{activation}/{solver} learned little: {accuracy:.2f} on its own training digits"
 
 

@@ -11,13 +11,13 @@ import pytest
 
 from digitnet.service.contract.card import ModelCard, card_path_for, read_card, sha256_hex
 from digitnet.service.contract.constants import N_PARAMETERS
-from digitnet.service.contract.deskew import deskew
 from digitnet.service.contract.errors import ConfigurationError, ModelError
-from digitnet.service.contract.input_form import MAX_BLUR, InputForm, gaussian_blur
+from digitnet.service.contract.input_form import MAX_BLUR
 from digitnet.service.contract.model import Model, choose_providers
 from digitnet.service.contract.pixels import scale_uint8
 from digitnet.training.data import Dataset
 from digitnet.training.evaluate import evaluate
+from digitnet.training.form_graph import apply_form
 
 from ...conftest import DEFAULT_MODEL, LOGISTIC_MODEL
 
@@ -42,21 +42,22 @@ def test_committed_model_is_refused_the_digits_it_was_trained_on(mnist5k: Datase
 
 
 @pytest.mark.parametrize("path", [DEFAULT_MODEL, LOGISTIC_MODEL])
-def test_the_model_runs_on_the_input_form_its_card_names(path: Path, mnist5k: Dataset) -> None:
+def test_the_graph_applies_the_input_form_its_card_names_as_training_did(path: Path, mnist5k: Dataset) -> None:
     model = Model.load(path)
-    assert model.card is not None and model.card.input.deskew and model.input_form == model.card.input.form
+    assert model.card is not None and model.card.input.deskew
     pixels = scale_uint8(mnist5k.images[:40])
     out = model.run(pixels)
-    expected = gaussian_blur(deskew(pixels), model.card.input.blur) if model.card.input.blur else deskew(pixels)
-    np.testing.assert_array_equal(out.inputs, expected)
-    as_given = Model.from_bytes(path.read_bytes()).run(expected)  # no card: runs on what it gets
-    np.testing.assert_allclose(as_given.probabilities, out.probabilities, atol=1e-6)
+    np.testing.assert_array_equal(out.inputs, apply_form(model.card.input.form, pixels))
+    assert not np.array_equal(out.inputs, pixels)
 
 
-def test_a_version_2_card_reads_as_no_blur() -> None:
-    card = json.loads(card_path_for(DEFAULT_MODEL).read_text()) | {"card_version": 2}
-    card["input"].pop("blur")
-    assert ModelCard.from_json(json.dumps(card), "v2.json").input.form == InputForm(deskew=True, blur=0.0)
+def test_a_card_from_before_the_form_was_in_the_graph_is_refused_with_what_to_do() -> None:
+    card = json.loads(card_path_for(LOGISTIC_MODEL).read_text()) | {"card_version": 3}
+    with pytest.raises(
+        ModelError,
+        match=r"^v3.json: a version 3 model card; this digitnet reads version 4: its input form runs outside the ONNX file.*train",
+    ):
+        ModelCard.from_json(json.dumps(card), "v3.json")
 
 
 def test_a_card_asking_for_more_blur_than_a_digit_survives_is_refused() -> None:
@@ -71,13 +72,25 @@ def test_a_card_of_an_older_version_is_refused_with_what_to_do(tmp_path: Path) -
     shutil.copy(DEFAULT_MODEL, copy)
     old = json.loads(card_path_for(DEFAULT_MODEL).read_text()) | {"card_version": 1}
     card_path_for(copy).write_text(json.dumps(old))
-    with pytest.raises(ModelError, match="a version 1 model card; this digitnet reads versions 2-3: re-train"):
+    with pytest.raises(ModelError, match="a version 1 model card; this digitnet reads version 4: .*re-train it with `digitnet train`"):
         Model.load(copy)
+
+
+def test_a_file_whose_graph_does_not_output_the_formed_pixels_is_refused(tmp_path: Path) -> None:
+    import onnx
+
+    from ..conftest import _write_with_card
+
+    model = onnx.load(str(DEFAULT_MODEL))
+    [formed] = [o for o in model.graph.output if o.name == "network_input"]
+    model.graph.output.remove(formed)
+    with pytest.raises(ModelError, match=r"^model lacks outputs \['network_input'\]: re-train it with `digitnet train`"):
+        Model.load(_write_with_card(model, tmp_path / "no-form.onnx"))
 
 
 def test_a_card_from_a_newer_digitnet_asks_for_an_upgrade_not_a_retrain() -> None:
     card = json.loads(card_path_for(DEFAULT_MODEL).read_text()) | {"card_version": 99}
-    with pytest.raises(ModelError, match=r"^new.json: a version 99 model card; this digitnet reads versions 2-3: upgrade digitnet to serve it$"):
+    with pytest.raises(ModelError, match=r"^new.json: a version 99 model card; this digitnet reads version 4: upgrade digitnet to serve it$"):
         ModelCard.from_json(json.dumps(card), "new.json")
 
 

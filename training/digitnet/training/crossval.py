@@ -24,6 +24,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 
 from digitnet.service.contract.errors import ConfigurationError
+from digitnet.training.form_graph import apply_form
 from digitnet.training.train import TrainConfig, fit
 
 
@@ -125,4 +126,4 @@ def cross_validate(
 
 def _score_fold(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, float, MLPClassifier]:
     fitted = fit(train_x, train_y, config)
-    return fitted.classifier.predict_proba(config.form.apply(test_x)).astype(np.float32), fitted.seconds, fitted.classifier
+    return fitted.classifier.predict_proba(apply_form(config.form, test_x)).astype(np.float32), fitted.seconds, fitted.classifier

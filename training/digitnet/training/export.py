@@ -1,8 +1,8 @@
-"""Export a fitted MLPClassifier to ONNX with hidden-layer outputs, verify it, and write it with its card.
+"""Export a fitted MLPClassifier to ONNX behind its input form, with hidden-layer outputs; verify it, write it.
 
 Usage:
-    onnx_model = to_onnx_model(classifier)
-    verify_export(onnx_model, classifier, split.val_x)       # raises ExportVerificationError
+    onnx_model = to_onnx_model(classifier, InputForm(deskew=True))   # pixels -> form -> network, one graph
+    verify_export(onnx_model, classifier, pixels, apply_form(InputForm(deskew=True), pixels))   # raises ExportVerificationError
     write_artifact(onnx_model, card, Path("models/default.onnx"))
 """
 
@@ -25,12 +25,16 @@ from digitnet.service.contract.constants import (
     HIDDEN_LAYERS,
     INPUT_NAME,
     N_PIXELS,
+    OUTPUT_FORMED,
     OUTPUT_HIDDEN,
     OUTPUT_LABEL,
     OUTPUT_PROBABILITIES,
 )
 from digitnet.service.contract.errors import ExportVerificationError
+from digitnet.service.contract.input_form import InputForm
 from digitnet.service.contract.model import Model, flush_subnormals
+from digitnet.training.form_graph import attach_form
+from digitnet.training.form_ops import OPSET
 
 #: Largest allowed |p_onnx - p_sklearn| on any probability.
 PROBABILITY_TOLERANCE = 1e-5
@@ -38,13 +42,15 @@ PROBABILITY_TOLERANCE = 1e-5
 _ACTIVATION_OPS = {"relu": "Relu", "logistic": "Sigmoid"}
 
 
-def to_onnx_model(classifier: MLPClassifier) -> onnx.ModelProto:
-    """Convert to ONNX (float32 input, no ZipMap) and expose both hidden layers as named outputs."""
+def to_onnx_model(classifier: MLPClassifier, form: InputForm) -> onnx.ModelProto:
+    """Convert to ONNX (float32 input, no ZipMap), expose both hidden layers as named outputs, and put the
+    input form's nodes in front: the file takes MNIST-form `pixels` and is the whole model."""
     model = to_onnx(
         classifier,
-        initial_types=[(INPUT_NAME, FloatTensorType([None, N_PIXELS]))],
+        initial_types=[(OUTPUT_FORMED, FloatTensorType([None, N_PIXELS]))],
         # zipmap=False: a plain [N, 10] probability tensor instead of a list of dicts.
         options={id(classifier): {"zipmap": False}},
+        target_opset={"": OPSET, "ai.onnx.ml": 1},
     )
     graph = model.graph
     op = _ACTIVATION_OPS[classifier.activation]
@@ -58,14 +64,20 @@ def to_onnx_model(classifier: MLPClassifier) -> onnx.ModelProto:
     if names[:2] != [OUTPUT_LABEL, OUTPUT_PROBABILITIES]:
         raise ExportVerificationError(f"unexpected converter outputs {names}: expected {OUTPUT_LABEL}, {OUTPUT_PROBABILITIES}")
     flush_subnormals(model)  # dead ReLUs' decayed weights: subnormal arithmetic made inference ~50x slower on Intel
+    model = attach_form(model, form)
     onnx.checker.check_model(model, full_check=True)
+    if [i.name for i in model.graph.input] != [INPUT_NAME]:
+        raise ExportVerificationError(f"the exported graph's input is not {INPUT_NAME!r}")
     return model
 
 
-def verify_export(model: onnx.ModelProto, classifier: MLPClassifier, inputs: np.ndarray) -> float:
-    """Check ONNX against scikit-learn on the given inputs; return the largest probability difference."""
-    runner = Model.from_bytes(model.SerializeToString())
-    output = runner.run(inputs)
+def verify_export(model: onnx.ModelProto, classifier: MLPClassifier, pixels: np.ndarray, inputs: np.ndarray) -> float:
+    """Check the file on MNIST-form pixels against scikit-learn on `inputs`, the same pixels as training put
+    them in the input form (apply_form); return the largest probability difference."""
+    output = Model.from_bytes(model.SerializeToString()).run(pixels)
+    if not np.array_equal(output.inputs, inputs):
+        difference = float(np.max(np.abs(output.inputs - inputs))) if len(inputs) else 0.0
+        raise ExportVerificationError(f"the file's input form differs from training's by up to {difference:.2e}; nothing written")
     expected = classifier.predict_proba(inputs)
     difference = float(np.max(np.abs(output.probabilities - expected)))
     if difference > PROBABILITY_TOLERANCE:

@@ -37,6 +37,7 @@ from digitnet.training.calibration import ECE_BINS, cross_fitted, pooled_ece, po
 from digitnet.training.crossval import CrossValidation, FoldDone, cross_validate
 from digitnet.training.data import load_dataset
 from digitnet.training.export import embed_card, to_onnx_model, verify_export, write_artifact
+from digitnet.training.form_graph import apply_form
 from digitnet.training.train import EpochStats, TrainConfig, count_parameters, dead_units, fit
 
 log = logging.getLogger(__name__)
@@ -73,9 +74,9 @@ def train_and_export(
         calibrated = cross_fitted(cv.probabilities, cv.labels)
         summary, calibration = summarise(cv, calibrated), calibrate(cv, calibrated)
         fold_temperature(fitted.classifier, calibration.temperature)
-    onnx_model = to_onnx_model(fitted.classifier)
-    inputs = config.form.apply(pixels)
-    difference = verify_export(onnx_model, fitted.classifier, inputs)  # raises before anything is written
+    onnx_model = to_onnx_model(fitted.classifier, config.form)
+    inputs = apply_form(config.form, pixels)
+    difference = verify_export(onnx_model, fitted.classifier, pixels, inputs)  # raises before anything is written
     card = ModelCard(
         name=out.stem,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -3,7 +3,7 @@
 Usage:
     config = recipe("relu", seed=0)                       # the measured recipe (docs/training.md)
     fitted = fit(scale_uint8(dataset.images), dataset.labels, config)
-    fitted.classifier.predict_proba(config.form.apply(pixels))   # the input form the model is served with
+    fitted.classifier.predict_proba(apply_form(config.form, pixels))   # the input form the model is served with
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from digitnet.service.contract.constants import ACTIVATIONS, HIDDEN_LAYERS, LABE
 from digitnet.service.contract.errors import ConfigurationError
 from digitnet.service.contract.input_form import InputForm
 from digitnet.training.augment import AugmentConfig, distort
+from digitnet.training.form_graph import apply_form
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ class TrainConfig:
     batch_size: int = 128
     epochs: int = 30
     copies: int = 20  # distorted copies of each training digit, drawn once and shuffled every epoch
-    deskew: bool = True  # train (and so serve) on deskewed digits: see contract/deskew.py
-    blur: float = 0.0  # then blur them: a Gaussian of this sigma in pixels (0: none); see contract/input_form.py
+    deskew: bool = True  # train (and so serve) on deskewed digits: see form_graph.py
+    blur: float = 0.0  # then blur them: a Gaussian of this sigma in pixels (0: none); see form_graph.py
     revive_dead: bool = False  # re-initialise ReLUs that no training digit activates (first half of training)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -113,7 +114,7 @@ def training_set(pixels: np.ndarray, labels: np.ndarray, config: TrainConfig) ->
     """The digits plus `config.copies` randomly distorted copies of each, in the model's input form."""
     rng = np.random.default_rng(config.seed)
     parts = [pixels] + [distort(pixels, rng, config.augment) for _ in range(config.copies)]
-    return config.form.apply(np.concatenate(parts)), np.tile(labels, config.copies + 1)
+    return apply_form(config.form, np.concatenate(parts)), np.tile(labels, config.copies + 1)
 
 
 def learning_rate_at(epoch: int, config: TrainConfig) -> float:

@@ -19,6 +19,7 @@ from digitnet.service.contract.constants import (
     INPUT_NAME,
     LAYER_SIZES,
     N_PIXELS,
+    OUTPUT_FORMED,
     OUTPUT_HIDDEN,
     OUTPUT_LABEL,
     OUTPUT_PROBABILITIES,
@@ -27,9 +28,12 @@ from digitnet.service.contract.errors import ModelError
 from digitnet.service.contract.input_form import MAX_BLUR, InputForm
 
 #: 2: cross-validated accuracy and calibration instead of a validation split; the input form says `deskew`.
-#: 3: the input form may also `blur`. A version 2 card reads as version 3 without blur.
-CARD_VERSION = 3
-READABLE_CARD_VERSIONS = (2, 3)
+#: 3: the input form may also `blur`.
+#: 4: the input form is inside the ONNX graph, which takes MNIST-form pixels and outputs `network_input` too.
+#: Older files ran their form outside the graph, so the file alone gave other answers: they are refused, as
+#: re-training (minutes) gives a file that every runtime serves alike.
+CARD_VERSION = 4
+READABLE_CARD_VERSIONS = (4,)
 
 
 class _Strict(BaseModel):
@@ -55,15 +59,19 @@ class InputContract(_Strict):
         f"row-major {IMAGE_SIDE}x{IMAGE_SIDE}, white ink (1.0) on black (0.0); the digit fitted into "
         f"{DIGIT_BOX}x{DIGIT_BOX} keeping its aspect ratio and centred by centre of mass (the MNIST convention)"
     )
-    deskew: bool = False  # the model runs on deskewed pixels (contract/deskew.py): Model.run applies it
-    # Then on pixels blurred by a Gaussian of this sigma (contract/input_form.py); beyond MAX_BLUR a 28x28
-    # digit is a smudge, and a card asking for it is refused rather than served.
+    graph: str = (
+        f"one ONNX graph: `{INPUT_NAME}` in the layout above -> the input form below (deskew, blur) -> the network; "
+        f"output `{OUTPUT_FORMED}` is what the network saw. Any ONNX runtime fed MNIST-form pixels gives digitnet's answers"
+    )
+    deskew: bool = False  # the graph deskews the pixels before its network (training/form_graph.py)
+    # Then blurs them with a Gaussian of this sigma; beyond MAX_BLUR a 28x28 digit is a smudge, and a card
+    # asking for it is refused rather than served.
     blur: float = Field(default=0.0, ge=0.0, le=MAX_BLUR)
-    outputs: list[str] = Field(default_factory=lambda: [OUTPUT_LABEL, OUTPUT_PROBABILITIES, *OUTPUT_HIDDEN])
+    outputs: list[str] = Field(default_factory=lambda: [OUTPUT_LABEL, OUTPUT_PROBABILITIES, *OUTPUT_HIDDEN, OUTPUT_FORMED])
 
     @property
     def form(self) -> InputForm:
-        """The steps Model.run applies before the network."""
+        """The steps the graph applies before the network."""
         return InputForm(deskew=self.deskew, blur=self.blur)
 
     @classmethod
@@ -197,11 +205,11 @@ class ModelCard(_Strict):
             remedy = (
                 "upgrade digitnet to serve it"
                 if version > CARD_VERSION
-                else "re-train the model with `digitnet train` (the committed models are already current)"
+                else "its input form runs outside the ONNX file, so the file alone gives other answers: re-train it with "
+                "`digitnet train` (the committed models are already current)"
             )
-            raise ModelError(
-                f"{origin}: a version {version} model card; this digitnet reads versions {READABLE_CARD_VERSIONS[0]}-{CARD_VERSION}: {remedy}"
-            )
+            readable = ", ".join(map(str, READABLE_CARD_VERSIONS))
+            raise ModelError(f"{origin}: a version {version} model card; this digitnet reads version {readable}: {remedy}")
         try:
             return cls.model_validate_json(text)
         except ValidationError as err:

@@ -33,6 +33,8 @@ INPUT_NAME: Final = "pixels"
 OUTPUT_PROBABILITIES: Final = "probabilities"
 OUTPUT_LABEL: Final = "label"
 OUTPUT_HIDDEN: Final = ("hidden1", "hidden2")
+#: The pixels the network ran on, after the input form (deskew, blur) that the graph applies in front of it.
+OUTPUT_FORMED: Final = "network_input"
 #: How file names are encoded in text output: the OS gives bytes, and a name that is not UTF-8 is
 #: written (and read back by --resume) byte for byte.
 PATH_ERRORS: Final = "surrogateescape"

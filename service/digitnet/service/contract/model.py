@@ -4,6 +4,9 @@ Usage:
     model = Model.load(Path("models/default.onnx"), provider="auto")
     out = model.run(pixels)          # pixels: float32 [N, 784] in [0, 1], MNIST form
     out.labels, out.probabilities, out.hidden[0], out.hidden[1], out.inputs   # inputs: what the network saw
+
+The file is the whole model: its graph puts the pixels in the input form its card names (deskew, blur) in
+front of the network, so one onnxruntime call answers, here as in Triton, KServe or a bare session.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from digitnet.service.contract.constants import (
     N_CLASSES,
     N_PARAMETERS,
     N_PIXELS,
+    OUTPUT_FORMED,
     OUTPUT_HIDDEN,
     OUTPUT_LABEL,
     OUTPUT_PROBABILITIES,
@@ -33,13 +37,12 @@ from digitnet.service.contract.constants import (
     available_cpus,
 )
 from digitnet.service.contract.errors import ConfigurationError, ModelError
-from digitnet.service.contract.input_form import InputForm
 
 log = logging.getLogger(__name__)
 
 _CPU = "CPUExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
-_OUTPUTS = [OUTPUT_PROBABILITIES, OUTPUT_LABEL, *OUTPUT_HIDDEN]
+_OUTPUTS = [OUTPUT_PROBABILITIES, OUTPUT_LABEL, *OUTPUT_HIDDEN, OUTPUT_FORMED]
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class ModelOutput:
     probabilities: np.ndarray  # float32 [N, 10]
     labels: np.ndarray  # int64 [N]
     hidden: tuple[np.ndarray, np.ndarray]  # float32 [N, 16] each: the two hidden layers' activations
-    inputs: np.ndarray  # float32 [N, 784]: the pixels the network ran on, in the input form its card names
+    inputs: np.ndarray  # float32 [N, 784]: the pixels the network ran on, after the graph's input form
 
 
 def choose_providers(choice: Provider) -> list[str]:
@@ -132,18 +135,10 @@ class Model:
         """The execution provider actually running the graph (after any fallback)."""
         return self.providers[0]
 
-    @property
-    def input_form(self) -> InputForm:
-        """What the model does to pixels before the network: its card says; a card-less model runs on what it gets."""
-        return self.card.input.form if self.card is not None else InputForm()
-
     def run(self, pixels: np.ndarray) -> ModelOutput:
-        """Run the network on MNIST-form float32 pixels [N, 784] in [0, 1], first putting them in the input
-        form the model was trained on (uncounted: the inference core counts served runs)."""
-        # Here, not in each transport: every path to the network (images, raw OIP pixels, batch scoring,
-        # evaluation) gets the same form the training digits had.
-        inputs = self.input_form.apply(pixels)
-        probabilities, labels, hidden1, hidden2 = self._session.run(_OUTPUTS, {INPUT_NAME: inputs})
+        """Run the whole model (input form, then network) on MNIST-form float32 pixels [N, 784] in [0, 1], in
+        one onnxruntime call (uncounted: the inference core counts served runs)."""
+        probabilities, labels, hidden1, hidden2, inputs = self._session.run(_OUTPUTS, {INPUT_NAME: pixels})
         return ModelOutput(probabilities, labels, (hidden1, hidden2), inputs)
 
     def warm_up(self) -> None:
@@ -169,7 +164,7 @@ class Model:
         outputs = {o.name: o.shape for o in self._session.get_outputs()}
         missing = [name for name in _OUTPUTS if name not in outputs]
         if missing:
-            raise ModelError(f"model lacks outputs {missing}: re-export it with `digitnet train`")
+            raise ModelError(f"model lacks outputs {missing}: re-train it with `digitnet train` (the committed models are current)")
         width = outputs[OUTPUT_PROBABILITIES][-1]
         if width != N_CLASSES:
             raise ModelError(f"model has {width} probabilities per image, expected {N_CLASSES}")

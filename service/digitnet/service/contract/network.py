@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from digitnet.service.contract.constants import LAYER_SIZES, N_CLASSES
+from digitnet.service.contract.constants import LAYER_SIZES, N_CLASSES, OUTPUT_FORMED
 from digitnet.service.contract.errors import ModelError
 from digitnet.service.contract.results import Explanation
 
@@ -66,16 +66,18 @@ class Network:
 
     @classmethod
     def from_bytes(cls, data: bytes, origin: str = "model") -> Network:
-        """Read the layers by following the graph: each MatMul's weights and the Add after it."""
+        """Read the layers by following the network's part of the graph (after the input form): each MatMul's
+        weights and the Add after it."""
         path = origin
         try:
             graph = onnx.load_from_string(data).graph
         except Exception as err:  # protobuf's DecodeError and friends
             raise ModelError(f"{path}: not an ONNX model: {err}") from err
         constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-        weights = [constants[n.input[1]] for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
-        biases = [constants[n.input[1]].ravel() for n in graph.node if n.op_type == "Add" and n.input[1] in constants]
-        squashes = {_SQUASH[n.op_type] for n in graph.node if n.op_type in _SQUASH}
+        nodes = _network_nodes(graph)
+        weights = [constants[n.input[1]] for n in nodes if n.op_type == "MatMul" and n.input[1] in constants]
+        biases = [constants[n.input[1]].ravel() for n in nodes if n.op_type == "Add" and n.input[1] in constants]
+        squashes = {_SQUASH[n.op_type] for n in nodes if n.op_type in _SQUASH}
         shapes = [w.shape for w in weights]
         expected = list(zip(LAYER_SIZES, LAYER_SIZES[1:]))
         if shapes != expected or len(biases) != 3 or len(squashes) != 1:
@@ -97,3 +99,14 @@ class Network:
         lighting it up pushes the neuron's input, through every first-layer neuron.
         """
         return (self.weights[0] @ self.weights[1]).T
+
+
+def _network_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The nodes that depend on the input form's output: the network, without the form's own matrices."""
+    reached = {OUTPUT_FORMED}
+    nodes = []
+    for node in graph.node:  # ONNX keeps nodes in topological order
+        if reached.intersection(node.input):
+            nodes.append(node)
+            reached.update(node.output)
+    return nodes
