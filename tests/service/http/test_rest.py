@@ -232,3 +232,41 @@ def test_requests_without_min_confidence_get_the_server_default_on_every_api() -
         assert {o["name"]: o["data"] for o in answer["outputs"]}["label"] == [-1]
         _, network = _json(f"{server.http_url}/v1/network")
         assert network["min_confidence"] == 1.0, "the page's slider starts at the server's default"
+
+
+def test_json_over_its_limit_is_refused_and_binary_tensors_of_the_same_batch_are_served(server: ServerThread) -> None:
+    # Parsing JSON holds the interpreter lock on any thread: past DIGITNET_HTTP_MAX_JSON_BYTES it would stall
+    # gRPC's calls too (bench/http_hostile_bench.py), so larger batches travel as binary tensors.
+    count = 300  # ~1.4 MB of JSON numbers, over the default 1 MiB
+    pixels = np.tile(DIGITS, (count // 10, 1))
+    body = {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [count, 784], "data": pixels.ravel().round(4).tolist()}]}
+    status, answer = _json(f"{server.http_url}/v2/models/digitnet/infer", body)
+    assert status == 429 and "DIGITNET_HTTP_MAX_JSON_BYTES" in answer["error"] and "binary tensors" in answer["error"]
+    client = triton.InferenceServerClient(server.http_url.removeprefix("http://"))
+    try:
+        tensor = triton.InferInput("pixels", [count, 784], "FP32")
+        tensor.set_data_from_numpy(pixels.astype(np.float32), binary_data=True)
+        result = client.infer("digitnet", [tensor], outputs=[triton.InferRequestedOutput("label", binary_data=True)])
+        assert result.as_numpy("label").tolist() == list(range(10)) * (count // 10)
+    finally:
+        client.close()
+
+
+def test_a_large_body_is_parsed_off_the_event_loop(server: ServerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from digitnet.service.http import app as http_app
+
+    threads: list[str] = []
+    real = http_app.parse_infer
+
+    def spy(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(http_app, "parse_infer", spy)
+    for count in (1, 100):  # ~4 KB, then ~470 KB of JSON
+        body = {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [count, 784], "data": np.tile(DIGITS[:1], (count, 1)).ravel().tolist()}]}
+        assert _json(f"{server.http_url}/v2/models/digitnet/infer", body)[0] == 200
+    loop_thread = server._thread.name
+    assert threads[0] == loop_thread and threads[1] != loop_thread, threads

@@ -9,6 +9,7 @@ from digitnet.service.api.sockets import claim_port
 from digitnet.service.grpc.settings import ServerSettings
 from digitnet.service.grpc.state import ServingState
 from digitnet.service.http.app import HttpOptions
+from digitnet.service.http.connections import ConnectionLimits
 from digitnet.service.http.front import HttpFront, start_http
 from digitnet.service.inference.classifier import Classifier
 
@@ -28,6 +29,14 @@ async def start_http_beside_grpc(settings: ServerSettings, classifier: Classifie
         token=settings.token.get_secret_value() if settings.token is not None else None,
         max_body_bytes=settings.message_bytes,
         request_seconds=settings.max_request_seconds,
+        max_in_flight=settings.max_concurrent_rpcs,
+        max_json_bytes=settings.http_max_json_bytes,
+    )
+    limits = ConnectionLimits(
+        max_connections=settings.http_max_connections,
+        header_seconds=settings.http_header_seconds,
+        max_header_bytes=settings.http_max_header_bytes,
+        max_headers=settings.http_max_headers,
     )
     tls = (settings.tls_cert, settings.tls_key, settings.tls_client_ca) if settings.tls_cert and settings.tls_key else None
     return await start_http(
@@ -40,5 +49,5 @@ async def start_http_beside_grpc(settings: ServerSettings, classifier: Classifie
         options=options,
         tls=tls,
         grace=settings.grace_seconds,
-        max_concurrent=settings.max_concurrent_rpcs,
+        limits=limits,
     )

@@ -55,6 +55,21 @@ class ServerSettings(BaseSettings):
     max_concurrent_rpcs: int = Field(64, ge=0)
     """Single calls in flight at once, and open streams at once (counted apart, so that streams never lock out
     single calls); more get UNAVAILABLE (retry with backoff). Health checks and reflection are not counted. 0 = no bound."""
+    http_max_connections: int = Field(1024, ge=1)
+    """HTTP connections open at once; past it the connection idle the longest is closed to make room (503 with
+    Retry-After only when every one has a request in progress). Requests in flight are bounded by
+    max_concurrent_rpcs; health checks never are."""
+    http_header_seconds: float = Field(10.0, gt=0)
+    """How long an HTTP connection may take to send a request's headers, from connecting (or from the request's
+    first byte on a kept-alive connection); then 408 and closed: idle and slow clients cannot hold the port."""
+    http_max_header_bytes: int = Field(64 * 1024, ge=1024)
+    """Largest HTTP request line and headers, in bytes; more is answered 431 and the connection closed."""
+    http_max_json_bytes: int = Field(1024 * 1024, ge=64 * 1024)
+    """Largest JSON part of an OIP REST inference request (binary tensors are bounded by the message limit);
+    more is answered 429. Parsing JSON holds Python's interpreter lock, ~10 ms per MiB here, whatever thread
+    does it, and every other call (gRPC's too) waits that long."""
+    http_max_headers: int = Field(100, ge=8)
+    """Most headers in an HTTP request; more is answered 431 and the connection closed."""
     max_request_images: int = Field(4096, ge=1)
     """Most images in one request (ClassifyBatch, or an OIP ModelInfer tensor)."""
     max_batch_size: int = Field(64, ge=1)

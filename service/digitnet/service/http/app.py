@@ -31,7 +31,7 @@ from digitnet.service.contract.constants import MODEL_NAME
 from digitnet.service.contract.errors import DigitnetError, InternalError, InvalidInput, LimitExceeded, Unauthenticated, Unavailable
 from digitnet.service.contract.network import Network
 from digitnet.service.http.errors import HTTP_STATUS, error_response
-from digitnet.service.http.oip_rest import HEADER_LENGTH, encode_infer, parse_infer
+from digitnet.service.http.oip_rest import HEADER_LENGTH, INLINE_BODY_BYTES, encode_infer, parse_infer
 from digitnet.service.inference.classifier import Classifier, Deadline
 from digitnet.service.inference.statistics import STATISTICS
 from digitnet.service.protocol.catalog import metadata_record
@@ -71,6 +71,8 @@ class HttpOptions:
     token: str | None = None
     max_body_bytes: int = 16 * 1024 * 1024
     request_seconds: float | None = None
+    max_in_flight: int = 0  # requests at once, health and the page not counted; 0: no bound
+    max_json_bytes: int = 1024 * 1024  # the JSON of a ModelInfer body (binary tensors are bounded by max_body_bytes)
 
 
 def create_app(classifier: Classifier, readiness: Readiness, executor: Executor, options: HttpOptions) -> FastAPI:
@@ -81,7 +83,7 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
     )
     expected = f"Bearer {options.token}".encode() if options.token else None
 
-    app.add_middleware(_Guard, expected=expected, readiness=readiness)
+    app.add_middleware(_Guard, expected=expected, readiness=readiness, max_in_flight=options.max_in_flight)
 
     @app.exception_handler(DigitnetError)
     async def digitnet_error(_request: Request, error: DigitnetError) -> JSONResponse:
@@ -142,7 +144,9 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
     async def infer(request: Request) -> Response:
         """ModelInfer: JSON tensors, or the binary-tensor extension (Inference-Header-Content-Length)."""
         check_model(request.path_params["name"], request.path_params.get("version", ""))
-        parsed = parse_infer(await body_of(request), request.headers.get(HEADER_LENGTH), classifier.check_count)
+        body = await body_of(request)
+        header = request.headers.get(HEADER_LENGTH)
+        parsed = await work(len(body) <= INLINE_BODY_BYTES, parse_infer, body, header, classifier.check_count, options.max_json_bytes)
         output, answers = await work(len(parsed.pixels) <= INLINE_IMAGES, classifier.classify_pixels, parsed.pixels, parsed.min_confidence)
         count_answers(answers)
         body, headers = encode_infer(parsed, output_tensors(output, answers, parsed.outputs))
@@ -229,11 +233,12 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
 
 class _Guard:
     """What every call passes before its body is read: the token (health and the page stay open), no new work
-    while the server drains; and what every call is counted in, as gRPC's are (requests, latency, statistics).
-    Plain ASGI: Starlette's BaseHTTPMiddleware costs a task per request."""
+    while the server drains, a bound on requests in flight; and what every call is counted in, as gRPC's are
+    (requests, latency, statistics). Plain ASGI: Starlette's BaseHTTPMiddleware costs a task per request."""
 
-    def __init__(self, app: ASGIApp, expected: bytes | None, readiness: Readiness) -> None:
-        self.app, self.expected, self.readiness = app, expected, readiness
+    def __init__(self, app: ASGIApp, expected: bytes | None, readiness: Readiness, max_in_flight: int = 0) -> None:
+        self.app, self.expected, self.readiness, self.max_in_flight = app, expected, readiness, max_in_flight
+        self.in_flight = 0  # one event loop: no lock needed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -246,13 +251,18 @@ class _Guard:
                 status[0] = message["status"]
             await send(message)
 
+        guarded = not (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES))
+        admitted = False
         try:
-            refusal = None if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) else self._refusal(scope)
+            refusal = self._refusal(scope) if guarded else None
             if refusal is not None:
                 await _refuse(refusal)(scope, receive, counted)
             else:
+                admitted = guarded
+                self.in_flight += admitted
                 await self.app(scope, receive, counted)
         finally:
+            self.in_flight -= admitted
             rpc = _rpc_name(path)
             elapsed = time.perf_counter() - started
             REQUESTS.labels(rpc, str(status[0])).inc()
@@ -267,6 +277,8 @@ class _Guard:
                 return Unauthenticated("missing or wrong bearer token (header: Authorization: Bearer <token>)")
         if self.readiness.draining_now:
             return Unavailable("the server is draining; retry on another replica")
+        if self.max_in_flight and self.in_flight >= self.max_in_flight:
+            return Unavailable(f"the server is busy: {self.in_flight} requests in flight (DIGITNET_MAX_CONCURRENT_RPCS); retry with backoff")
         return None
 
 

@@ -2,9 +2,9 @@
 classifier; it refuses new work while the server drains, and stops with it.
 
 Usage (serve() does this when --http-port is not 0):
-    front = await HttpFront.start(app, "127.0.0.1", 8080)
+    front = await HttpFront.start(app, "127.0.0.1", 8080, limits=ConnectionLimits(1024, 10.0, 65536, 100))
     ...
-    await front.stop(grace=10)
+    await front.stop()
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import uvicorn
 from digitnet.service.api.sockets import claim_port
 from digitnet.service.contract.errors import ConfigurationError
 from digitnet.service.http.app import HttpOptions, Readiness, create_app
+from digitnet.service.http.connections import ConnectionLimits, guarded_protocol
 from digitnet.service.inference.classifier import Classifier
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,14 @@ class HttpFront:
         host: str,
         port: int,
         share: bool = False,
+        *,
+        limits: ConnectionLimits,
         tls: tuple[Path, Path, Path | None] | None = None,
         grace: float = 10.0,
-        max_concurrent: int = 0,
     ) -> HttpFront:
         """Bind host:port (0: any free port; `share`: SO_REUSEPORT, for worker processes) and serve `app` there.
-        `tls` is (certificate chain, key, client CA or None) as PEM files; beyond `max_concurrent` connections
-        and requests at once (0: no bound) uvicorn answers 503."""
+        `tls` is (certificate chain, key, client CA or None) as PEM files; every connection is held to `limits`
+        (http/connections.py)."""
         sock = claim_port(host, port, share)
         sock.listen(2048)
         options: dict[str, Any] = {}
@@ -69,7 +71,9 @@ class HttpFront:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=max(1, math.ceil(grace)),
-            limit_concurrency=max_concurrent or None,
+            # Connections are bounded by the protocol, requests in flight by the app's guard: uvicorn's own
+            # limit_concurrency counts idle connections as requests, so a few idle clients locked HTTP out.
+            http=guarded_protocol(limits),
             **options,
         )
         server = _Server(config)

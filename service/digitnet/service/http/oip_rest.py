@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 
 from digitnet.service.contract.constants import MODEL_NAME, MODEL_VERSION
-from digitnet.service.contract.errors import InvalidInput, echo
+from digitnet.service.contract.errors import InvalidInput, LimitExceeded, echo
 from digitnet.service.protocol.tensors import (
     MIN_CONFIDENCE_PARAMETER,
     OutputTensor,
@@ -30,6 +30,10 @@ from digitnet.service.protocol.tensors import (
 
 #: The header that says how long the JSON part of a binary request or response is.
 HEADER_LENGTH = "Inference-Header-Content-Length"
+#: A ModelInfer body up to this size (8 images as JSON numbers, or many more as binary tensors) is parsed on
+#: the event loop; a larger one on the thread pool, so that a client posting megabytes of JSON cannot stall
+#: the other calls, gRPC's included (bench/http_hostile_bench.py).
+INLINE_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,17 @@ class RestInferRequest:
     min_confidence: float | None  # None: the server's default
 
 
-def parse_infer(body: bytes, header_length: str | None, check_count: Callable[[int], None]) -> RestInferRequest:
-    """Decode a REST ModelInfer body (JSON, or JSON then binary tensors); raise InvalidInput for what is not one."""
+def parse_infer(body: bytes, header_length: str | None, check_count: Callable[[int], None], max_json_bytes: int) -> RestInferRequest:
+    """Decode a REST ModelInfer body (JSON, or JSON then binary tensors); raise InvalidInput for what is not one,
+    LimitExceeded for JSON over `max_json_bytes`."""
     json_part, binary = _split(body, header_length)
+    if len(json_part) > max_json_bytes:
+        # Parsing JSON holds the GIL whichever thread runs it (~10 ms a MiB here): larger batches travel as
+        # binary tensors, which cost a copy, not a parse.
+        raise LimitExceeded(
+            f"the request's JSON is {len(json_part):,} bytes, over the limit of {max_json_bytes:,} (DIGITNET_HTTP_MAX_JSON_BYTES): "
+            "send larger batches as binary tensors (the binary tensor extension) or over gRPC"
+        )
     try:
         request = orjson.loads(json_part)
     except orjson.JSONDecodeError as err:
