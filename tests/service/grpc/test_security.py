@@ -104,3 +104,35 @@ def test_tls_misconfiguration_is_a_clear_error(pki: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot read TLS file"):
         with running_server(tls_cert=pki / "missing.pem", tls_key=pki / "server.key"):
             pass
+
+
+def test_two_authorization_entries_are_refused_whichever_comes_first_on_both_transports() -> None:
+    from digitnet.service.api._generated import digitnet_pb2 as pb
+    from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
+
+    with running_server(token=SecretStr("s3cret"), http=True) as server, grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.DigitClassifierStub(channel)
+        for entries in (["Bearer s3cret", "Bearer wrong"], ["Bearer wrong", "Bearer s3cret"]):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.GetModelInfo(pb.GetModelInfoRequest(), metadata=[("authorization", value) for value in entries])
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert _raw_status(server, entries) == 401  # raw: HTTP clients keep one header per name
+        assert stub.GetModelInfo(pb.GetModelInfoRequest(), metadata=[("authorization", "Bearer s3cret")]).parameters == 13_002
+        assert _raw_status(server, ["Bearer s3cret"]) == 200
+
+
+def _raw_status(server: object, authorizations: list[str]) -> int:
+    import socket
+
+    port = server.http.port  # type: ignore[attr-defined]
+    headers = "".join(f"Authorization: {value}\r\n" for value in authorizations)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(f"GET /v2/models/digitnet HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n".encode())
+        return int(connection.recv(64).split()[1])
+
+
+def test_a_remote_error_carries_the_servers_status_as_its_code() -> None:
+    with running_server(token=SecretStr("s3cret")) as server, DigitClient(server.address) as client:
+        with pytest.raises(RemoteError) as caught:
+            client.classify(IMAGE)
+    assert caught.value.status == caught.value.code == "UNAUTHENTICATED"

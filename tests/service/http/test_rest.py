@@ -270,3 +270,72 @@ def test_a_large_body_is_parsed_off_the_event_loop(server: ServerThread, monkeyp
         assert _json(f"{server.http_url}/v2/models/digitnet/infer", body)[0] == 200
     loop_thread = server._thread.name
     assert threads[0] == loop_thread and threads[1] != loop_thread, threads
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status"),
+    [
+        ("GET", "/no/such/route", None, {}, 404),
+        ("DELETE", "/v2/health/live", None, {}, 405),
+        ("POST", "/v1/classify", b"--x\r\nbroken", {"Content-Type": "multipart/form-data; boundary=x"}, 400),
+    ],
+    ids=["404", "405", "multipart"],
+)
+def test_every_refusal_is_the_protocols_json_error(
+    server: ServerThread, method: str, path: str, body: bytes | None, headers: dict[str, str], status: int
+) -> None:
+    got, answer_headers, answer = _request(f"{server.http_url}{path}", body, headers, method)
+    assert got == status and set(json.loads(answer)) == {"error"} and answer_headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("path", ["/", "/v2/health/live", "/v2/health/ready"])
+def test_head_is_answered_where_get_is(server: ServerThread, path: str) -> None:
+    status, _, body = _request(f"{server.http_url}{path}", method="HEAD")
+    assert status == 200 and body == b""
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "parameters", "why"),
+    [
+        ("UINT8", [0.9] * 784, {}, "UINT8 numbers (whole, 0-255), got decimals"),
+        ("FP32", [True] * 784, {}, "must be FP32 numbers, got true/false"),
+        ("FP32", [0.5] * 783 + [False], {}, "got true/false"),
+        ("FP32", ["0.5"] * 784, {}, "got str"),
+        ("FP32", None, {"binary_data_size": 3136.0}, "binary_data_size 3136.0"),
+    ],
+    ids=["uint8 decimals", "booleans", "a boolean among numbers", "numeric strings", "binary size as a float"],
+)
+def test_json_tensors_refuse_what_is_not_their_datatype(
+    server: ServerThread, datatype: str, data: list[object] | None, parameters: dict[str, object], why: str
+) -> None:
+    tensor: dict[str, object] = {"name": "pixels", "datatype": datatype, "shape": [1, 784], "parameters": parameters}
+    if data is not None:
+        tensor["data"] = data
+    body = json.dumps({"inputs": [tensor]}).encode()
+    headers = {"Inference-Header-Content-Length": str(len(body))} if parameters else {}
+    status, answer = _json(f"{server.http_url}/v2/models/digitnet/infer", body + (bytes(3136) if parameters else b""), **headers)
+    assert status == 400 and why in answer["error"], answer
+
+
+def test_a_client_that_leaves_mid_body_is_no_server_error(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+    import time
+
+    import tritonclient.grpc as triton_grpc
+
+    from ..helpers import scrape
+
+    assert server.http is not None
+    stats = triton_grpc.InferenceServerClient(server.address)
+    failed_before = stats.get_inference_statistics("digitnet").model_stats[0].inference_stats.fail.count
+    with caplog.at_level("WARNING"), socket.create_connection(("127.0.0.1", server.http.port)) as connection:
+        connection.sendall(b"POST /v2/models/digitnet/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n" + b"{" * 100)
+        time.sleep(0.2)
+        connection.close()
+        time.sleep(0.3)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], [r.getMessage() for r in caplog.records]
+    counts = {labels: value for (name, labels), value in scrape(server.http.port).items() if name == "digitnet_requests_total"}
+    assert counts.get((("code", "499"), ("rpc", "http ModelInfer")), 0) >= 1
+    assert counts.get((("code", "500"), ("rpc", "http ModelInfer")), 0) == 0
+    assert stats.get_inference_statistics("digitnet").model_stats[0].inference_stats.fail.count == failed_before
+    stats.close()

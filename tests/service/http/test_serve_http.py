@@ -49,3 +49,23 @@ def test_a_taken_http_port_is_one_clear_line() -> None:
         )
     assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.slow
+def test_a_taken_metrics_port_is_one_clear_line_before_the_model_loads() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "digitnet.service.cli", "serve", "--port", "0", "--http-port", "0", "--metrics-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

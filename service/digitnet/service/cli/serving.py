@@ -15,9 +15,11 @@ from digitnet.service.inference.classifier import Classifier
 
 
 def check_http_port(settings: ServerSettings) -> None:
-    """Refuse a taken HTTP port in one line before the model is even loaded (as gRPC's own port is checked)."""
+    """Refuse a taken HTTP or metrics port in one line before the model is even loaded (as gRPC's own port is checked)."""
     if settings.http_port and settings.workers == 1:
         claim_port(settings.host, settings.http_port, share=False).close()
+    for worker in range(settings.workers if settings.metrics_port else 0):  # worker i serves metrics on PORT + i
+        claim_port(settings.metrics_address, settings.metrics_port + worker, share=False).close()
 
 
 async def start_http_beside_grpc(settings: ServerSettings, classifier: Classifier, state: ServingState, port: int | None = None) -> HttpFront | None:

@@ -16,7 +16,7 @@ import random
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast, get_args
 
 import grpc
 import numpy as np
@@ -30,6 +30,7 @@ from digitnet.service.contract.errors import (
     ConfigurationError,
     DigitnetError,
     LimitExceeded,
+    StatusName,
     echo,
 )
 from digitnet.service.contract.results import (
@@ -59,6 +60,8 @@ class RemoteError(DigitnetError):
     def __init__(self, status: str, message: str) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status  # the server's status name (UNAVAILABLE, INVALID_ARGUMENT, ...)
+        if status in get_args(StatusName):
+            self.code = cast(StatusName, status)  # type: ignore[misc]  # this error's own: what the server answered
 
 
 def connection_hint(details: str, tls: bool) -> str:

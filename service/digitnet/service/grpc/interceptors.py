@@ -79,8 +79,9 @@ class Guard:
         if self._state.draining_now:
             raise Unavailable("the server is draining; retry on another replica")
         if self._expected is not None:
-            given = dict(context.invocation_metadata() or ()).get("authorization", "")
-            if not hmac.compare_digest(str(given).encode(), self._expected):  # constant time: no timing side channel
+            # Exactly one authorization entry, as over HTTP: which of several was meant is not for us to guess.
+            given = [value for key, value in context.invocation_metadata() or () if key == "authorization"]
+            if len(given) != 1 or not hmac.compare_digest(str(given[0]).encode(), self._expected):  # constant time
                 raise Unauthenticated("missing or wrong bearer token (metadata: authorization: Bearer <token>)")
         if self._max_in_flight and self._in_flight[stream] >= self._max_in_flight:
             what = "streams open" if stream else "calls in flight"

@@ -24,11 +24,21 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digitnet.service import __version__
 from digitnet.service.contract.constants import MODEL_NAME
-from digitnet.service.contract.errors import DigitnetError, InternalError, InvalidInput, LimitExceeded, Unauthenticated, Unavailable
+from digitnet.service.contract.errors import (
+    Cancelled,
+    DigitnetError,
+    InternalError,
+    InvalidInput,
+    LimitExceeded,
+    Unauthenticated,
+    Unavailable,
+)
 from digitnet.service.contract.network import Network
 from digitnet.service.http.errors import HTTP_STATUS, error_response
 from digitnet.service.http.oip_rest import HEADER_LENGTH, INLINE_BODY_BYTES, encode_infer, parse_infer
@@ -89,6 +99,12 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
     async def digitnet_error(_request: Request, error: DigitnetError) -> JSONResponse:
         return _refuse(error)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own refusals (no such route, a method it does not take, a malformed multipart form), in
+        # the protocol's body rather than FastAPI's {"detail": ...}.
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_parameters(_request: Request, error: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
@@ -99,11 +115,14 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
         if declared and declared.isdigit() and int(declared) > options.max_body_bytes:
             raise LimitExceeded(f"the request body is {declared} bytes, over the limit of {options.max_body_bytes} (DIGITNET_MAX_MESSAGE_BYTES)")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > options.max_body_bytes:  # a body sent without a length is bounded as it arrives
-                raise LimitExceeded(f"the request body is over the limit of {options.max_body_bytes} bytes (DIGITNET_MAX_MESSAGE_BYTES)")
+        try:
+            async for chunk in request.stream():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > options.max_body_bytes:  # a body sent without a length is bounded as it arrives
+                    raise LimitExceeded(f"the request body is over the limit of {options.max_body_bytes} bytes (DIGITNET_MAX_MESSAGE_BYTES)")
+        except ClientDisconnect:  # the client left mid-body: its call, not a server failure
+            raise Cancelled("the client went away before its request body arrived") from None
         return b"".join(chunks)
 
     async def work(inline: bool, function: Callable[..., T], *args: object) -> T:
@@ -124,6 +143,9 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
     @app.get("/v2/health/ready", tags=["Open Inference Protocol"])
     async def ready() -> JSONResponse:
         return JSONResponse({"ready": readiness.ready}, status_code=200 if readiness.ready else 503)
+
+    for path, route in (("/v2/health/live", live), ("/v2/health/ready", ready)):  # probes that ask with HEAD
+        app.add_api_route(path, route, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/v2", tags=["Open Inference Protocol"])
     async def server_metadata() -> dict[str, Any]:
@@ -205,7 +227,7 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
             }
         return {**networks[model.sha256], "min_confidence": classifier.min_confidence}
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         """Draw a digit and watch the network answer."""
         return FileResponse(PAGE / "index.html")
@@ -267,13 +289,16 @@ class _Guard:
             elapsed = time.perf_counter() - started
             REQUESTS.labels(rpc, str(status[0])).inc()
             LATENCY.labels(rpc).observe(elapsed)
-            if rpc in _INFERENCE_RPCS:  # the OIP's ModelStatistics count inference calls of every transport
+            # The OIP's ModelStatistics count inference calls of every transport; a client that left before
+            # its request arrived made none.
+            if rpc in _INFERENCE_RPCS and status[0] != HTTP_STATUS[Cancelled.code]:
                 STATISTICS.record_call(status[0] == 200, elapsed)
 
     def _refusal(self, scope: Scope) -> DigitnetError | None:
         if self.expected is not None:
-            given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
-            if not hmac.compare_digest(given, self.expected):
+            given = [value for name, value in scope["headers"] if name == b"authorization"]
+            # Exactly one: which of several a proxy or a client library meant is not for us to guess (gRPC too).
+            if len(given) != 1 or not hmac.compare_digest(given[0], self.expected):
                 return Unauthenticated("missing or wrong bearer token (header: Authorization: Bearer <token>)")
         if self.readiness.draining_now:
             return Unavailable("the server is draining; retry on another replica")

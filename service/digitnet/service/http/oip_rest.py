@@ -78,7 +78,7 @@ def parse_infer(body: bytes, header_length: str | None, check_count: Callable[[i
     parameters = _parameters(tensor)
     if "binary_data_size" in parameters:
         size, needed = parameters["binary_data_size"], raw_size(str(datatype), count)
-        if size != needed or len(binary) != size:
+        if type(size) is not int or size != needed or len(binary) != size:  # a whole number: not 3136.0, not true
             raise InvalidInput(f"binary input 'pixels' is {len(binary)} bytes (binary_data_size {echo(size)}); {shape} {datatype} needs {needed}")
         pixels = from_raw(str(datatype), count, binary)
     else:
@@ -144,10 +144,28 @@ def _parameters(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _numbers(data: object, datatype: str) -> np.ndarray:
-    """A tensor's `data` (flat or nested lists of numbers) as a flat array."""
+    """A tensor's `data` (flat or nested lists of numbers) as a flat array: JSON numbers only (no booleans or
+    strings, which numpy would convert), and whole numbers for UINT8 (never a fraction cut off)."""
     if not isinstance(data, list):
         raise InvalidInput(f"input 'pixels' needs its values in 'data' (a list), or binary_data_size; got {echo(data)}")
+    allowed = {int} if datatype == "UINT8" else {int, float}
+    found = _element_types(data)
+    if not found <= allowed:
+        names = ", ".join(sorted({"true/false" if kind is bool else "decimals" if kind is float else kind.__name__ for kind in found - allowed}))
+        whole = " (whole, 0-255)" if datatype == "UINT8" else ""
+        raise InvalidInput(f"input 'pixels' data must be {datatype} numbers{whole}, got {names}")
     try:
         return np.asarray(data, dtype=np.float32 if datatype == "FP32" else np.int64).ravel()
-    except (TypeError, ValueError, OverflowError) as err:  # strings, ragged nesting, huge integers
+    except (TypeError, ValueError, OverflowError) as err:  # ragged nesting, huge integers
         raise InvalidInput(f"input 'pixels' data must be {datatype} numbers: {err}") from err
+
+
+def _element_types(data: list[Any]) -> set[type]:
+    """The Python types of a nested list's elements (map(type) runs in C: ~2 ms for 200,000 values)."""
+    found = set(map(type, data))
+    if list in found:
+        found.discard(list)
+        for item in data:
+            if type(item) is list:
+                found |= _element_types(item)
+    return found

@@ -20,6 +20,7 @@ import numpy as np
 from prometheus_client import Counter, Gauge, Histogram, Info, make_wsgi_app
 from pythonjsonlogger.json import JsonFormatter
 
+from digitnet.service.contract.errors import ConfigurationError
 from digitnet.service.contract.results import Outcome, PackedPredictions
 from digitnet.service.inference.statistics import STATISTICS
 
@@ -77,7 +78,10 @@ def count_answers(answers: PackedPredictions) -> None:
 def start_metrics(port: int, host: str) -> None:
     """Serve /metrics over HTTP on host:port (a thread of this process)."""
     server_class = type("MetricsServer", (_MetricsServer,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
-    server: WSGIServer = make_server(host.strip("[]"), port, metrics_app, server_class, handler_class=_QuietHandler)
+    try:
+        server: WSGIServer = make_server(host.strip("[]"), port, metrics_app, server_class, handler_class=_QuietHandler)
+    except OSError as err:  # taken since the start-up check, or a host not this machine's
+        raise ConfigurationError(f"cannot serve metrics on {host}:{port}: {err.strerror or err} (is another server using the port?)") from err
     threading.Thread(target=server.serve_forever, name="digitnet-metrics", daemon=True).start()
 
 
