@@ -187,3 +187,23 @@ def test_client_retries_unavailable() -> None:
         assert flaky.calls == 2
     finally:
         server.stop(None)
+
+
+def test_the_client_retries_a_call_the_server_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    # grpc's core cancels the calls that reach a server in the instant its stop begins (after the drain);
+    # they are idempotent, so the client sends them again (elsewhere, when there are several servers).
+    from digitnet.service.grpc.servicer import DigitClassifierServicer
+
+    answered = DigitClassifierServicer.Classify
+    calls = []
+
+    async def cancelled_once(self: DigitClassifierServicer, request: object, context: grpc.aio.ServicerContext) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            await context.abort(grpc.StatusCode.CANCELLED, "stopping")
+        return await answered(self, request, context)
+
+    monkeypatch.setattr(DigitClassifierServicer, "Classify", cancelled_once)
+    with running_server() as server, DigitClient(server.address) as client:
+        assert client.classify((GOLDEN / "8_mnist.png").read_bytes()).label == 8
+    assert len(calls) == 2

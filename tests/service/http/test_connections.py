@@ -153,3 +153,17 @@ def test_requests_in_flight_are_bounded_apart_and_health_is_never_counted(http: 
             connection.close()
     time.sleep(0.2)
     assert _get(http, "/v2/models/digitnet")[0] == 200, "the slots come back when the held requests end"
+
+
+def test_a_client_that_sends_its_whole_refused_body_before_reading_gets_the_answer_not_a_reset() -> None:
+    import urllib.error
+    import urllib.request
+
+    # urllib sends Connection: close and writes the whole body before it reads: the server must not close
+    # (and reset) while the body it refused is still arriving.
+    with running_server(http=True, max_message_bytes=100_000) as server:
+        request = urllib.request.Request(f"{server.http_url}/v2/models/digitnet/infer", data=bytes(3_000_000), method="POST")
+        for _ in range(3):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code == 429 and "over the limit" in json.loads(refused.value.read())["error"]

@@ -19,7 +19,6 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -42,6 +41,7 @@ from digitnet.service.contract.errors import (
 from digitnet.service.contract.network import Network
 from digitnet.service.http.errors import HTTP_STATUS, error_response
 from digitnet.service.http.oip_rest import HEADER_LENGTH, INLINE_BODY_BYTES, encode_infer, parse_infer
+from digitnet.service.http.openapi import INFER_PATH, INFER_VERSION_PATH, document
 from digitnet.service.inference.classifier import Classifier, Deadline
 from digitnet.service.inference.statistics import STATISTICS
 from digitnet.service.protocol.catalog import metadata_record
@@ -56,15 +56,6 @@ PAGE = Path(__file__).resolve().parent / "page"
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/")
 OPEN_PREFIXES = ("/static/",)
 _SERVER_EXTENSIONS = ["binary_tensor_data", "model_repository"]
-INFER_PATH, INFER_VERSION_PATH = "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"
-_INFER_OPENAPI: dict[str, Any] = {
-    "tags": ["Open Inference Protocol"],
-    "summary": "ModelInfer",
-    "description": "JSON tensors (input `pixels`, FP32 or UINT8, [N, 784] or [N, 28, 28]; outputs probabilities, label, hidden1, "
-    "hidden2, outcome, reason; parameter min_confidence), or the binary-tensor extension (Inference-Header-Content-Length).",
-    "requestBody": {"required": True, "content": {"application/json": {}, "application/octet-stream": {}}},
-    "responses": {"200": {"description": "The outputs asked for."}, "400": {"description": '{"error": "..."}'}},
-}
 
 
 class Readiness(Protocol):
@@ -151,17 +142,23 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
     async def server_metadata() -> dict[str, Any]:
         return {"name": "digitnet", "version": __version__, "extensions": _SERVER_EXTENSIONS}
 
-    @app.get("/v2/models/{name}", tags=["Open Inference Protocol"])
     @app.get("/v2/models/{name}/versions/{version}", tags=["Open Inference Protocol"])
-    async def model_metadata(name: str, version: str = "") -> dict[str, Any]:
+    async def model_version_metadata(name: str, version: str) -> dict[str, Any]:
         check_model(name, version)
         return metadata_record()
 
-    @app.get("/v2/models/{name}/ready", tags=["Open Inference Protocol"])
+    @app.get("/v2/models/{name}", tags=["Open Inference Protocol"])
+    async def model_metadata(name: str) -> dict[str, Any]:
+        return await model_version_metadata(name, "")
+
     @app.get("/v2/models/{name}/versions/{version}/ready", tags=["Open Inference Protocol"])
-    async def model_ready(name: str, version: str = "") -> JSONResponse:
+    async def model_version_ready(name: str, version: str) -> JSONResponse:
         check_model(name, version)
         return JSONResponse({"name": MODEL_NAME, "ready": readiness.ready}, status_code=200 if readiness.ready else 503)
+
+    @app.get("/v2/models/{name}/ready", tags=["Open Inference Protocol"])
+    async def model_ready(name: str) -> JSONResponse:
+        return await model_version_ready(name, "")
 
     async def infer(request: Request) -> Response:
         """ModelInfer: JSON tensors, or the binary-tensor extension (Inference-Header-Content-Length)."""
@@ -234,16 +231,7 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
 
     app.mount("/static", StaticFiles(directory=PAGE), name="static")
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            for path, names in ((INFER_PATH, ["name"]), (INFER_VERSION_PATH, ["name", "version"])):
-                parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names]
-                schema["paths"][path] = {"post": {**_INFER_OPENAPI, "parameters": parameters}}
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = lambda: document(app)  # type: ignore[method-assign]
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -10,6 +10,10 @@ nothing lock everyone out. This subclass of it adds, per connection:
   `max_headers` headers, is answered 431 and closed, before httptools holds more than one read of them;
 - a connection bound: past `max_connections`, the connection idle the longest (no request in progress) is
   closed to make room; only when every one is busy is the newcomer answered 503 with Retry-After.
+- a lingering close: a connection closed while its request body is still arriving (a refused upload, with
+  `Connection: close`) first sends its answer and a FIN, and reads and drops what the client still sends for
+  up to LINGER_SECONDS, so that a client that writes its whole body before reading gets the 429 or 401
+  instead of a reset.
 Requests in flight are bounded apart, by the app's guard (http/app.py), and health routes are never counted.
 
 Usage:
@@ -28,6 +32,9 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger(__name__)
+
+#: Longest a closing connection keeps reading (and dropping) a request body it refused.
+LINGER_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -62,10 +69,11 @@ class _Guarded(HttpToolsProtocol):
         self._header_count = 0
         self._too_large = ""
         self._header_timer: asyncio.TimerHandle | None = None
+        self._lingering = False
         self.idle_since = time.monotonic()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
         if len(self.connections) > self.limits.max_connections and not self._make_room():
             self._close_with(_answer(503, "Service Unavailable", "the server is busy: too many connections; retry", "retry-after: 1\r\n"))
             return
@@ -76,6 +84,8 @@ class _Guarded(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the rest of a refused body: dropped
         if self._in_headers:
             self._header_bytes += len(data)  # request line and headers (and maybe a body's start: checked below)
         super().data_received(data)
@@ -129,6 +139,18 @@ class _Guarded(HttpToolsProtocol):
         super().on_response_complete()
         self.idle_since = time.monotonic()
 
+    def eof_received(self) -> None:
+        if self._lingering:
+            self.transport.close()  # the client has sent everything: now close for real
+            return
+        super().eof_received()
+
+    def linger(self, transport: asyncio.Transport) -> None:
+        """Half-close after the answer, drop what still arrives, close on the client's EOF or after LINGER_SECONDS."""
+        self._lingering = True
+        transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, transport.close)
+
     def _headers_too_slow(self) -> None:
         self._header_timer = None
         if self._in_headers and not self.transport.is_closing():
@@ -158,3 +180,21 @@ class _Guarded(HttpToolsProtocol):
 
     def _idle(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
+
+
+class _LingeringTransport:
+    """The connection's transport as uvicorn sees it, but whose close() lingers while a request body is unread."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: _Guarded) -> None:
+        self._transport, self._protocol = transport, protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        cycle = self._protocol.cycle
+        unread = cycle is not None and cycle.more_body and not cycle.disconnected
+        if unread and not self._protocol._lingering and not self._transport.is_closing() and self._transport.can_write_eof():
+            self._protocol.linger(self._transport)
+        else:
+            self._transport.close()
