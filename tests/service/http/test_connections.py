@@ -94,7 +94,8 @@ def test_a_header_flood_is_refused_431_before_memory_grows(http: ServerThread) -
                 sent += 1024
         except OSError:
             pass  # the server answered and closed: the rest of the flood is refused by the kernel
-        assert sent < 2 * 2**20, f"the server read {sent:,} bytes of headers"
+        # What was sent before the reset is what loopback's socket buffers took (a few MB), not what the server read.
+        assert sent < 16 * 2**20, f"the server took {sent:,} bytes of headers"
     assert process.memory_info().rss - before < 10 * 2**20
 
 

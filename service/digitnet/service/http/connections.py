@@ -187,6 +187,9 @@ class _LingeringTransport:
 
     def __init__(self, transport: asyncio.Transport, protocol: _Guarded) -> None:
         self._transport, self._protocol = transport, protocol
+        # What uvicorn calls on every request, bound once: __getattr__ would run Python for each call.
+        self.write, self.is_closing, self.get_extra_info = transport.write, transport.is_closing, transport.get_extra_info
+        self.pause_reading, self.resume_reading = transport.pause_reading, transport.resume_reading
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
