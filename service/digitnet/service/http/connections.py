@@ -92,7 +92,7 @@ class _Guarded(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self._too_large or (self._in_headers and self._header_bytes > self.limits.max_header_bytes):
-            what = self._too_large or f"request line and headers over {self.limits.max_header_bytes:,} bytes"
+            what = self._too_large or self._over_size()
             self._close_with(_answer(431, "Request Header Fields Too Large", f"{what} (DIGITNET_HTTP_MAX_HEADER_BYTES, DIGITNET_HTTP_MAX_HEADERS)"))
 
     def on_message_begin(self) -> None:
@@ -105,7 +105,7 @@ class _Guarded(HttpToolsProtocol):
     def on_url(self, url: bytes) -> None:
         self._header_size += len(url)
         if self._header_size > self.limits.max_header_bytes:
-            self._too_large = f"request line and headers over {self.limits.max_header_bytes:,} bytes"
+            self._too_large = self._over_size()
             return
         super().on_url(url)
 
@@ -115,7 +115,7 @@ class _Guarded(HttpToolsProtocol):
         if self._header_count > self.limits.max_headers:
             self._too_large = f"more than {self.limits.max_headers} headers"
         elif self._header_size > self.limits.max_header_bytes:
-            self._too_large = f"request line and headers over {self.limits.max_header_bytes:,} bytes"
+            self._too_large = self._over_size()
         if self._too_large:
             return  # not kept: the connection is answered 431 once this read is parsed
         super().on_header(name, value)
@@ -150,6 +150,9 @@ class _Guarded(HttpToolsProtocol):
         self._lingering = True
         transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, transport.close)
+
+    def _over_size(self) -> str:
+        return f"request line and headers over {self.limits.max_header_bytes:,} bytes"
 
     def _headers_too_slow(self) -> None:
         self._header_timer = None
