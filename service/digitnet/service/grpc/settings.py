@@ -66,8 +66,8 @@ class ServerSettings(BaseSettings):
     """Largest HTTP request line and headers, in bytes; more is answered 431 and the connection closed."""
     http_max_json_bytes: int = Field(1024 * 1024, ge=64 * 1024)
     """Largest JSON part of an OIP REST inference request (binary tensors are bounded by the message limit);
-    more is answered 429. Parsing JSON holds Python's interpreter lock, ~10 ms per MiB here, whatever thread
-    does it, and every other call (gRPC's too) waits that long."""
+    more is answered 429. Parsing JSON holds Python's interpreter lock whatever thread does it, and every
+    other call (gRPC's too) waits for it (docs/benchmarks.md, issue 23)."""
     http_max_headers: int = Field(100, ge=8)
     """Most headers in an HTTP request; more is answered 431 and the connection closed."""
     max_request_images: int = Field(4096, ge=1)

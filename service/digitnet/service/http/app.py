@@ -163,9 +163,9 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
     async def infer(request: Request) -> Response:
         """ModelInfer: JSON tensors, or the binary-tensor extension (Inference-Header-Content-Length)."""
         check_model(request.path_params["name"], request.path_params.get("version", ""))
-        body = await body_of(request)
+        received = await body_of(request)
         header = request.headers.get(HEADER_LENGTH)
-        parsed = await work(len(body) <= INLINE_BODY_BYTES, parse_infer, body, header, classifier.check_count, options.max_json_bytes)
+        parsed = await work(len(received) <= INLINE_BODY_BYTES, parse_infer, received, header, classifier.check_count, options.max_json_bytes)
         output, answers = await work(len(parsed.pixels) <= INLINE_IMAGES, classifier.classify_pixels, parsed.pixels, parsed.min_confidence)
         count_answers(answers)
         body, headers = encode_infer(parsed, output_tensors(output, answers, parsed.outputs))
