@@ -83,8 +83,8 @@ def retry_service_config(attempts: int) -> str:
     """gRPC service config: round-robin over every resolved address; retry UNAVAILABLE (a server draining,
     restarting or unreachable) with backoff, which lands on another server when there are several, and
     CANCELLED from the server: grpc's core cancels the calls that reach a server in the instant its stop
-    begins, after the drain has refused others with UNAVAILABLE. Every digitnet.v1 call is idempotent, and a
-    call the client itself cancels is never retried."""
+    begins, after the drain has refused others with UNAVAILABLE (grpc/grpc#41785). Every digitnet.v1 call is
+    idempotent, and a call the client itself cancels is never retried."""
     return json.dumps(
         {
             "loadBalancingConfig": [{"round_robin": {}}],
