@@ -191,3 +191,23 @@ def test_train_checks_it_can_write_before_it_trains(tmp_path: Path, capsys: pyte
     code, _, err = _run(capsys, "train", "--out", str(tmp_path / "m.onnx"))
     assert code == 2 and err.count("\n") == 1
     assert f"cannot write {tmp_path / 'm.onnx'}: Permission denied; make {tmp_path} writable" in err and "DIGITNET_UID" in err
+
+
+def test_serve_help_names_the_default_model_file_not_its_factory(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
+    out = _run(capsys, "serve", "--help")[1]
+    assert "default factory" not in out and f"(default: {DEFAULT_MODEL})" in out
+
+
+def test_health_takes_server_as_predict_and_score_do(capsys: pytest.CaptureFixture[str]) -> None:
+    from ..conftest import running_server
+
+    with running_server() as server:
+        assert _run(capsys, "health", "--server", server.address) == (0, "SERVING\n", "")
+        assert _run(capsys, "health", "--address", server.address)[0] == 0  # the container's HEALTHCHECK spelling
+
+
+def test_score_of_a_folder_that_does_not_exist_is_a_bad_option_and_writes_nothing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "scores.csv"
+    code, _, err = _run(capsys, "score", str(tmp_path / "scans"), "--out", str(out))
+    assert code == 2 and f"no such file or folder: {tmp_path / 'scans'}" in err and not out.exists()

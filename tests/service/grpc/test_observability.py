@@ -103,3 +103,19 @@ def test_metrics_listen_on_the_servers_host_unless_told_otherwise() -> None:
     finally:
         process.kill()
         process.wait()
+
+
+def test_json_logs_leave_out_uvicorns_coloured_copy_of_the_message(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from digitnet.service.telemetry.observability import configure_logging
+
+    configure_logging(logging.INFO, "json")
+    try:
+        logging.getLogger("uvicorn.error").info("Started %s", "x", extra={"color_message": "\x1b[1mStarted\x1b[0m %s"})
+        logging.getLogger("digitnet.test").info("hello", extra={"request_id": "abc"})
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    finally:
+        logging.getLogger().handlers.clear()
+    assert lines[0]["message"] == "Started x" and "color_message" not in lines[0]
+    assert lines[1]["request_id"] == "abc", "the fields digitnet adds are kept"

@@ -76,6 +76,11 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
         ServerSettings, root_parser=parser, cli_kebab_case=True, cli_hide_none_type=True, cli_implicit_flags=True
     )
     parser.set_defaults(settings_source=source)
+    # pydantic-settings names a computed default by its function ("default factory: default_model"): say the path.
+    for action in parser._actions:
+        if action.help and "(default factory: " in action.help:
+            default = ServerSettings.model_fields[action.dest.replace("-", "_")].get_default(call_default_factory=True)
+            action.help = action.help.split("(default factory: ")[0] + f"(default: {default})"
 
 
 def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> argparse.ArgumentParser:
@@ -150,7 +155,10 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
         "Ask grpc.health.v1 whether the server is SERVING (exit 0) or not (exit 1): the container's HEALTHCHECK.",
         "digitnet health --address localhost:50051",
     )
-    health.add_argument("--address", default="localhost:50051", help="server address (default: localhost:50051)")
+    # --server as for predict and score; --address as the container's HEALTHCHECK has always said it.
+    health.add_argument(
+        "--server", "--address", dest="address", metavar="HOST:PORT", default="localhost:50051", help="server address (default: localhost:50051)"
+    )
     health.add_argument("--service", default="", help="service to ask about (default: the whole server)")
     health.add_argument("--timeout", type=float, default=2.0, help="seconds to wait (default: 2)")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -158,6 +159,9 @@ def _score(args: argparse.Namespace) -> int:
 
     if args.server and args.model:
         raise ConfigurationError("--model and --server do not go together: the server scores with its own model")
+    missing = [str(root) for root in args.dirs if not os.path.lexists(root)]
+    if missing:  # a mistyped input is a bad option: nothing written, not a CSV holding one error row
+        raise ConfigurationError(f"no such file or folder: {', '.join(missing)}")
     job = ScoreJob(
         roots=args.dirs,
         out=args.out,

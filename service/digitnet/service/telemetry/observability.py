@@ -18,6 +18,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram, Info, make_wsgi_app
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from digitnet.service.contract.errors import ConfigurationError
@@ -94,7 +95,10 @@ def configure_logging(level: int = logging.INFO, fmt: LogFormat = "text") -> Non
     """Send logs to stderr as text lines or JSON objects (one per line); never log image payloads."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
-        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s", rename_fields={"levelname": "level"}))
+        # uvicorn adds `color_message`, its message with ANSI colour codes: noise in a JSON log.
+        reserved = [*RESERVED_ATTRS, "color_message"]
+        fields = "%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s"
+        handler.setFormatter(JsonFormatter(fields, rename_fields={"levelname": "level"}, reserved_attrs=reserved))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"))
     root = logging.getLogger()
