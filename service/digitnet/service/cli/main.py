@@ -119,13 +119,13 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from digitnet.service.cli.serving import check_http_port, start_http_beside_grpc
+    from digitnet.service.cli.serving import check_listening_ports, start_http_beside_grpc
     from digitnet.service.grpc.server import serve
     from digitnet.service.telemetry.observability import configure_logging
 
     settings = server_settings(args)
     configure_logging(logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper()), settings.log_format)
-    check_http_port(settings)
+    check_listening_ports(settings)
     return serve(settings, companions=(start_http_beside_grpc,))
 
 

@@ -14,7 +14,7 @@ from digitnet.service.http.front import HttpFront, start_http
 from digitnet.service.inference.classifier import Classifier
 
 
-def check_http_port(settings: ServerSettings) -> None:
+def check_listening_ports(settings: ServerSettings) -> None:
     """Refuse a taken HTTP or metrics port in one line before the model is even loaded (as gRPC's own port is checked)."""
     if settings.http_port and settings.workers == 1:
         claim_port(settings.host, settings.http_port, share=False).close()
