@@ -35,6 +35,7 @@ from digitnet.service.contract.pixels import scale_uint8
 from digitnet.service.inference.preprocess import to_mnist
 from digitnet.training.crossval import cross_validate
 from digitnet.training.data import load_dataset
+from digitnet.training.form_graph import apply_form
 from digitnet.training.train import recipe
 
 SCALE = 4  # forms are drawn at 4x MNIST's size, as a phone photo or a drawing pad has many pixels per stroke
@@ -143,7 +144,7 @@ def main() -> None:
         for pixels in forms.values():
             predicted = np.empty(len(labels), np.int64)
             for model in cv.models:
-                predicted[model.held_out] = model.classifier.predict(config.form.apply(pixels[model.held_out]))
+                predicted[model.held_out] = model.classifier.predict(apply_form(config.form, pixels[model.held_out]))
             row.append(f"{np.mean(predicted == labels):.2%}")
         print(f"| {name} {' '.join(args.override)} | " + " | ".join(row) + " |", flush=True)
 

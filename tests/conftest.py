@@ -3,9 +3,12 @@ and a session-end check that the tests left no process running."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import uuid
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import psutil
@@ -16,13 +19,23 @@ from digitnet.training.data import Dataset, load_mnist5k
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "default.onnx"
 LOGISTIC_MODEL = REPO / "models" / "logistic.onnx"
-#: Real digit images with their labels in their names (tests/golden/README or the file names: 7_scan.png is a 7).
+#: Real digit images with their labels in their names (7_scan.png is a 7).
 GOLDEN = REPO / "tests" / "golden"
 #: Unusual and hostile image files (tests/corpus/make_corpus.py writes them).
 CORPUS = REPO / "tests" / "corpus"
 #: Every process the tests start inherits this variable, so that one left running can be found,
 #: even after its parent died and it was handed to init.
 SESSION_MARK = "DIGITNET_TEST_SESSION"
+
+
+def load_tool(name: str) -> ModuleType:
+    """A script of tools/ (not part of the installed package), loaded from its file for the tests that check its output."""
+    spec = importlib.util.spec_from_file_location(f"digitnet_tools_{name}", REPO / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

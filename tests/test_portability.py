@@ -73,8 +73,8 @@ def test_the_readmes_triton_config_matches_the_files_graph() -> None:
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    [block] = re.findall(r"```protobuf\n(.*?)```", readme, re.DOTALL)
+    page = (Path(__file__).resolve().parents[1] / "docs" / "model.md").read_text()
+    [block] = re.findall(r"```protobuf\n(.*?)```", page, re.DOTALL)
     config = text_format.Parse(block, model_config_pb2.ModelConfig())
     assert config.backend == "onnxruntime" and config.max_batch_size > 0
     kinds = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.INT64: "TYPE_INT64"}

@@ -102,7 +102,8 @@ class Traffic:
             thread.join(timeout=30)
 
 
-def serve(model: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
+def serve(model: Path, *flags: str, env: dict[str, str] | None = None, log: list[str] | None = None) -> tuple[subprocess.Popen[str], int]:
+    """Start `digitnet serve` on a free gRPC port; return it once it says so. `log` collects its start-up lines."""
     process = subprocess.Popen(
         [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(model), "--port", "0", *flags],
         stderr=subprocess.PIPE,
@@ -112,6 +113,8 @@ def serve(model: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[
     )
     assert process.stderr is not None
     for line in process.stderr:
+        if log is not None:
+            log.append(line)
         found = re.search(r"serving on port (\d+)", line)
         if found:
             threading.Thread(target=process.stderr.read, daemon=True).start()

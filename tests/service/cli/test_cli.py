@@ -117,6 +117,11 @@ def test_every_command_has_a_description_and_an_example(capsys: pytest.CaptureFi
     assert "DIGITNET_TOKEN" in out and "--token" not in out
 
 
+def test_the_command_summary_says_serve_answers_http_and_the_page(capsys: pytest.CaptureFixture[str]) -> None:
+    out = " ".join(_run(capsys, "--help")[1].split())
+    assert "serve the model over gRPC and HTTP, with the draw-a-digit page" in out
+
+
 def test_serve_flags_win_over_the_environment_which_wins_over_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIGITNET_PORT", "7000")
     monkeypatch.setenv("DIGITNET_MAX_BATCH_SIZE", "9")

@@ -8,6 +8,8 @@ import urllib.request
 
 import pytest
 
+from digitnet.service.http.front import page_url
+
 from ...conftest import DEFAULT_MODEL, GOLDEN
 from ..helpers import free_port, serve
 
@@ -16,8 +18,10 @@ from ..helpers import free_port, serve
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_answers_http_beside_grpc_and_drains_both(workers: int) -> None:
     http = free_port()
-    process, _grpc_port = serve(DEFAULT_MODEL, "--http-port", str(http), "--workers", str(workers))
+    log: list[str] = []
+    process, _grpc_port = serve(DEFAULT_MODEL, "--http-port", str(http), "--workers", str(workers), log=log)
     try:
+        assert any(f"open http://127.0.0.1:{http}/ in a browser" in line for line in log), "the start-up log names the page's address"
         labels = []
         for label in (0, 4, 8):
             request = urllib.request.Request(f"http://127.0.0.1:{http}/v1/classify", (GOLDEN / f"{label}_scan.png").read_bytes())
@@ -29,6 +33,19 @@ def test_serve_answers_http_beside_grpc_and_drains_both(workers: int) -> None:
     finally:
         process.kill()
         process.wait()
+
+
+PAGE_URLS = [
+    ("127.0.0.1", False, "http://127.0.0.1:8080/"),
+    ("0.0.0.0", True, "https://127.0.0.1:8080/"),
+    ("::", False, "http://[::1]:8080/"),
+    ("example.org", False, "http://example.org:8080/"),
+]
+
+
+@pytest.mark.parametrize(("host", "tls", "url"), PAGE_URLS)
+def test_the_page_address_is_one_a_person_on_this_machine_can_open(host: str, tls: bool, url: str) -> None:
+    assert page_url(host, 8080, tls) == url
 
 
 @pytest.mark.slow

@@ -139,8 +139,9 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     serve = _command(
         commands,
         "serve",
-        "serve the model over gRPC",
-        "Serve digitnet.v1 and the Open Inference Protocol on one port, with health checking and reflection. "
+        "serve the model over gRPC and HTTP, with the draw-a-digit page",
+        "Serve digitnet.v1 and the Open Inference Protocol over gRPC, with health checking and reflection, and over "
+        "HTTP the Open Inference Protocol's REST API, /v1/classify and the draw-a-digit page (--http-port). "
         "Each flag can also come from DIGITNET_<FLAG> (--max-batch-size: DIGITNET_MAX_BATCH_SIZE; flags win). "
         "The bearer token comes from DIGITNET_TOKEN only: a flag would show it in ps. SIGTERM drains, SIGHUP reloads the model.",
         "DIGITNET_TOKEN=s3cret digitnet serve --host 0.0.0.0 --port 50051 --metrics-port 9100",

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ClientSettings(BaseSettings):
     """How digitnet's clients (predict, score, explain with --server) reach a server, secured or not."""
 
-    model_config = SettingsConfigDict(env_prefix="DIGITNET_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DIGITNET_", extra="ignore", use_attribute_docstrings=True)
 
     retry_seconds: float = Field(15.0, ge=0)
     """How long a call keeps retrying a server that is unavailable (draining, restarting, unreachable), with backoff."""

@@ -97,5 +97,14 @@ async def start_http(
 ) -> HttpFront:
     """Build the app over `classifier` and serve it (serve() calls this beside gRPC, with its executor)."""
     front = await HttpFront.start(create_app(classifier, readiness, executor, options), host, port, share, **start)
-    log.info("HTTP on %s:%d: the Open Inference Protocol's REST API (/v2), /v1/classify, /metrics, /openapi.json", host, front.port)
+    url = page_url(host, front.port, tls=start.get("tls") is not None)
+    log.info("the draw-a-digit page: open %s in a browser (HTTP also serves /v2, /v1/classify, /metrics, /openapi.json)", url)
     return front
+
+
+def page_url(host: str, port: int, tls: bool) -> str:
+    """The address a person on this machine opens for the page: a wildcard bind is reached on loopback."""
+    local = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(host, host)
+    bare = local.strip("[]")
+    shown = f"[{bare}]" if ":" in bare else bare
+    return f"{'https' if tls else 'http'}://{shown}:{port}/"
