@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -89,6 +90,26 @@ def test_a_speck_is_blank_not_a_digit_to_guess() -> None:
     one_pixel[14, 14] = 255
     assert to_mnist(_encode(one_pixel)) is None
     assert from_uint8(one_pixel.tobytes()) is None and from_float(one_pixel.reshape(-1) / np.float32(255)) is None
+
+
+def test_a_dab_of_a_thick_pen_is_a_speck_whatever_the_image_size() -> None:
+    # The page's pen, 20 pixels wide on a 280-pixel canvas: one touch is 6 pixels across at the working size.
+    canvas = np.zeros((280, 280), dtype=np.uint8)
+    for length in (0, 2, 8):
+        cv2.line(canvas, (140, 140), (140 + length, 140), 255, 20, cv2.LINE_AA)
+        assert to_mnist(_encode(canvas)) is None, f"a stroke {length} pixels long"
+    cv2.line(canvas, (140, 40), (140, 240), 255, 20, cv2.LINE_AA)
+    assert to_mnist(_encode(canvas)) is not None, "a 1 drawn with the same pen"
+    filled = np.zeros((40, 40), dtype=np.uint8)
+    cv2.circle(filled, (20, 20), 15, 255, -1, cv2.LINE_AA)
+    assert to_mnist(_encode(filled)) is not None, "as blobby as a dab, but filling its image: a digit with a very thick pen, perhaps"
+
+
+def test_no_real_digit_is_a_speck_however_thick_its_strokes(mnist5k: Dataset) -> None:
+    # Small in a frame 5 times its size (under SPECK_SHARE), so that only its strokes tell it from a dab: the
+    # blobbiest, a 6 with its loop filled in, is still a digit.
+    framed = np.pad(mnist5k.images.reshape(-1, 28, 28), ((0, 0), (56, 56), (56, 56)))
+    assert [i for i, digit in enumerate(framed) if preprocess.normalise(digit) is None] == []
 
 
 def test_the_faintest_real_digit_is_still_a_digit(mnist5k: Dataset) -> None:

@@ -133,5 +133,7 @@ def confusion_matrix(truth: np.ndarray, answers: np.ndarray, unknown_column: boo
 
 
 def low_confidence_reason(confidence: float, min_confidence: float, best_guess: int) -> str:
-    """Why an image under min_confidence gets no digit."""
-    return f"confidence {confidence:.3f} is below min_confidence {min_confidence:.3f} (best guess {best_guess})"
+    """Why an image under min_confidence gets no digit, with as many decimals (3 or more) as make the two
+    numbers differ as printed: 0.4996 under 0.5 must not read "0.500 is below 0.500"."""
+    digits = next((n for n in range(3, 17) if float(f"{confidence:.{n}f}") < float(f"{min_confidence:.{n}f}")), 17)
+    return f"confidence {confidence:.{digits}f} is below min_confidence {min_confidence:.{digits}f} (best guess {best_guess})"

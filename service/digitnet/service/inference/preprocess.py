@@ -40,6 +40,14 @@ MIN_CONTRAST = 32
 #: Ink whose extent is shorter than this (pixels, at the working size) is a speck, not a digit: blank. A
 #: digit written 10 pixels tall with a 1-pixel pen is still read.
 MIN_DIGIT_SIDE = 6
+#: Ink less than this many of its own stroke widths across, and small in its image (SPECK_SHARE), is a dot or
+#: a dab of the pen, whatever the image's size: MIN_DIGIT_SIDE alone counts pixels, and a touch of a pen a
+#: fourteenth of the image wide (the page's) is 6 pixels across at the working size. A dab measures
+#: 1.2-1.35; the blobbiest of the 5,000 bundled MNIST digits (a 6 with its loop filled in) 1.64.
+MIN_DIGIT_STROKES = 1.5
+#: The share of the image's shorter side under which ink as blobby as a dab is one. A digit drawn with a
+#: very thick pen can be as blobby (bench/robustness_bench.py's pen 7: down to 1.18), but it fills its image.
+SPECK_SHARE = 0.25
 #: Images are shrunk (by whole factors) until their shorter side is below twice this before the work
 #: starts: the digit ends up 20x20, and every step below costs in proportion to the pixel count.
 WORKING_SIDE = 64
@@ -239,7 +247,9 @@ def normalise(grey: np.ndarray) -> np.ndarray | None:
     threshold, strokes = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     threshold = int(threshold)
     left, top, width, height = cv2.boundingRect(strokes)
-    if max(width, height) < MIN_DIGIT_SIDE:
+    box = (slice(top, top + height), slice(left, left + width))
+    side = max(width, height)
+    if side < MIN_DIGIT_SIDE or (side < SPECK_SHARE * min(ink.shape) and side < MIN_DIGIT_STROKES * _stroke_width(strokes[box])):
         return None  # nothing, or a speck: blowing it up to 20x20 would make a blob to guess at
     # Keep the strokes' anti-aliased edges, as MNIST has them: subtract the paper's level (the median
     # below the threshold) rather than the threshold, stretch the ink (99th percentile above it) to full
@@ -250,9 +260,15 @@ def normalise(grey: np.ndarray) -> np.ndarray | None:
     stretch = np.round(np.clip((_LEVELS - paper) / max(peak - paper, 1), 0.0, 1.0) * 255).astype(np.uint8)
     margin = max(1, round(max(ink.shape) / IMAGE_SIDE))  # about one MNIST pixel at this resolution
     near_strokes = cv2.dilate(strokes, _square(2 * margin + 1), borderValue=0)
-    box = (slice(top, top + height), slice(left, left + width))
     digit = cv2.bitwise_and(cv2.LUT(ink[box], stretch), near_strokes[box])
     return _centre_by_mass(_fit_box(digit)).reshape(N_PIXELS)
+
+
+def _stroke_width(strokes: np.ndarray) -> float:
+    """The width of the thickest stroke of binary ink [H, W] (0 or 255) cropped to its box: twice the largest
+    distance from an ink pixel to the paper around it."""
+    framed = cv2.copyMakeBorder(strokes, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)  # ink at the crop's edge ends there
+    return 2.0 * float(cv2.distanceTransform(framed, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).max())
 
 
 #: The histogram's fractions whose grey levels must differ by MIN_CONTRAST for the image to hold ink.
