@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, Route, sync_playwright
 
 from ...conftest import GOLDEN, REPO
 from ..conftest import ServerThread, running_server
@@ -35,10 +36,16 @@ def server() -> Iterator[ServerThread]:
 
 
 @pytest.fixture()
-def page(server: ServerThread) -> Iterator[Page]:
+def problems() -> list[str]:
+    """What went wrong in the page (console errors, failed requests, error responses): a test that provokes
+    one on purpose takes it out."""
+    return []
+
+
+@pytest.fixture()
+def page(server: ServerThread, problems: list[str]) -> Iterator[Page]:
     chromium = shutil.which("chromium")
     assert chromium, "the browser tests need Debian's chromium (apt-get install chromium; .ci/run installs it)"
-    problems: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1200, "height": 800})
@@ -151,3 +158,134 @@ def test_every_asset_comes_from_the_server(page: Page, server: ServerThread) -> 
     outside = [s for s in sources if s.startswith(("http:", "https:", "//")) and not s.startswith(server.http_url)]
     assert outside == []
     assert Path(REPO / "service" / "digitnet" / "service" / "http" / "page" / "app.js").stat().st_size < 50_000
+
+
+def _explain_requests(page: Page) -> list[str]:
+    """Collect the URL of every explain request the page makes from now on."""
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url) if "/v1/explain" in request.url else None)
+    return sent
+
+
+def _at_rest(page: Page) -> dict[str, object]:
+    """What Clear must bring back: the page as it was first shown."""
+    return page.evaluate(
+        """() => ({
+            answer: document.getElementById('answer').textContent,
+            label: document.getElementById('answer').dataset.label || '',
+            status: document.getElementById('answer').dataset.status || '',
+            message: document.getElementById('status').textContent,
+            caption: document.getElementById('pattern-caption').textContent,
+            shown: document.getElementById('pattern').dataset.shown || '',
+            network: document.getElementById('net').childElementCount,
+            ink: Array.from(document.getElementById('pad').getContext('2d').getImageData(0, 0, 280, 280).data).some((v, i) => i % 4 < 3 && v > 0),
+        })"""
+    )
+
+
+@pytest.mark.parametrize("how", ["Clear", "Escape"])
+def test_an_answer_that_arrives_after_clear_is_dropped(page: Page, how: str) -> None:
+    resting = _at_rest(page)
+    held: list[Route] = []
+    page.route("**/v1/explain*", lambda route: held.append(route))  # the server is slow: the answer is held until after Clear
+    _draw(page, "7")
+    for _ in range(500):
+        if held:
+            break
+        page.wait_for_timeout(20)
+    assert held, "the page asked nothing about the drawing"
+    if how == "Clear":
+        page.locator("#clear").click()
+    else:
+        page.keyboard.press("Escape")
+    with page.expect_response("**/v1/explain*") as late:
+        held.pop(0).continue_()
+    late.value.finished()
+    page.wait_for_timeout(300)  # time for the page to show the answer, if it were to
+    assert _at_rest(page) == resting
+
+
+@pytest.mark.parametrize("source", ["drawing", "example", "upload"])
+def test_moving_the_threshold_asks_again_about_the_image_shown(page: Page, source: str) -> None:
+    if source == "drawing":
+        _draw(page, "7")
+        _answered(page, "7")
+    elif source == "example":
+        page.locator(".example[data-src$='7.png']").click()
+        _answered(page, "7")
+    else:
+        page.set_input_files("#file", str(GOLDEN / "7_scan.png"))
+        _answered(page, "7")
+    sent = _explain_requests(page)
+    page.locator("#confidence").fill("1")  # answer only when certain
+    page.wait_for_function("document.getElementById('answer').dataset.status === 'unknown'", timeout=15_000)
+    assert sent and sent[-1].endswith("?min_confidence=1")
+    assert page.locator("#answer").inner_text().startswith("No answer: confidence")
+
+
+def test_the_same_file_can_be_uploaded_twice(page: Page) -> None:
+    sent = _explain_requests(page)
+    for _ in range(2):
+        with page.expect_file_chooser() as chooser:
+            page.locator("#file").click()
+        chooser.value.set_files(str(GOLDEN / "2_scan.png"))
+        _answered(page, "2")
+        page.keyboard.press("Escape")
+    assert len(sent) == 2
+    assert page.locator("#file").evaluate("input => input.value") == ""  # else choosing the same file again is no change
+
+
+def test_escape_clears_what_clear_clears(page: Page, problems: list[str], tmp_path: Path) -> None:
+    resting = _at_rest(page)
+    _draw(page, "1")
+    _answered(page, "1")
+    page.locator("circle.neuron[data-layer='1'][data-neuron='5']").hover()
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not an image")
+    page.set_input_files("#file", str(not_an_image))
+    page.wait_for_function("document.getElementById('status').textContent !== ''", timeout=15_000)
+    for how in ("Escape", "Clear"):
+        assert _at_rest(page) != resting
+        if how == "Clear":
+            page.locator("#clear").click()
+        else:
+            page.keyboard.press("Escape")
+        assert _at_rest(page) == resting
+        _draw(page, "1")
+        _answered(page, "1")
+        page.locator("circle.neuron[data-layer='2'][data-neuron='3']").hover()
+    # The unreadable file's answer, on purpose: its response, and the browser's console line about it.
+    on_purpose = [p for p in problems if p.startswith("400 ") and "/v1/explain" in p or "status of 400 (Bad Request)" in p]
+    assert len(on_purpose) == 2
+    problems[:] = [p for p in problems if p not in on_purpose]
+
+
+def test_a_tiny_scribble_is_no_digit_and_the_answer_says_why(page: Page) -> None:
+    box = page.locator("#pad").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + 140, box["y"] + 140)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 142, box["y"] + 140)
+    page.mouse.up()
+    page.wait_for_function("document.getElementById('answer').dataset.status", timeout=15_000)
+    assert page.locator("#answer").get_attribute("data-status") == "unknown"
+    assert page.locator("#answer").inner_text() == "No answer: blank image: too little ink to be a digit"
+
+
+def test_a_confidence_just_under_the_threshold_reads_as_under_it(page: Page) -> None:
+    asked: list[float] = []
+
+    def just_above(route: Route) -> None:
+        # A threshold a hair above this image's confidence, the same to 3 decimals.
+        url = route.request.url.split("?")[0]
+        asked.append(route.fetch(url=f"{url}?min_confidence=0").json()["confidence"] + 1e-5)
+        route.continue_(url=f"{url}?min_confidence={asked[-1]!r}")
+
+    _draw(page, "4")
+    _answered(page, "4")
+    page.route("**/v1/explain*", just_above)
+    page.locator("#confidence").fill("1")
+    page.wait_for_function("document.getElementById('answer').dataset.status === 'unknown'", timeout=15_000)
+    assert f"{asked[-1]:.3f}" == f"{asked[-1] - 1e-5:.3f}"
+    said = re.fullmatch(r"No answer: confidence ([0-9.]+) is below min_confidence ([0-9.]+) \(best guess 4\)", page.locator("#answer").inner_text())
+    assert said is not None and float(said[1]) < float(said[2]), said[0] if said else page.locator("#answer").inner_text()

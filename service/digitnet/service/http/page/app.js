@@ -18,14 +18,15 @@ const STRONGEST = { 1: 2, 2: 3, 3: 3 };  // connections drawn into each neuron, 
 let network = null;   // {activation, weights: [W1 784x16, W2 16x16, W3 16x10], biases}
 let inFlight = false; // one request at a time ...
 let pending = null;   // ... and the latest image waiting behind it
+let current = null;   // the image last sent (drawn, example or upload): a new threshold asks about it again
+let generation = 0;   // bumped by Clear: an answer about an image from before it is not shown
 let timer = 0;
 let drawing = false;
-let inked = false;
+const resting = { answer: answer.textContent, caption: caption.textContent, status: "" };  // as the page first shows them
 
 function clearPad() {
   pen.fillStyle = "#000";
   pen.fillRect(0, 0, pad.width, pad.height);
-  inked = false;
 }
 
 function point(event) {
@@ -35,7 +36,6 @@ function point(event) {
 
 pad.addEventListener("pointerdown", (event) => {
   drawing = true;
-  inked = true;
   pad.setPointerCapture(event.pointerId);
   const [x, y] = point(event);
   pen.beginPath();
@@ -68,25 +68,29 @@ function setPen() {
 
 function schedule(delay = 150) {
   clearTimeout(timer);
-  timer = setTimeout(() => pad.toBlob((blob) => send(blob), "image/png"), delay);
+  const asked = generation;
+  timer = setTimeout(() => pad.toBlob((blob) => send(blob, asked), "image/png"), delay);
 }
 
-async function send(image) {
+async function send(image, asked = generation) {
+  if (asked !== generation) return;  // an image from before a Clear
+  current = image;
   if (inFlight) { pending = image; return; }
   inFlight = true;
   try {
     const url = `v1/explain?min_confidence=${confidence.value}`;
     const response = await fetch(url, { method: "POST", body: image, headers: { "Content-Type": image.type || "application/octet-stream" } });
     const result = await response.json();
+    if (asked !== generation) return;  // the pad was cleared while the server worked: this answer is about nothing shown
     if (!response.ok) {
       status.textContent = result.error || `the server answered ${response.status}`;
       if (result.status !== "error") return;
     } else {
-      status.textContent = "";
+      status.textContent = resting.status;
     }
     show(result);
   } catch (error) {
-    status.textContent = `cannot reach the server: ${error.message}`;
+    if (asked === generation) status.textContent = `cannot reach the server: ${error.message}`;
   } finally {
     inFlight = false;
     if (pending) { const next = pending; pending = null; send(next); }
@@ -212,11 +216,13 @@ function showPattern(layer, neuron) {
   pattern.dataset.shown = `${layer}:${neuron}`;
 }
 
-function showImage(blob) {
+function showImage(blob, asked = generation) {
   // Put an uploaded or example image on the pad, as seen, and send the file itself.
+  if (asked !== generation) return;  // fetched before a Clear
   const url = URL.createObjectURL(blob);
   const image = new Image();
   image.onload = () => {
+    if (asked !== generation) { URL.revokeObjectURL(url); return; }
     clearPad();
     const scale = Math.min(pad.width / image.width, pad.height / image.height);
     pen.drawImage(image, (pad.width - image.width * scale) / 2, (pad.height - image.height * scale) / 2, image.width * scale, image.height * scale);
@@ -224,20 +230,32 @@ function showImage(blob) {
     setPen();
   };
   image.src = url;
-  send(blob);
+  send(blob, asked);
 }
 
-document.getElementById("clear").addEventListener("click", () => {
+function clearAll() {
+  // Back to the page as first shown; answers still on their way are dropped (generation).
+  generation++;
+  clearTimeout(timer);
+  pending = current = null;
+  drawing = false;
   clearPad();
-  answer.textContent = "Draw a digit, drop an image here, or pick an example.";
-  answer.dataset.label = "";
+  answer.textContent = resting.answer;
+  answer.dataset.label = answer.dataset.status = "";
+  status.textContent = resting.status;
   net.replaceChildren();
-});
+  pattern.getContext("2d").clearRect(0, 0, pattern.width, pattern.height);
+  delete pattern.dataset.shown;
+  caption.textContent = resting.caption;
+}
+
+document.getElementById("clear").addEventListener("click", clearAll);
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape") document.getElementById("clear").click();
+  if (event.key === "Escape") clearAll();
 });
 document.getElementById("file").addEventListener("change", (event) => {
   if (event.target.files.length) showImage(event.target.files[0]);
+  event.target.value = "";  // else choosing the same file again is no change, and no answer
 });
 pad.addEventListener("dragover", (event) => { event.preventDefault(); pad.classList.add("dragging"); });
 pad.addEventListener("dragleave", () => pad.classList.remove("dragging"));
@@ -247,11 +265,17 @@ pad.addEventListener("drop", (event) => {
   if (event.dataTransfer.files.length) showImage(event.dataTransfer.files[0]);
 });
 for (const button of document.querySelectorAll(".example")) {
-  button.addEventListener("click", async () => showImage(await (await fetch(button.dataset.src)).blob()));
+  button.addEventListener("click", async () => {
+    const asked = generation;
+    showImage(await (await fetch(button.dataset.src)).blob(), asked);
+  });
+}
+function showThreshold() {
+  document.getElementById("confidence-value").textContent = `${Math.round(100 * confidence.value)}%`;
 }
 confidence.addEventListener("input", () => {
-  document.getElementById("confidence-value").textContent = `${Math.round(100 * confidence.value)}%`;
-  if (inked) schedule(0);
+  showThreshold();
+  if (current) send(current);  // the same image, whichever its source, under the new threshold
 });
 
 clearPad();
@@ -260,8 +284,11 @@ fetch("v1/network").then(async (response) => {
   const body = await response.json();
   if (!response.ok) throw new Error(body.error || `the server answered ${response.status}`);
   network = body;
+  const before = confidence.value;
   confidence.value = body.min_confidence;  // the server's default threshold, as an API call without one gets
-  confidence.dispatchEvent(new Event("input"));
+  showThreshold();
+  if (confidence.value !== before && current) send(current);
 }).catch((error) => {
-  status.textContent = `no weights (${error.message}): the picture shows activations only`;
+  resting.status = `no weights (${error.message}): the picture shows activations only`;  // true until a reload: Clear keeps it
+  status.textContent = resting.status;
 });
