@@ -1,26 +1,30 @@
-# digitnet: the gRPC digit classifier. Multi-stage: build wheels with the pinned versions, then a slim
+# digitnet: the gRPC digit classifier. Multi-stage: one venv per image with the pinned versions, then a slim
 # runtime with a non-root user and the committed model baked in (mount another over /app/models).
-#   docker build -t digitnet .                        # the server (the last stage), also `digitnet score` for batch jobs
-#   docker build --target train -t digitnet-train .   # adds the training dependencies
+#   docker build -t digitnet .                          # the server (the last stage), also `digitnet score` for batch jobs
+#   docker build --target viz -t digitnet-viz .         # plus matplotlib (the viz extra): explain, weights, report
+#   docker build --target train -t digitnet-train .     # plus the training dependencies too (the train extra)
+# Needs BuildKit, for the pip-ca secret's RUN --mount (the legacy builder can hand a build step a file only by
+# writing it to a layer): Docker 23+ with the buildx plugin, where `docker build` uses it, or Docker 18.09-22
+# (Debian 12's docker.io 20.10) with DOCKER_BUILDKIT=1. The legacy builder stops at the first RUN with
+# "the --mount option requires BuildKit"; Docker 23+ without buildx cannot build this file.
 # Behind a TLS-intercepting proxy, give pip the proxy's CA as a BuildKit secret (never stored in an image):
-#   DOCKER_BUILDKIT=1 docker build --secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt -t digitnet .
+#   docker build --secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt -t digitnet .
 FROM python:3.11-slim AS build
-# The runtime image draws too (digitnet explain, weights, report); --build-arg EXTRAS= leaves matplotlib out.
-ARG EXTRAS=viz
+# pip in a venv of its own, outside the one the images get: a server has no use for an installer.
+RUN python -m venv /opt/pip && python -m venv --without-pip /opt/venv
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
+COPY deploy/install-venv.sh pyproject.toml constraints.txt README.md ./
 COPY service ./service
 COPY training ./training
 COPY models ./models
-RUN --mount=type=secret,id=pip-ca,required=false \
-    python -m venv /opt/venv \
- && if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
- && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt ".${EXTRAS:+[$EXTRAS]}"
+RUN --mount=type=secret,id=pip-ca,required=false sh install-venv.sh
 
-FROM build AS build-train
-RUN --mount=type=secret,id=pip-ca,required=false \
-    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
- && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt ".[train]"
+# matplotlib, and the fonts and solvers it pulls in, draw the explain, weights and report pictures: a server needs none.
+FROM build AS build-viz
+RUN --mount=type=secret,id=pip-ca,required=false sh install-venv.sh viz
+
+FROM build-viz AS build-train
+RUN --mount=type=secret,id=pip-ca,required=false sh install-venv.sh viz,train
 
 FROM python:3.11-slim AS base
 RUN useradd --create-home --uid 10001 digitnet
@@ -34,6 +38,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     DIGITNET_LOG_FORMAT=json
 USER digitnet
 ENTRYPOINT ["digitnet"]
+
+FROM base AS viz
+COPY --from=build-viz /opt/venv /opt/venv
+CMD ["--help"]
 
 FROM base AS train
 COPY --from=build-train /opt/venv /opt/venv

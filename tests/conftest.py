@@ -1,5 +1,6 @@
-"""Shared fixtures: the bundled MNIST digits, a small quickly-trained model, the committed model path;
-and a session-end check that the tests left no process running."""
+"""Shared fixtures: the bundled MNIST digits, a small quickly-trained model, the committed model path, the
+Docker daemon and base images of the deployment tests; and a session-end check that the tests left no
+process running."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import importlib.util
 import os
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -15,6 +17,8 @@ import psutil
 import pytest
 
 from digitnet.training.data import Dataset, load_mnist5k
+
+from . import docker_daemon
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "default.onnx"
@@ -123,3 +127,31 @@ def mnist5k_pngs(mnist5k: Dataset) -> list[tuple[bytes, int]]:
         Image.fromarray(image.reshape(28, 28)).save(buffer, "PNG")
         pngs.append((buffer.getvalue(), int(label)))
     return pngs
+
+
+@pytest.fixture(scope="session")
+def docker() -> Iterator[docker_daemon.Docker]:
+    """The Docker daemon of the deployment tests: the running one, or our own until the session ends."""
+    with docker_daemon.daemon() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def debian_image(docker: docker_daemon.Docker) -> Iterator[str]:
+    """Debian bookworm with Debian's python3 (and venv), made here with debootstrap: no registry needed."""
+    with docker_daemon.debian_image(docker) as tag:
+        yield tag
+
+
+@pytest.fixture(scope="session")
+def base_image(docker: docker_daemon.Docker, request: pytest.FixtureRequest) -> Iterator[str]:
+    """python:3.11-slim, or the Debian image tagged so where it cannot be pulled."""
+    base = docker_daemon.BASE_IMAGE
+    if docker("image", "inspect", base, check=False).returncode == 0 or docker("pull", base, check=False, timeout=120).returncode == 0:
+        yield base
+        return
+    docker("tag", request.getfixturevalue("debian_image"), base)
+    try:
+        yield base
+    finally:
+        docker("rmi", base, check=False)  # the tag only: the Debian image goes with its own fixture

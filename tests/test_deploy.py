@@ -10,8 +10,10 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+COMPOSE_TEXT = (REPO / "docker-compose.yml").read_text()
+COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 DOCKERFILE = (REPO / "Dockerfile").read_text()
+INSTALL_VENV = (REPO / "deploy" / "install-venv.sh").read_text()
 
 
 def _stages() -> dict[str, str]:
@@ -49,7 +51,37 @@ def test_jobs_that_write_host_folders_run_as_a_uid_the_operator_chooses() -> Non
 
 def test_pip_trusts_a_proxys_ca_only_through_a_build_secret() -> None:
     # Behind a TLS-intercepting proxy pip needs its CA; it must never end up in an image layer.
-    assert DOCKERFILE.count("--mount=type=secret,id=pip-ca,required=false") == 2
-    # Build arguments are kept in the image's history: the one there is, is not a secret.
-    assert [line for line in DOCKERFILE.splitlines() if line.startswith("ARG")] == ["ARG EXTRAS=viz"]
-    assert "/run/secrets/pip-ca" in DOCKERFILE
+    installs = [line for line in DOCKERFILE.splitlines() if "install-venv.sh" in line and line.startswith("RUN")]
+    assert len(installs) == 3 and all(line.startswith("RUN --mount=type=secret,id=pip-ca,required=false ") for line in installs)
+    # Build arguments are kept in the image's history.
+    assert not [line for line in DOCKERFILE.splitlines() if line.startswith("ARG")]
+    assert "PIP_CERT=/run/secrets/pip-ca" in INSTALL_VENV
+
+
+def test_the_server_image_gets_neither_matplotlib_nor_the_training_stack() -> None:
+    # matplotlib and its fonts were a seventh of the server's venv; `explain` in the server image names the viz image.
+    stages = _stages()
+    assert "COPY --from=build /opt/venv /opt/venv" in stages["runtime"]
+    assert "install-venv.sh\n" in stages["build"] and "install-venv.sh viz\n" in stages["build-viz"]
+    assert "COPY --from=build-viz /opt/venv /opt/venv" in stages["viz"]
+    assert "COPY --from=build-train /opt/venv /opt/venv" in stages["train"]
+
+
+def test_the_train_job_leaves_the_committed_models_alone() -> None:
+    # It trained into ./models, over the committed default.onnx that the server serves.
+    services = COMPOSE["services"]
+    assert services["train"]["volumes"] == ["./data/models:/app/models"]
+    assert services["server"]["volumes"] == ["${DIGITNET_MODELS:-./models}:/app/models:ro"]
+
+
+def test_the_batch_job_refuses_a_missing_or_empty_input_folder() -> None:
+    # Without ./data/in, Docker made an empty folder and the job wrote a header-only CSV, exit 0.
+    entrypoint = COMPOSE["services"]["batch"]["entrypoint"]
+    assert entrypoint[:2] == ["sh", "-c"] and "ls -A /data/in" in entrypoint[2] and "exit 2" in entrypoint[2]
+    assert entrypoint[2].endswith('exec digitnet "$$@"')
+
+
+def test_every_setting_compose_reads_is_named_in_its_header() -> None:
+    header = COMPOSE_TEXT[: COMPOSE_TEXT.index("services:")]
+    used = set(re.findall(r"\$\{(DIGITNET_\w+)", COMPOSE_TEXT[len(header) :]))
+    assert used and {name for name in used if name not in header} == set()

@@ -128,4 +128,5 @@ def test_pictures_without_the_viz_extra_are_one_clear_line(tmp_path: Path) -> No
     probe = "import sys\nsys.modules['matplotlib'] = None\nfrom digitnet.service.cli.main import main\nraise SystemExit(main(sys.argv[1:]))"
     done = subprocess.run([sys.executable, "-c", probe, "weights", "-o", str(tmp_path / "w.png")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and not (tmp_path / "w.png").exists()
-    assert done.stderr.strip() == "digitnet weights: error: drawing needs matplotlib, which this install lacks: pip install 'digitnet[viz]'"
+    lacks = "drawing needs matplotlib, which this install lacks: pip install 'digitnet[viz]', or the digitnet-viz image"
+    assert done.stderr.strip() == f"digitnet weights: error: {lacks}"

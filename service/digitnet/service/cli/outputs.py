@@ -16,7 +16,10 @@ from pathlib import Path
 from digitnet.service.contract.errors import ConfigurationError
 
 #: What to do when a container cannot write a mounted host folder (see docker-compose.yml).
-CONTAINER_HINT = "in docker compose, run with DIGITNET_UID=$(id -u) DIGITNET_GID=$(id -g) so the container writes as you"
+CONTAINER_HINT = (
+    "in docker compose, make the host folder yourself (Docker makes a missing one as root) and run with"
+    " DIGITNET_UID=$(id -u) DIGITNET_GID=$(id -g) so the container writes as you"
+)
 
 
 def check_writable(path: Path, force: bool = True) -> None:

@@ -18,7 +18,7 @@ from digitnet.service.contract.errors import ConfigurationError
 try:
     import matplotlib
 except ModuleNotFoundError as err:  # the pictures are an extra: say so in one line wherever they are asked for
-    raise ConfigurationError("drawing needs matplotlib, which this install lacks: pip install 'digitnet[viz]'") from err
+    raise ConfigurationError("drawing needs matplotlib, which this install lacks: pip install 'digitnet[viz]', or the digitnet-viz image") from err
 
 matplotlib.use("Agg")  # headless: no display is ever needed
 
