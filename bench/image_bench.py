@@ -8,6 +8,7 @@ packages of its venv; removes what it built.
 Usage:
     ./dev run python bench/image_bench.py
     ./dev run python bench/image_bench.py --packages 25
+    git worktree add /tmp/before 3799587 && ./dev run python bench/image_bench.py --checkout /tmp/before --targets runtime train
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ TARGETS = ("runtime", "viz", "train")
 SITE_PACKAGES = "/opt/venv/lib/python3.11/site-packages"
 
 
-def build(docker: Docker, target: str, tag: str) -> float:
-    """Build one target; return the seconds it took."""
+def build(docker: Docker, checkout: Path, target: str, tag: str) -> float:
+    """Build one target of the checkout's Dockerfile; return the seconds it took."""
     cafile = host_ca_bundle()  # a TLS-intercepting proxy's CA lives in the host's bundle
     secret = ["--secret", f"id=pip-ca,src={cafile}"] if cafile else []
     started = time.perf_counter()
-    run(docker.cli, "build", *secret, "--target", target, "-t", tag, str(REPO), env={**docker.env, "DOCKER_BUILDKIT": "1"}, timeout=1800)
+    run(docker.cli, "build", *secret, "--target", target, "-t", tag, str(checkout), env={**docker.env, "DOCKER_BUILDKIT": "1"}, timeout=1800)
     return time.perf_counter() - started
 
 
@@ -46,6 +47,8 @@ def main() -> None:
     """Build, measure, print, clean up."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--packages", type=int, default=12, help="largest packages to list per image")
+    parser.add_argument("--checkout", type=Path, default=REPO, help="the checkout whose Dockerfile to build (default: this one)")
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), help=f"targets to build (default: {' '.join(TARGETS)})")
     args = parser.parse_args()
     stamp = uuid.uuid4().hex[:8]
     with daemon() as docker, debian_image(docker) as debian:
@@ -57,15 +60,15 @@ def main() -> None:
         print("| image (target) | size | venv | build s |\n|---|---:|---:|---:|")
         listings = {}
         try:
-            for target in TARGETS:
+            for target in args.targets:
                 tag = f"digitnet-bench-{target}:{stamp}"
-                seconds = build(docker, target, tag)
+                seconds = build(docker, args.checkout, target, tag)
                 size = int(docker("image", "inspect", "-f", "{{.Size}}", tag).stdout) / 1e6
                 venv = int(docker("run", "--rm", "--entrypoint", "du", tag, "-sk", "/opt/venv").stdout.split()[0]) / 1024
                 print(f"| {target} | {size:.1f} MB | {venv:.1f} MB | {seconds:.0f} |", flush=True)
                 listings[target] = packages(docker, tag, args.packages)
         finally:
-            docker("rmi", "-f", *(f"digitnet-bench-{target}:{stamp}" for target in TARGETS), check=False)
+            docker("rmi", "-f", *(f"digitnet-bench-{target}:{stamp}" for target in args.targets), check=False)
             if stand_in:
                 docker("rmi", BASE_IMAGE, check=False)
         for target, listing in listings.items():
