@@ -218,13 +218,13 @@ def test_large_tensors_are_decoded_and_run_off_the_event_loop(triton_client: tri
     from digitnet.service.grpc import oip
 
     threads: list[str] = []
-    original = oip.decode_pixels
+    original = oip.decode_request
 
     def recording(*args: object) -> object:
         threads.append(threading.current_thread().name)
         return original(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(oip, "decode_pixels", recording)
+    monkeypatch.setattr(oip, "decode_request", recording)
     labels = _infer(triton_client, np.repeat(DIGITS, 6, axis=0)).as_numpy("label")  # 60 images: the thread pool
     assert labels.tolist() == np.repeat(np.arange(10), 6).tolist()
     _infer(triton_client, DIGITS[:2])  # two images: answered on the event loop, no thread hop

@@ -42,8 +42,7 @@ async def start_http_beside_grpc(settings: ServerSettings, classifier: Classifie
     )
     tls = (settings.tls_cert, settings.tls_key, settings.tls_client_ca) if settings.tls_cert and settings.tls_key else None
     return await start_http(
-        classifier,
-        state,
+        state.plane,
         state.executor,
         host=settings.host,
         port=settings.http_port if port is None else port,

@@ -38,9 +38,9 @@ from digitnet.service.grpc.reload import ModelReloader, load_model, publish
 from digitnet.service.grpc.servicer import DigitClassifierServicer
 from digitnet.service.grpc.settings import ServerSettings
 from digitnet.service.grpc.state import ServingState
-from digitnet.service.inference.batching import MicroBatcher
 from digitnet.service.inference.classifier import Classifier
 from digitnet.service.inference.processes import terminate_with_parent
+from digitnet.service.protocol.dataplane import DataPlane
 from digitnet.service.telemetry.observability import configure_logging, start_metrics
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,9 @@ async def create_server(settings: ServerSettings, state: ServingState | None = N
     state.executor = executor
     Guard(state, token, settings.max_concurrent_rpcs).install(server)  # first: every service goes through it
     pb_grpc.add_DigitClassifierServicer_to_server(DigitClassifierServicer(classifier, executor, server_limits(settings)), server)
-    batcher = None
-    if settings.max_batch_delay_ms:
-        # Looks the model up per batch, so that a reload applies to batched requests too.
-        batcher = MicroBatcher(lambda pixels: classifier.forward(pixels), settings.max_batch_size, settings.max_batch_delay_ms / 1000)
-    add_oip_to_server(OipServicer(classifier, state, executor, batcher, settings.max_request_seconds), server)
+    plane = DataPlane.build(classifier, executor, state, settings.max_batch_size, settings.max_batch_delay_ms, settings.max_request_seconds)
+    state.plane = plane
+    add_oip_to_server(OipServicer(plane), server)
     health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
     # Reflection shows the OIP under its real package, so that grpcurl and other generic tools describe and call it.
     pool = reflection_pool(pb.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
@@ -110,7 +108,7 @@ async def create_server(settings: ServerSettings, state: ServingState | None = N
         settings.thread_count,
         settings.max_concurrent_rpcs or "unbounded",
         settings.message_bytes,
-        f"up to {settings.max_batch_size} images / {settings.max_batch_delay_ms} ms" if batcher else "off",
+        f"up to {settings.max_batch_size} images / {settings.max_batch_delay_ms} ms" if plane.batcher else "off",
         ("mutual TLS" if settings.tls_client_ca else "TLS") if credentials else "plaintext",
         ", bearer token required" if settings.token else "",
         settings.host,

@@ -14,6 +14,7 @@ from digitnet.service.api.names import SERVICE_NAME
 
 if TYPE_CHECKING:
     from digitnet.service.grpc.reload import ModelReloader
+    from digitnet.service.protocol.dataplane import DataPlane
 
 
 class HealthServicer(health.aio.HealthServicer):
@@ -68,6 +69,8 @@ class ServingState:
         #: Set by create_server: the threads that decode images and run batches, shared with the HTTP front door
         #: so that DIGITNET_THREADS bounds them all (and the memory they hold).
         self.executor: Executor
+        #: Set by create_server: the Open Inference Protocol's operations, which HTTP answers too.
+        self.plane: DataPlane
 
     async def serving(self) -> None:
         """Report SERVING for the whole server and for digitnet.v1.DigitClassifier; OIP ready."""

@@ -1,8 +1,11 @@
 """The HTTP front door (FastAPI): the Open Inference Protocol's REST API, curl-friendly classify and explain,
 health, metrics and the OpenAPI document, over the same classifier and core calls as gRPC.
 
+The Open Inference Protocol's routes convert JSON and binary tensors to and from the data plane's calls
+(protocol/dataplane.py), which gRPC calls too.
+
 Usage:
-    app = create_app(classifier, readiness, HttpOptions(token="s3cret"))   # served by http/front.py
+    app = create_app(plane, executor, HttpOptions(token="s3cret"))   # served by http/front.py
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -28,7 +32,6 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digitnet.service import __version__
-from digitnet.service.contract.constants import MODEL_NAME
 from digitnet.service.contract.errors import (
     Cancelled,
     DigitnetError,
@@ -37,16 +40,18 @@ from digitnet.service.contract.errors import (
     LimitExceeded,
     Unauthenticated,
     Unavailable,
+    echo,
 )
 from digitnet.service.contract.network import Network
 from digitnet.service.http.errors import HTTP_STATUS, error_response
-from digitnet.service.http.oip_rest import HEADER_LENGTH, INLINE_BODY_BYTES, encode_infer, parse_infer
+from digitnet.service.http.oip_rest import HEADER_LENGTH, INLINE_BODY_BYTES, RestInferRequest, encode_infer, parse_infer
 from digitnet.service.http.openapi import INFER_PATH, INFER_VERSION_PATH, document
-from digitnet.service.inference.classifier import Classifier, Deadline
+from digitnet.service.inference.classifier import Deadline
 from digitnet.service.inference.statistics import STATISTICS
-from digitnet.service.protocol.catalog import metadata_record
-from digitnet.service.protocol.tensors import INLINE_IMAGES, check_model, output_tensors
-from digitnet.service.telemetry.observability import ERRORS, IMAGE_COUNTERS, LATENCY, REQUESTS, count_answers
+from digitnet.service.protocol.catalog import as_record
+from digitnet.service.protocol.dataplane import DataPlane, Readiness
+from digitnet.service.protocol.tensors import OutputTensor
+from digitnet.service.telemetry.observability import ERRORS, IMAGE_COUNTERS, LATENCY, REQUESTS
 
 T = TypeVar("T")
 #: The page and its assets, served from the package (no CDN: it works offline).
@@ -55,14 +60,6 @@ PAGE = Path(__file__).resolve().parent / "page"
 #: credentials), and the page and its assets, which hold no data (the page's own calls need the token).
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/")
 OPEN_PREFIXES = ("/static/",)
-_SERVER_EXTENSIONS = ["binary_tensor_data", "model_repository"]
-
-
-class Readiness(Protocol):
-    """What the front door needs to know of the server's state (grpc/state.py's ServingState is one)."""
-
-    ready: bool
-    draining_now: bool
 
 
 @dataclass(frozen=True)
@@ -76,8 +73,9 @@ class HttpOptions:
     max_json_bytes: int = 1024 * 1024  # the JSON of a ModelInfer body (binary tensors are bounded by max_body_bytes)
 
 
-def create_app(classifier: Classifier, readiness: Readiness, executor: Executor, options: HttpOptions) -> FastAPI:
-    """Build the ASGI app; the classifier is shared with gRPC (a reload swaps its model for both)."""
+def create_app(plane: DataPlane, executor: Executor, options: HttpOptions) -> FastAPI:
+    """Build the ASGI app over the data plane gRPC answers with too (a reload swaps its model for both)."""
+    classifier, readiness = plane.classifier, plane.readiness
     # No /docs or /redoc: their pages load Swagger UI and ReDoc from a CDN, and the server works offline.
     app = FastAPI(
         title="digitnet", version=__version__, description="Handwritten digits with the 784-16-16-10 network.", docs_url=None, redoc_url=None
@@ -140,36 +138,56 @@ def create_app(classifier: Classifier, readiness: Readiness, executor: Executor,
 
     @app.get("/v2", tags=["Open Inference Protocol"])
     async def server_metadata() -> dict[str, Any]:
-        return {"name": "digitnet", "version": __version__, "extensions": _SERVER_EXTENSIONS}
+        return plane.server_metadata()
 
     @app.get("/v2/models/{name}/versions/{version}", tags=["Open Inference Protocol"])
     async def model_version_metadata(name: str, version: str) -> dict[str, Any]:
-        check_model(name, version)
-        return metadata_record()
+        return plane.model_metadata(name, version)
 
     @app.get("/v2/models/{name}", tags=["Open Inference Protocol"])
     async def model_metadata(name: str) -> dict[str, Any]:
-        return await model_version_metadata(name, "")
+        return plane.model_metadata(name, "")
 
     @app.get("/v2/models/{name}/versions/{version}/ready", tags=["Open Inference Protocol"])
     async def model_version_ready(name: str, version: str) -> JSONResponse:
-        check_model(name, version)
-        return JSONResponse({"name": MODEL_NAME, "ready": readiness.ready}, status_code=200 if readiness.ready else 503)
+        ready = plane.model_ready(name, version)
+        return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 503)
 
     @app.get("/v2/models/{name}/ready", tags=["Open Inference Protocol"])
     async def model_ready(name: str) -> JSONResponse:
         return await model_version_ready(name, "")
 
+    @app.get("/v2/models/{name}/config", tags=["Open Inference Protocol"])
+    async def model_config(name: str) -> dict[str, Any]:
+        """Triton's model configuration extension: the ModelConfig gRPC answers, as JSON."""
+        return as_record(plane.model_config(name, ""))
+
+    @app.get("/v2/models/{name}/stats", tags=["Open Inference Protocol"])
+    async def model_stats(name: str) -> dict[str, Any]:
+        """Triton's statistics extension: the ModelStatistics gRPC answers, as JSON."""
+        return as_record(plane.model_statistics(name, ""))
+
+    @app.post("/v2/repository/index", tags=["Open Inference Protocol"])
+    async def repository_index(request: Request) -> list[dict[str, Any]]:
+        """Triton's model repository extension: every model and its state (the body may ask {"ready": true})."""
+        asked = await body_of(request)
+        ready_only = bool(asked) and _ready_only(asked)
+        return [as_record(model) for model in plane.repository_index(ready_only).models]
+
     async def infer(request: Request) -> Response:
         """ModelInfer: JSON tensors, or the binary-tensor extension (Inference-Header-Content-Length)."""
-        check_model(request.path_params["name"], request.path_params.get("version", ""))
+        name, version = request.path_params["name"], request.path_params.get("version", "")
+        plane.check_model(name, version)  # before the body is read
         received = await body_of(request)
         header = request.headers.get(HEADER_LENGTH)
-        parsed = await work(len(received) <= INLINE_BODY_BYTES, parse_infer, received, header, classifier.check_count, options.max_json_bytes)
-        output, answers = await work(len(parsed.pixels) <= INLINE_IMAGES, classifier.classify_pixels, parsed.pixels, parsed.min_confidence)
-        count_answers(answers)
-        body, headers = encode_infer(parsed, output_tensors(output, answers, parsed.outputs))
-        return Response(body, headers=headers)
+        return await plane.infer(
+            name,
+            version,
+            len(received) <= INLINE_BODY_BYTES,
+            lambda: parse_infer(received, header, plane.check_count, options.max_json_bytes),
+            _infer_response,
+            plane.deadline(),
+        )
 
     # Plain Starlette routes for the protocol's hot path: FastAPI's per-request dependency solving cost a third
     # of the throughput (bench/rest_bench.py). The OpenAPI document describes them by hand (below).
@@ -304,6 +322,23 @@ def _rpc_name(path: str) -> str:
 
 _INFERENCE_RPCS = frozenset({"http ModelInfer", "http Classify", "http Explain"})
 _RPC_NAMES = {"/v1/classify": "http Classify", "/v1/explain": "http Explain", "/v2/health/live": "http Live", "/v2/health/ready": "http Ready"}
+
+
+def _infer_response(request: RestInferRequest, tensors: list[OutputTensor]) -> Response:
+    body, headers = encode_infer(request, tensors)
+    return Response(body, headers=headers)
+
+
+def _ready_only(body: bytes) -> bool:
+    """The repository index request's `ready` field (Triton: only the models ready to serve)."""
+    try:
+        asked = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise InvalidInput(f"the request body is not JSON: {err}") from err
+    ready = asked.get("ready", False) if isinstance(asked, dict) else None
+    if not isinstance(ready, bool):
+        raise InvalidInput(f"'ready' must be true or false, got {echo(ready)}")
+    return ready
 
 
 def _refuse(error: DigitnetError) -> JSONResponse:

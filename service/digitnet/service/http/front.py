@@ -23,9 +23,9 @@ import uvicorn
 
 from digitnet.service.api.sockets import claim_port
 from digitnet.service.contract.errors import ConfigurationError
-from digitnet.service.http.app import HttpOptions, Readiness, create_app
+from digitnet.service.http.app import HttpOptions, create_app
 from digitnet.service.http.connections import ConnectionLimits, guarded_protocol
-from digitnet.service.inference.classifier import Classifier
+from digitnet.service.protocol.dataplane import DataPlane
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,9 @@ class HttpFront:
         await self._task
 
 
-async def start_http(
-    classifier: Classifier, readiness: Readiness, executor: Executor, *, host: str, port: int, share: bool, options: HttpOptions, **start: Any
-) -> HttpFront:
-    """Build the app over `classifier` and serve it (serve() calls this beside gRPC, with its executor)."""
-    front = await HttpFront.start(create_app(classifier, readiness, executor, options), host, port, share, **start)
+async def start_http(plane: DataPlane, executor: Executor, *, host: str, port: int, share: bool, options: HttpOptions, **start: Any) -> HttpFront:
+    """Build the app over the data plane and serve it (beside gRPC, with its executor)."""
+    front = await HttpFront.start(create_app(plane, executor, options), host, port, share, **start)
     url = page_url(host, front.port, tls=start.get("tls") is not None)
     log.info("the draw-a-digit page: open %s in a browser (HTTP also serves /v2, /v1/classify, /metrics, /openapi.json)", url)
     return front

@@ -15,6 +15,7 @@ import orjson
 
 from digitnet.service.contract.constants import MODEL_NAME, MODEL_VERSION
 from digitnet.service.contract.errors import InvalidInput, LimitExceeded, echo
+from digitnet.service.protocol.dataplane import InferRequest
 from digitnet.service.protocol.tensors import (
     MIN_CONFIDENCE_PARAMETER,
     OutputTensor,
@@ -37,14 +38,11 @@ INLINE_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
-class RestInferRequest:
-    """A decoded REST inference request."""
+class RestInferRequest(InferRequest):
+    """A decoded REST inference request: what every transport decodes, and how this one wants its answer."""
 
     id: str
-    pixels: np.ndarray  # float32 [N, 784] in [0, 1]
-    outputs: list[str]
     binary_outputs: frozenset[str]  # outputs to send as raw bytes after the JSON
-    min_confidence: float | None  # None: the server's default
 
 
 def parse_infer(body: bytes, header_length: str | None, check_count: Callable[[int], None], max_json_bytes: int) -> RestInferRequest:

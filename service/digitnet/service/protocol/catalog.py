@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
 
 from digitnet.service.api._generated import oip_pb2 as pb
 from digitnet.service.contract.constants import (
@@ -113,3 +115,26 @@ def repository_index(ready: bool, only_ready: bool) -> pb.RepositoryIndexRespons
     state, reason = ("READY", "") if ready else ("UNAVAILABLE", "the server is draining")
     entry = pb.RepositoryIndexResponse.ModelIndex(name=MODEL_NAME, version=MODEL_VERSION, state=state, reason=reason)
     return pb.RepositoryIndexResponse(models=[entry])
+
+
+_WIDE_INTEGERS = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_FIXED64}
+
+
+def as_record(message: Message) -> dict[str, Any]:
+    """A protocol message as Triton's REST API writes it: the proto's field names, every field (zeros too), and
+    64-bit integers as JSON numbers (protobuf's JSON mapping writes them as strings, which REST clients do not expect)."""
+    record: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return _wide_integers_as_numbers(record, message.DESCRIPTOR)
+
+
+def _wide_integers_as_numbers(record: dict[str, Any], descriptor: Descriptor) -> dict[str, Any]:
+    for name, value in record.items():
+        field = descriptor.fields_by_name.get(name)
+        if field is None:
+            continue
+        if field.message_type is not None and not field.message_type.GetOptions().map_entry:
+            for item in value if isinstance(value, list) else [value]:
+                _wide_integers_as_numbers(item, field.message_type)
+        elif field.type in _WIDE_INTEGERS:
+            record[name] = [int(v) for v in value] if isinstance(value, list) else int(value)
+    return record
