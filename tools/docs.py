@@ -18,7 +18,7 @@ from pydantic.fields import FieldInfo
 
 from digitnet.service.cli.args import add_settings_flags
 from digitnet.service.client.settings import ClientSettings
-from digitnet.service.grpc.settings import ServerSettings
+from digitnet.service.settings.server import ServerSettings
 
 REPO = Path(__file__).resolve().parents[1]  # tools/docs.py
 DOCS = REPO / "docs"

@@ -15,11 +15,9 @@ import numpy as np
 import pytest
 
 from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
-from digitnet.service.cli.serving import start_http_beside_grpc
 from digitnet.service.client.digit_client import DigitClient
-from digitnet.service.grpc.server import create_server
-from digitnet.service.grpc.settings import ServerSettings
-from digitnet.service.grpc.state import ServingState
+from digitnet.service.server.process import Server
+from digitnet.service.settings.server import ServerSettings
 
 from ..conftest import CORPUS, DEFAULT_MODEL
 
@@ -33,19 +31,15 @@ class ServerThread:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
-        self.state = self.call(self._make_state())
-        self.server, self.port = self.call(create_server(settings, self.state))
+        #: The whole server as `digitnet serve` runs it; HTTP on a free port only when asked for (http=True).
+        self.running = self.call(Server.create(settings, http_port=0 if http else None))
+        self.server, self.port, self.state = self.running.grpc, self.running.port, self.running.state
         if before_start:
             before_start(self.server)  # e.g. register a probe service of the test's own
-        self.call(self.server.start())
+        self.call(self.running.start())
         self.address = f"127.0.0.1:{self.port}"
-        #: The HTTP front door on a free port (only when asked for: http=True), as `digitnet serve` runs it.
-        self.http = self.call(start_http_beside_grpc(settings, self.state.reloader.classifier, self.state, port=0)) if http else None
+        self.http = self.running.http
         self.http_url = f"http://127.0.0.1:{self.http.port}" if self.http else ""
-
-    @staticmethod
-    async def _make_state() -> ServingState:
-        return ServingState()  # its health servicer must be made on the server's loop
 
     def call(self, coroutine: Awaitable[T]) -> T:
         """Run a coroutine on the server's loop and wait for its result."""
@@ -59,9 +53,7 @@ class ServerThread:
 
     def stop(self, grace: float | None = None) -> None:
         """Stop the server (waiting up to `grace` seconds for in-flight RPCs) and its loop."""
-        if self.http:
-            self.call(self.http.stop())
-        self.call(self.server.stop(grace))
+        self.call(self.running.stop(grace))
         self.call(self._cancel_tasks())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)

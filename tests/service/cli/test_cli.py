@@ -131,7 +131,7 @@ def test_serve_flags_win_over_the_environment_which_wins_over_defaults(monkeypat
 
 
 def test_every_server_setting_is_a_serve_flag_but_the_token(capsys: pytest.CaptureFixture[str]) -> None:
-    from digitnet.service.grpc.settings import ServerSettings
+    from digitnet.service.settings.server import ServerSettings
 
     out = " ".join(_run(capsys, "serve", "--help")[1].split())
     flags = {f"--{name.replace('_', '-')}" for name in ServerSettings.model_fields}

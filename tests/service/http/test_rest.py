@@ -206,7 +206,7 @@ def test_a_reload_reaches_http_too(tmp_path: Path, small_model: Path) -> None:
     with running_server(http=True, model=served) as running:
         before = _json(f"{running.http_url}/v1/network")[1]["sha256"]
         install(small_model, served)
-        assert running.call(running.state.reloader.reload())
+        assert running.call(running.running.reloader.reload())
         after = _json(f"{running.http_url}/v1/network")[1]
         status, answer = _json(f"{running.http_url}/v1/classify", (GOLDEN / "3_scan.png").read_bytes())
     assert before != after["sha256"] == read_card(small_model).model_sha256 and status == 200 and answer["status"] == "digit"

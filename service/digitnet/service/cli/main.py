@@ -31,7 +31,7 @@ from digitnet.service.contract.errors import (
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
-    from digitnet.service.grpc.settings import ServerSettings
+    from digitnet.service.settings.server import ServerSettings
 
 #: Exit status when an input (an image, a file) could not be read or classified.
 EXIT_BAD_INPUT = 1
@@ -108,7 +108,7 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
     """The serve settings from parsed flags, then DIGITNET_* variables, then defaults (in that order of precedence)."""
     import pydantic
 
-    from digitnet.service.grpc.settings import ServerSettings
+    from digitnet.service.settings.server import ServerSettings
 
     if "token" in vars(args):  # the settings hide this generated flag; a secret on the command line is refused
         raise ConfigurationError("--token would show the secret to every user of this machine (ps): set DIGITNET_TOKEN instead")
@@ -119,14 +119,13 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from digitnet.service.cli.serving import check_listening_ports, start_http_beside_grpc
-    from digitnet.service.grpc.server import serve
+    from digitnet.service.server.process import check_listening_ports, serve
     from digitnet.service.telemetry.observability import configure_logging
 
     settings = server_settings(args)
     configure_logging(logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper()), settings.log_format)
     check_listening_ports(settings)
-    return serve(settings, companions=(start_http_beside_grpc,))
+    return serve(settings)
 
 
 def _health(args: argparse.Namespace) -> int:

@@ -35,8 +35,8 @@ from google.protobuf.message import DecodeError
 
 from digitnet.service.contract.errors import DigitnetError, InvalidInput, Unauthenticated, Unavailable, clip
 from digitnet.service.grpc.servicer import status_for
-from digitnet.service.grpc.state import ServingState
 from digitnet.service.inference.statistics import STATISTICS
+from digitnet.service.protocol.dataplane import Readiness
 from digitnet.service.telemetry.observability import ERRORS, IN_FLIGHT, LATENCY, REQUESTS
 
 log = logging.getLogger("digitnet.requests")
@@ -57,7 +57,7 @@ class Guard:
     """UNAVAILABLE while draining or when `max_concurrent_rpcs` single calls (or as many streams) are in flight;
     UNAUTHENTICATED without the token (when one is set); metrics and debug logs for every RPC."""
 
-    def __init__(self, state: ServingState, token: str | None = None, max_concurrent_rpcs: int = 0) -> None:
+    def __init__(self, state: Readiness, token: str | None = None, max_concurrent_rpcs: int = 0) -> None:
         self._state = state
         self._expected = f"Bearer {token}".encode() if token else None
         self._max_in_flight = max_concurrent_rpcs

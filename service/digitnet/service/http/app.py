@@ -5,7 +5,7 @@ The Open Inference Protocol's routes convert JSON and binary tensors to and from
 (protocol/dataplane.py), which gRPC calls too.
 
 Usage:
-    app = create_app(plane, executor, HttpOptions(token="s3cret"))   # served by http/front.py
+    app = create_app(plane, executor, settings)   # served by http/front.py
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import hmac
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,11 +45,11 @@ from digitnet.service.contract.network import Network
 from digitnet.service.http.errors import HTTP_STATUS, error_response
 from digitnet.service.http.oip_rest import HEADER_LENGTH, INLINE_BODY_BYTES, RestInferRequest, encode_infer, parse_infer
 from digitnet.service.http.openapi import INFER_PATH, INFER_VERSION_PATH, document
-from digitnet.service.inference.classifier import Deadline
 from digitnet.service.inference.statistics import STATISTICS
 from digitnet.service.protocol.catalog import as_record
 from digitnet.service.protocol.dataplane import DataPlane, Readiness
 from digitnet.service.protocol.tensors import OutputTensor
+from digitnet.service.settings.server import ServerSettings
 from digitnet.service.telemetry.observability import ERRORS, IMAGE_COUNTERS, LATENCY, REQUESTS
 
 T = TypeVar("T")
@@ -62,27 +61,17 @@ OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/")
 OPEN_PREFIXES = ("/static/",)
 
 
-@dataclass(frozen=True)
-class HttpOptions:
-    """The settings the HTTP front door applies (from ServerSettings)."""
-
-    token: str | None = None
-    max_body_bytes: int = 16 * 1024 * 1024
-    request_seconds: float | None = None
-    max_in_flight: int = 0  # requests at once, health and the page not counted; 0: no bound
-    max_json_bytes: int = 1024 * 1024  # the JSON of a ModelInfer body (binary tensors are bounded by max_body_bytes)
-
-
-def create_app(plane: DataPlane, executor: Executor, options: HttpOptions) -> FastAPI:
+def create_app(plane: DataPlane, executor: Executor, settings: ServerSettings) -> FastAPI:
     """Build the ASGI app over the data plane gRPC answers with too (a reload swaps its model for both)."""
     classifier, readiness = plane.classifier, plane.readiness
     # No /docs or /redoc: their pages load Swagger UI and ReDoc from a CDN, and the server works offline.
     app = FastAPI(
         title="digitnet", version=__version__, description="Handwritten digits with the 784-16-16-10 network.", docs_url=None, redoc_url=None
     )
-    expected = f"Bearer {options.token}".encode() if options.token else None
+    expected = f"Bearer {settings.token.get_secret_value()}".encode() if settings.token else None
+    max_body_bytes = settings.message_bytes  # the gRPC message limit bounds HTTP bodies alike
 
-    app.add_middleware(_Guard, expected=expected, readiness=readiness, max_in_flight=options.max_in_flight)
+    app.add_middleware(_Guard, expected=expected, readiness=readiness, max_in_flight=settings.max_concurrent_rpcs)
 
     @app.exception_handler(DigitnetError)
     async def digitnet_error(_request: Request, error: DigitnetError) -> JSONResponse:
@@ -101,15 +90,15 @@ def create_app(plane: DataPlane, executor: Executor, options: HttpOptions) -> Fa
 
     async def body_of(request: Request) -> bytes:
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > options.max_body_bytes:
-            raise LimitExceeded(f"the request body is {declared} bytes, over the limit of {options.max_body_bytes} (DIGITNET_MAX_MESSAGE_BYTES)")
+        if declared and declared.isdigit() and int(declared) > max_body_bytes:
+            raise LimitExceeded(f"the request body is {declared} bytes, over the limit of {max_body_bytes} (DIGITNET_MAX_MESSAGE_BYTES)")
         chunks, size = [], 0
         try:
             async for chunk in request.stream():
                 chunks.append(chunk)
                 size += len(chunk)
-                if size > options.max_body_bytes:  # a body sent without a length is bounded as it arrives
-                    raise LimitExceeded(f"the request body is over the limit of {options.max_body_bytes} bytes (DIGITNET_MAX_MESSAGE_BYTES)")
+                if size > max_body_bytes:  # a body sent without a length is bounded as it arrives
+                    raise LimitExceeded(f"the request body is over the limit of {max_body_bytes} bytes (DIGITNET_MAX_MESSAGE_BYTES)")
         except ClientDisconnect:  # the client left mid-body: its call, not a server failure
             raise Cancelled("the client went away before its request body arrived") from None
         return b"".join(chunks)
@@ -184,7 +173,7 @@ def create_app(plane: DataPlane, executor: Executor, options: HttpOptions) -> Fa
             name,
             version,
             len(received) <= INLINE_BODY_BYTES,
-            lambda: parse_infer(received, header, plane.check_count, options.max_json_bytes),
+            lambda: parse_infer(received, header, plane.check_count, settings.http_max_json_bytes),
             _infer_response,
             plane.deadline(),
         )
@@ -200,9 +189,9 @@ def create_app(plane: DataPlane, executor: Executor, options: HttpOptions) -> Fa
         Answers as `digitnet predict` does: status (digit, unknown, error), label, confidence, probabilities.
         Without min_confidence, the server's default threshold applies."""
         min_confidence = classifier.threshold(min_confidence)
-        name, image = await _image_of(request, await body_of(request), options.max_body_bytes)
+        name, image = await _image_of(request, await body_of(request), max_body_bytes)
         # An encoded image: decoding it goes to the pool, whatever its size.
-        [prediction] = await work(False, classifier.classify, [image], min_confidence, _deadline(options))
+        [prediction] = await work(False, classifier.classify, [image], min_confidence, plane.deadline())
         IMAGE_COUNTERS[prediction.outcome].inc()
         if prediction.error is not None:  # the same row as predict's, with the error's HTTP status
             ERRORS.labels(type(prediction.error).__name__).inc()
@@ -213,8 +202,8 @@ def create_app(plane: DataPlane, executor: Executor, options: HttpOptions) -> Fa
     async def explain(request: Request, min_confidence: float | None = None) -> dict[str, object]:
         """Classify one image and return what the network saw: the 784 input pixels, both hidden layers."""
         min_confidence = classifier.threshold(min_confidence)
-        name, image = await _image_of(request, await body_of(request), options.max_body_bytes)
-        explanation = await work(False, classifier.explain, image, min_confidence, _deadline(options))
+        name, image = await _image_of(request, await body_of(request), max_body_bytes)
+        explanation = await work(False, classifier.explain, image, min_confidence, plane.deadline())
         IMAGE_COUNTERS[explanation.prediction.outcome].inc()
         return {
             "path": name,
@@ -344,10 +333,6 @@ def _ready_only(body: bytes) -> bool:
 def _refuse(error: DigitnetError) -> JSONResponse:
     ERRORS.labels(type(error).__name__).inc()
     return error_response(error)
-
-
-def _deadline(options: HttpOptions) -> Deadline:
-    return Deadline(limit_seconds=options.request_seconds)
 
 
 async def _image_of(request: Request, body: bytes, max_bytes: int) -> tuple[str, bytes]:

@@ -23,9 +23,10 @@ import uvicorn
 
 from digitnet.service.api.sockets import claim_port
 from digitnet.service.contract.errors import ConfigurationError
-from digitnet.service.http.app import HttpOptions, create_app
+from digitnet.service.http.app import create_app
 from digitnet.service.http.connections import ConnectionLimits, guarded_protocol
 from digitnet.service.protocol.dataplane import DataPlane
+from digitnet.service.settings.server import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,21 @@ class HttpFront:
         await self._task
 
 
-async def start_http(plane: DataPlane, executor: Executor, *, host: str, port: int, share: bool, options: HttpOptions, **start: Any) -> HttpFront:
-    """Build the app over the data plane and serve it (beside gRPC, with its executor)."""
-    front = await HttpFront.start(create_app(plane, executor, options), host, port, share, **start)
-    url = page_url(host, front.port, tls=start.get("tls") is not None)
+async def start_http(settings: ServerSettings, plane: DataPlane, executor: Executor, port: int | None = None) -> HttpFront:
+    """Serve HTTP over the data plane on settings.http_port (`port` overrides it; 0: any free port), with gRPC's
+    token, limits and TLS."""
+    limits = ConnectionLimits(
+        max_connections=settings.http_max_connections,
+        header_seconds=settings.http_header_seconds,
+        max_header_bytes=settings.http_max_header_bytes,
+        max_headers=settings.http_max_headers,
+    )
+    tls = (settings.tls_cert, settings.tls_key, settings.tls_client_ca) if settings.tls_cert and settings.tls_key else None
+    app = create_app(plane, executor, settings)
+    front = await HttpFront.start(
+        app, settings.host, settings.http_port if port is None else port, settings.workers > 1, limits=limits, tls=tls, grace=settings.grace_seconds
+    )
+    url = page_url(settings.host, front.port, tls=tls is not None)
     log.info("the draw-a-digit page: open %s in a browser (HTTP also serves /v2, /v1/classify, /metrics, /openapi.json)", url)
     return front
 

@@ -1,20 +1,12 @@
-"""Whether the server takes work: the grpc.health.v1 statuses and OIP readiness move together."""
+"""grpc.health.v1 over grpc.aio, with Watch fixed for several watchers of one service."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from concurrent.futures import Executor
-from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2
-
-from digitnet.service.api.names import SERVICE_NAME
-
-if TYPE_CHECKING:
-    from digitnet.service.grpc.reload import ModelReloader
-    from digitnet.service.protocol.dataplane import DataPlane
 
 
 class HealthServicer(health.aio.HealthServicer):
@@ -54,32 +46,3 @@ class HealthServicer(health.aio.HealthServicer):
             if not self._watching[service]:
                 del self._watching[service]
                 self._server_watchers.pop(service, None)
-
-
-class ServingState:
-    """NOT_SERVING until `serving()`; `draining()` turns it off again before a graceful stop."""
-
-    def __init__(self) -> None:
-        self.health = HealthServicer()
-        self.ready = False
-        #: True from draining() on: new calls are answered UNAVAILABLE so that clients go elsewhere.
-        self.draining_now = False
-        #: Set by create_server: swaps in a reloaded model (SIGHUP, --watch).
-        self.reloader: ModelReloader
-        #: Set by create_server: the threads that decode images and run batches, shared with the HTTP front door
-        #: so that DIGITNET_THREADS bounds them all (and the memory they hold).
-        self.executor: Executor
-        #: Set by create_server: the Open Inference Protocol's operations, which HTTP answers too.
-        self.plane: DataPlane
-
-    async def serving(self) -> None:
-        """Report SERVING for the whole server and for digitnet.v1.DigitClassifier; OIP ready."""
-        for service in ("", SERVICE_NAME):
-            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        self.ready = True
-
-    async def draining(self) -> None:
-        """Report NOT_SERVING everywhere, so that load balancers stop sending work."""
-        self.ready = False
-        self.draining_now = True
-        await self.health.enter_graceful_shutdown()

@@ -27,7 +27,7 @@ def test_reload_swaps_without_failing_a_request(tmp_path: Path, small_model: Pat
         assert client.model_info().model_sha256 == read_card(DEFAULT_MODEL).model_sha256
         with Traffic(server.address) as traffic:
             install(small_model, served)
-            assert server.call(server.state.reloader.reload()) is True
+            assert server.call(server.running.reloader.reload()) is True
             time.sleep(0.3)
         assert traffic.failures == [] and traffic.ok > 50
         assert client.model_info().model_sha256 == read_card(small_model).model_sha256
@@ -39,7 +39,7 @@ def test_failed_reload_keeps_the_old_model(tmp_path: Path) -> None:
     with running_server(model=served) as server, DigitClient(server.address) as client:
         with Traffic(server.address) as traffic:
             served.write_bytes(served.read_bytes()[:-10])  # corrupt: its sha256 no longer matches the card
-            assert server.call(server.state.reloader.reload()) is False
+            assert server.call(server.running.reloader.reload()) is False
         assert traffic.failures == []
         assert client.model_info().model_sha256 == read_card(DEFAULT_MODEL).model_sha256
         assert client.classify(IMAGE).label == 4
@@ -88,7 +88,7 @@ def test_a_model_that_loads_but_cannot_run_is_not_swapped_in(tmp_path: Path) -> 
     with running_server(model=served) as server, DigitClient(server.address) as client:
         with Traffic(server.address) as traffic:
             install(broken, served)
-            assert server.call(server.state.reloader.reload()) is False  # it used to escape: "Task exception was never retrieved"
+            assert server.call(server.running.reloader.reload()) is False  # it used to escape: "Task exception was never retrieved"
         assert traffic.failures == [] and client.classify(IMAGE).label == 4
         assert client.model_info().model_sha256 == read_card(DEFAULT_MODEL).model_sha256
     assert REGISTRY.get_sample_value("digitnet_model_reloads_total", {"result": "failed"}) == failed_before + 1

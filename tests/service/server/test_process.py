@@ -21,8 +21,8 @@ from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.cli.main import main
 from digitnet.service.client.digit_client import DigitClient
 from digitnet.service.client.settings import ClientSettings
-from digitnet.service.grpc.settings import ServerSettings
 from digitnet.service.inference.classifier import Classifier
+from digitnet.service.settings.server import ServerSettings
 
 from ...conftest import DEFAULT_MODEL, GOLDEN, REPO
 from ..conftest import running_server

@@ -12,8 +12,8 @@ from digitnet.service.contract.card import card_path_for
 from digitnet.service.contract.constants import MODEL_VERSION
 from digitnet.service.contract.errors import DigitnetError, InternalError
 from digitnet.service.contract.model import Model
-from digitnet.service.grpc.settings import ServerSettings
 from digitnet.service.inference.classifier import Classifier
+from digitnet.service.settings.server import ServerSettings
 from digitnet.service.telemetry.observability import RELOADS, describe_model
 
 log = logging.getLogger(__name__)
