@@ -14,14 +14,13 @@ costs a dictionary lookup.
 
 Usage:
     server = grpc.aio.server()
-    Guard(state, token="s3cret", max_concurrent_rpcs=64).install(server)   # before any service is added
+    Guard(Admission.from_settings(settings, readiness)).install(server)   # before any service is added
     add_MyServicer_to_server(servicer, server)
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import inspect
 import logging
 import time
@@ -33,11 +32,10 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from digitnet.service.contract.errors import DigitnetError, InvalidInput, Unauthenticated, Unavailable, clip
+from digitnet.service.contract.errors import DigitnetError, InvalidInput, clip
 from digitnet.service.grpc.servicer import status_for
-from digitnet.service.inference.statistics import STATISTICS
-from digitnet.service.protocol.dataplane import Readiness
-from digitnet.service.telemetry.observability import ERRORS, IN_FLIGHT, LATENCY, REQUESTS
+from digitnet.service.protocol.admission import Admission
+from digitnet.service.telemetry.observability import count_error
 
 log = logging.getLogger("digitnet.requests")
 
@@ -49,20 +47,14 @@ OPEN_PREFIXES = (
     "/inference.GRPCInferenceService/ServerReady",
     "/grpc.reflection.",
 )
-#: The RPCs that run the model, whatever the protocol: counted in the OIP's ModelStatistics.
-INFERENCE_RPCS = frozenset({"Classify", "ClassifyBatch", "ClassifyStream", "Explain", "ModelInfer", "ModelStreamInfer"})
 
 
 class Guard:
-    """UNAVAILABLE while draining or when `max_concurrent_rpcs` single calls (or as many streams) are in flight;
-    UNAUTHENTICATED without the token (when one is set); metrics and debug logs for every RPC."""
+    """Every RPC but the open ones through the admission policy (protocol/admission.py: token, draining, the
+    bound on calls in flight, as HTTP applies it); metrics and debug logs for every RPC."""
 
-    def __init__(self, state: Readiness, token: str | None = None, max_concurrent_rpcs: int = 0) -> None:
-        self._state = state
-        self._expected = f"Bearer {token}".encode() if token else None
-        self._max_in_flight = max_concurrent_rpcs
-        # Single calls and streams are bounded apart, so that open streams (idle ones too) never lock out single calls.
-        self._in_flight = {False: 0, True: 0}
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
 
     def install(self, server: grpc.aio.Server) -> None:
         """Route every service registered on `server` from now on through the guard, whoever registers it
@@ -76,35 +68,19 @@ class Guard:
 
     def _admit(self, context: grpc.aio.ServicerContext, stream: bool) -> None:
         """Take a slot for this call, or raise the refusal; reads only the call's metadata."""
-        if self._state.draining_now:
-            raise Unavailable("the server is draining; retry on another replica")
-        if self._expected is not None:
-            # Exactly one authorization entry, as over HTTP: which of several was meant is not for us to guess.
-            given = [value for key, value in context.invocation_metadata() or () if key == "authorization"]
-            if len(given) != 1 or not hmac.compare_digest(str(given[0]).encode(), self._expected):  # constant time
-                raise Unauthenticated("missing or wrong bearer token (metadata: authorization: Bearer <token>)")
-        if self._max_in_flight and self._in_flight[stream] >= self._max_in_flight:
-            what = "streams open" if stream else "calls in flight"
-            raise Unavailable(f"the server is busy: {self._in_flight[stream]} {what} (DIGITNET_MAX_CONCURRENT_RPCS); retry with backoff")
-        self._in_flight[stream] += 1
-        IN_FLIGHT.inc()
+        given = [str(value).encode() for key, value in context.invocation_metadata() or () if key == "authorization"]
+        self._admission.admit(given, stream)
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         rpc = method.rsplit("/", 1)[-1]
         is_open = method.startswith(OPEN_PREFIXES)
         is_stream = handler.request_streaming
-        latency = LATENCY.labels(rpc)
-        counters: dict[str, Any] = {}
 
         def record(context: grpc.aio.ServicerContext, started: float, failed: bool) -> None:
             code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
             name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-            counter = counters.get(name) or counters.setdefault(name, REQUESTS.labels(rpc, name))
             elapsed = time.perf_counter() - started
-            counter.inc()
-            latency.observe(elapsed)
-            if rpc in INFERENCE_RPCS:
-                STATISTICS.record_call(name == "OK", elapsed)
+            Admission.record(rpc, rpc, name, name == "OK", elapsed, cancelled=name == "CANCELLED")
             if log.isEnabledFor(logging.DEBUG):
                 metadata = dict(context.invocation_metadata() or ())
                 request_id = metadata.get("x-request-id") or uuid.uuid4().hex[:16]
@@ -132,13 +108,12 @@ class Guard:
                     if isinstance(error, DigitnetError):  # a message that is missing
                         await self.context.abort(status_for(error), str(error))
                     if isinstance(error, DecodeError):  # bytes that are not the method's request message: the client's error
-                        ERRORS.labels(InvalidInput.__name__).inc()
-                        message = f"the request is not a valid protobuf message: {clip(str(error), 200)}"
-                        await self.context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+                        invalid = InvalidInput(f"the request is not a valid protobuf message: {clip(str(error), 200)}")
+                        count_error(invalid)
+                        await self.context.abort(status_for(invalid), str(invalid))
                 finally:
                     if self.admitted:
-                        guard._in_flight[is_stream] -= 1
-                        IN_FLIGHT.dec()
+                        guard._admission.release(is_stream)
                     record(self.context, self.started, error is not None)
 
         # A unary request is read only once the call is admitted (see the module docstring), and parsed

@@ -16,8 +16,8 @@ from google.protobuf import json_format
 
 from digitnet.service.api._generated import oip_pb2 as pb
 from digitnet.service.contract.constants import MODEL_NAME, MODEL_VERSION
-from digitnet.service.contract.errors import Cancelled, DeadlineExceeded, DigitnetError, InternalError, InvalidInput
-from digitnet.service.grpc.servicer import grpc_errors, status_for
+from digitnet.service.contract.errors import InvalidInput
+from digitnet.service.grpc.servicer import grpc_errors, status_for, stream_item_error
 from digitnet.service.protocol.dataplane import DataPlane, InferRequest
 from digitnet.service.protocol.tensors import (
     INLINE_IMAGES,
@@ -31,7 +31,7 @@ from digitnet.service.protocol.tensors import (
     raw_bytes,
     shape_of,
 )
-from digitnet.service.telemetry.observability import ERRORS
+from digitnet.service.telemetry.observability import count_error
 
 #: The service name tritonclient and KServe clients call (method paths /inference.GRPCInferenceService/...).
 OIP_SERVICE = "inference.GRPCInferenceService"
@@ -128,11 +128,9 @@ class OipServicer:
         async for request in requests:
             try:
                 yield pb.ModelStreamInferResponse(infer_response=await self._infer(request, context))
-            except (Cancelled, DeadlineExceeded):
-                raise  # about the whole stream
             except Exception as err:
-                error = err if isinstance(err, DigitnetError) else InternalError.logged(err, "ModelStreamInfer")
-                ERRORS.labels(type(error).__name__).inc()
+                error = stream_item_error(err, "ModelStreamInfer")
+                count_error(error)
                 yield pb.ModelStreamInferResponse(error_message=f"{status_for(error).name}: {error}")
 
     async def _infer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:

@@ -27,6 +27,7 @@ from digitnet.service.grpc.interceptors import Guard
 from digitnet.service.grpc.oip import OIP_SERVICE, OipServicer, add_oip_to_server
 from digitnet.service.grpc.reflection import reflection_pool
 from digitnet.service.grpc.servicer import DigitClassifierServicer
+from digitnet.service.protocol.admission import Admission
 from digitnet.service.protocol.dataplane import DataPlane
 from digitnet.service.settings.server import ServerSettings
 
@@ -44,8 +45,7 @@ def create_grpc_server(settings: ServerSettings, plane: DataPlane, health: Healt
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],
     )
-    token = settings.token.get_secret_value() if settings.token is not None else None
-    Guard(plane.readiness, token, settings.max_concurrent_rpcs).install(server)  # first: every service goes through it
+    Guard(Admission.from_settings(settings, plane.readiness)).install(server)  # first: every service goes through it
     pb_grpc.add_DigitClassifierServicer_to_server(DigitClassifierServicer(plane.classifier, executor, server_limits(settings)), server)
     add_oip_to_server(OipServicer(plane), server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

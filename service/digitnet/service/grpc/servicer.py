@@ -33,7 +33,7 @@ from digitnet.service.contract.errors import (
 from digitnet.service.contract.results import ImageInput, Outcome, PackedPredictions, Prediction, answer_in_place
 from digitnet.service.inference.classifier import Classifier, Deadline
 from digitnet.service.inference.image_header import sniff
-from digitnet.service.telemetry.observability import ERRORS, IMAGE_COUNTERS, count_answers
+from digitnet.service.telemetry.observability import count_answers, count_error, count_prediction
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,7 @@ async def offload(executor: Executor, deadline: Deadline, function: Callable[...
 
 def encode_prediction(prediction: Prediction) -> pb.Prediction:
     """Turn a core Prediction into its proto (and count it)."""
-    IMAGE_COUNTERS[prediction.outcome].inc()
-    if prediction.error is not None:
-        ERRORS.labels(type(prediction.error).__name__).inc()
+    count_prediction(prediction)
     message = pb.Prediction(
         outcome=_OUTCOMES[prediction.outcome],
         label=-1 if prediction.label is None else prediction.label,
@@ -136,6 +134,14 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def stream_item_error(err: Exception, where: str) -> DigitnetError:
+    """The error a failed stream item is answered with in place, so that the stream goes on (a bug: INTERNAL with
+    an incident id); a cancellation or a passed deadline is about the whole stream, and is raised again."""
+    if isinstance(err, Cancelled | DeadlineExceeded):
+        raise err  # grpc ends the stream with the status the client already knows
+    return err if isinstance(err, DigitnetError) else InternalError.logged(err, where)
+
+
 def grpc_errors(
     method: Callable[[Servicer, Request, grpc.aio.ServicerContext], Awaitable[Response]],
 ) -> Callable[[Servicer, Request, grpc.aio.ServicerContext], Awaitable[Response]]:
@@ -145,12 +151,10 @@ def grpc_errors(
     async def wrapper(self: Servicer, request: Request, context: grpc.aio.ServicerContext) -> Response:
         try:
             return await method(self, request, context)
-        except DigitnetError as err:
-            ERRORS.labels(type(err).__name__).inc()
-            await context.abort(status_for(err), str(err))
         except Exception as err:
-            ERRORS.labels(InternalError.__name__).inc()
-            await context.abort(grpc.StatusCode.INTERNAL, str(InternalError.logged(err, method.__name__)))
+            error = err if isinstance(err, DigitnetError) else InternalError.logged(err, method.__name__)
+            count_error(error)
+            await context.abort(status_for(error), str(error))
         raise AssertionError("unreachable: context.abort raises")
 
     return wrapper
@@ -207,12 +211,8 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
         async for request in requests:
             try:
                 prediction = await self._classify_one(request, deadline_of(context, self._request_seconds))
-            except (Cancelled, DeadlineExceeded):
-                raise  # about the whole stream: grpc ends it with the status the client already knows
-            except DigitnetError as err:
-                prediction = Prediction.failed(err)
-            except Exception as err:  # a bug met on this item: answered INTERNAL in place, the stream goes on
-                prediction = Prediction.failed(InternalError.logged(err, "ClassifyStream"))
+            except Exception as err:
+                prediction = Prediction.failed(stream_item_error(err, "ClassifyStream"))
             yield pb.ClassifyResponse(prediction=encode_prediction(prediction), id=request.id)
 
     @grpc_errors

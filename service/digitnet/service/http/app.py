@@ -11,7 +11,6 @@ Usage:
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -37,20 +36,18 @@ from digitnet.service.contract.errors import (
     InternalError,
     InvalidInput,
     LimitExceeded,
-    Unauthenticated,
-    Unavailable,
     echo,
 )
 from digitnet.service.contract.network import Network
 from digitnet.service.http.errors import HTTP_STATUS, error_response
 from digitnet.service.http.oip_rest import HEADER_LENGTH, INLINE_BODY_BYTES, RestInferRequest, encode_infer, parse_infer
 from digitnet.service.http.openapi import INFER_PATH, INFER_VERSION_PATH, document
-from digitnet.service.inference.statistics import STATISTICS
+from digitnet.service.protocol.admission import Admission
 from digitnet.service.protocol.catalog import as_record
-from digitnet.service.protocol.dataplane import DataPlane, Readiness
+from digitnet.service.protocol.dataplane import DataPlane
 from digitnet.service.protocol.tensors import OutputTensor
 from digitnet.service.settings.server import ServerSettings
-from digitnet.service.telemetry.observability import ERRORS, IMAGE_COUNTERS, LATENCY, REQUESTS
+from digitnet.service.telemetry.observability import count_error, count_prediction
 
 T = TypeVar("T")
 #: The page and its assets, served from the package (no CDN: it works offline).
@@ -68,10 +65,8 @@ def create_app(plane: DataPlane, executor: Executor, settings: ServerSettings) -
     app = FastAPI(
         title="digitnet", version=__version__, description="Handwritten digits with the 784-16-16-10 network.", docs_url=None, redoc_url=None
     )
-    expected = f"Bearer {settings.token.get_secret_value()}".encode() if settings.token else None
     max_body_bytes = settings.message_bytes  # the gRPC message limit bounds HTTP bodies alike
-
-    app.add_middleware(_Guard, expected=expected, readiness=readiness, max_in_flight=settings.max_concurrent_rpcs)
+    app.add_middleware(_Guard, admission=Admission.from_settings(settings, readiness))
 
     @app.exception_handler(DigitnetError)
     async def digitnet_error(_request: Request, error: DigitnetError) -> JSONResponse:
@@ -192,9 +187,8 @@ def create_app(plane: DataPlane, executor: Executor, settings: ServerSettings) -
         name, image = await _image_of(request, await body_of(request), max_body_bytes)
         # An encoded image: decoding it goes to the pool, whatever its size.
         [prediction] = await work(False, classifier.classify, [image], min_confidence, plane.deadline())
-        IMAGE_COUNTERS[prediction.outcome].inc()
+        count_prediction(prediction)
         if prediction.error is not None:  # the same row as predict's, with the error's HTTP status
-            ERRORS.labels(type(prediction.error).__name__).inc()
             return JSONResponse({"path": name, **prediction.record()}, status_code=HTTP_STATUS[prediction.error.code])
         return {"path": name, **prediction.record()}
 
@@ -204,7 +198,7 @@ def create_app(plane: DataPlane, executor: Executor, settings: ServerSettings) -
         min_confidence = classifier.threshold(min_confidence)
         name, image = await _image_of(request, await body_of(request), max_body_bytes)
         explanation = await work(False, classifier.explain, image, min_confidence, plane.deadline())
-        IMAGE_COUNTERS[explanation.prediction.outcome].inc()
+        count_prediction(explanation.prediction)
         return {
             "path": name,
             **explanation.prediction.record(),
@@ -249,13 +243,12 @@ def create_app(plane: DataPlane, executor: Executor, settings: ServerSettings) -
 
 
 class _Guard:
-    """What every call passes before its body is read: the token (health and the page stay open), no new work
-    while the server drains, a bound on requests in flight; and what every call is counted in, as gRPC's are
-    (requests, latency, statistics). Plain ASGI: Starlette's BaseHTTPMiddleware costs a task per request."""
+    """What every call passes before its body is read (the admission policy gRPC applies too: token, draining,
+    the bound on requests in flight; health and the page stay open), and what every call is counted in.
+    Plain ASGI: Starlette's BaseHTTPMiddleware costs a task per request."""
 
-    def __init__(self, app: ASGIApp, expected: bytes | None, readiness: Readiness, max_in_flight: int = 0) -> None:
-        self.app, self.expected, self.readiness, self.max_in_flight = app, expected, readiness, max_in_flight
-        self.in_flight = 0  # one event loop: no lock needed
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
+        self.app, self.admission = app, admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -268,49 +261,33 @@ class _Guard:
                 status[0] = message["status"]
             await send(message)
 
-        guarded = not (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES))
         admitted = False
         try:
-            refusal = self._refusal(scope) if guarded else None
-            if refusal is not None:
-                await _refuse(refusal)(scope, receive, counted)
-            else:
-                admitted = guarded
-                self.in_flight += admitted
-                await self.app(scope, receive, counted)
+            if not (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)):
+                try:
+                    self.admission.admit([value for name, value in scope["headers"] if name == b"authorization"])
+                    admitted = True
+                except DigitnetError as refused:
+                    await error_response(refused)(scope, receive, counted)
+                    return
+            await self.app(scope, receive, counted)
         finally:
-            self.in_flight -= admitted
-            rpc = _rpc_name(path)
-            elapsed = time.perf_counter() - started
-            REQUESTS.labels(rpc, str(status[0])).inc()
-            LATENCY.labels(rpc).observe(elapsed)
-            # The OIP's ModelStatistics count inference calls of every transport; a client that left before
-            # its request arrived made none.
-            if rpc in _INFERENCE_RPCS and status[0] != HTTP_STATUS[Cancelled.code]:
-                STATISTICS.record_call(status[0] == 200, elapsed)
-
-    def _refusal(self, scope: Scope) -> DigitnetError | None:
-        if self.expected is not None:
-            given = [value for name, value in scope["headers"] if name == b"authorization"]
-            # Exactly one: which of several a proxy or a client library meant is not for us to guess (gRPC too).
-            if len(given) != 1 or not hmac.compare_digest(given[0], self.expected):
-                return Unauthenticated("missing or wrong bearer token (header: Authorization: Bearer <token>)")
-        if self.readiness.draining_now:
-            return Unavailable("the server is draining; retry on another replica")
-        if self.max_in_flight and self.in_flight >= self.max_in_flight:
-            return Unavailable(f"the server is busy: {self.in_flight} requests in flight (DIGITNET_MAX_CONCURRENT_RPCS); retry with backoff")
-        return None
+            if admitted:
+                self.admission.release()
+            call = _call_name(path)
+            # A client that left before its request arrived ran nothing: not an inference in the statistics.
+            cancelled = status[0] == HTTP_STATUS[Cancelled.code]
+            self.admission.record(call, f"http {call}", str(status[0]), status[0] == 200, time.perf_counter() - started, cancelled)
 
 
-def _rpc_name(path: str) -> str:
-    """The `rpc` label of an HTTP call: a few names, whatever paths clients send (labels must stay few)."""
+def _call_name(path: str) -> str:
+    """The call an HTTP path makes, as gRPC names it (a few names, whatever paths clients send: labels must stay few)."""
     if path.startswith("/v2/models/") and path.endswith("/infer"):
-        return "http ModelInfer"
-    return _RPC_NAMES.get(path, "http other")
+        return "ModelInfer"
+    return _CALL_NAMES.get(path, "other")
 
 
-_INFERENCE_RPCS = frozenset({"http ModelInfer", "http Classify", "http Explain"})
-_RPC_NAMES = {"/v1/classify": "http Classify", "/v1/explain": "http Explain", "/v2/health/live": "http Live", "/v2/health/ready": "http Ready"}
+_CALL_NAMES = {"/v1/classify": "Classify", "/v1/explain": "Explain", "/v2/health/live": "Live", "/v2/health/ready": "Ready"}
 
 
 def _infer_response(request: RestInferRequest, tensors: list[OutputTensor]) -> Response:
@@ -331,7 +308,7 @@ def _ready_only(body: bytes) -> bool:
 
 
 def _refuse(error: DigitnetError) -> JSONResponse:
-    ERRORS.labels(type(error).__name__).inc()
+    count_error(error)
     return error_response(error)
 
 

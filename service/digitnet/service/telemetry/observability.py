@@ -21,8 +21,8 @@ from prometheus_client import Counter, Gauge, Histogram, Info, make_wsgi_app
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
-from digitnet.service.contract.errors import ConfigurationError
-from digitnet.service.contract.results import Outcome, PackedPredictions
+from digitnet.service.contract.errors import ConfigurationError, DigitnetError
+from digitnet.service.contract.results import Outcome, PackedPredictions, Prediction
 from digitnet.service.inference.statistics import STATISTICS
 
 LogFormat = Literal["text", "json"]
@@ -67,6 +67,18 @@ def metrics_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
 
 
 _PROMETHEUS_APP = make_wsgi_app()
+
+
+def count_error(error: DigitnetError) -> None:
+    """Count an error answered to a client, by its kind (a refusal, a bad request, a failed image, a bug)."""
+    ERRORS.labels(type(error).__name__).inc()
+
+
+def count_prediction(prediction: Prediction) -> None:
+    """Count one image's answer by outcome, and its error if it has one."""
+    IMAGE_COUNTERS[prediction.outcome].inc()
+    if prediction.error is not None:
+        count_error(prediction.error)
 
 
 def count_answers(answers: PackedPredictions) -> None:

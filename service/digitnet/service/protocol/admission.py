@@ -1,0 +1,77 @@
+"""Who may call, and what every call is counted in: the one guard policy that both transports apply.
+
+gRPC's guard (grpc/interceptors.py) and HTTP's (http/app.py) read each call's metadata into it before its
+message is read: the bearer token (exactly one, compared in constant time), no new work while the server
+drains, a bound on calls in flight (streams counted apart, so that open streams never lock out single
+calls). Health checks, liveness, readiness and reflection are never guarded: each transport says which of
+its calls those are. Every call is then counted the same way: requests by status, latency, and, for the
+calls that run the model, the Open Inference Protocol's statistics.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+
+from digitnet.service.contract.errors import DigitnetError, Unauthenticated, Unavailable
+from digitnet.service.inference.statistics import STATISTICS
+from digitnet.service.protocol.dataplane import Readiness
+from digitnet.service.settings.server import ServerSettings
+from digitnet.service.telemetry.observability import IN_FLIGHT, LATENCY, REQUESTS, count_error
+
+#: The calls that run the model, whatever the transport (HTTP's /v1/classify is Classify): counted in the OIP's
+#: ModelStatistics.
+INFERENCE_CALLS = frozenset({"Classify", "ClassifyBatch", "ClassifyStream", "Explain", "ModelInfer", "ModelStreamInfer"})
+
+
+class Admission:
+    """Admit or refuse a call from its metadata; count what every call did."""
+
+    def __init__(self, readiness: Readiness, token: str | None = None, max_in_flight: int = 0) -> None:
+        self._readiness = readiness
+        self._expected = f"Bearer {token}".encode() if token else None
+        self._max_in_flight = max_in_flight
+        # Single calls and streams are bounded apart, so that open streams (idle ones too) never lock out single calls.
+        self._in_flight = {False: 0, True: 0}  # one event loop: no lock needed
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings, readiness: Readiness) -> Admission:
+        """The policy the settings describe: DIGITNET_TOKEN and DIGITNET_MAX_CONCURRENT_RPCS."""
+        token = settings.token.get_secret_value() if settings.token is not None else None
+        return cls(readiness, token, settings.max_concurrent_rpcs)
+
+    def refusal(self, authorization: Sequence[bytes], stream: bool = False) -> DigitnetError | None:
+        """Why this call may not start, or None: `authorization` holds every authorization value it carries."""
+        if self._expected is not None:
+            # Exactly one: which of several a proxy or a client library meant is not for us to guess.
+            if len(authorization) != 1 or not hmac.compare_digest(authorization[0], self._expected):
+                return Unauthenticated("missing or wrong bearer token (send authorization: Bearer <token>)")
+        if self._readiness.draining_now:
+            return Unavailable("the server is draining; retry on another replica")
+        if self._max_in_flight and self._in_flight[stream] >= self._max_in_flight:
+            what = "streams open" if stream else "calls in flight"
+            return Unavailable(f"the server is busy: {self._in_flight[stream]} {what} (DIGITNET_MAX_CONCURRENT_RPCS); retry with backoff")
+        return None
+
+    def admit(self, authorization: Sequence[bytes], stream: bool = False) -> None:
+        """Take a slot for this call, or raise its refusal (counted as an error of its kind)."""
+        refused = self.refusal(authorization, stream)
+        if refused is not None:
+            count_error(refused)
+            raise refused
+        self._in_flight[stream] += 1
+        IN_FLIGHT.inc()
+
+    def release(self, stream: bool = False) -> None:
+        """Give back the slot an admitted call took."""
+        self._in_flight[stream] -= 1
+        IN_FLIGHT.dec()
+
+    @staticmethod
+    def record(call: str, label: str, status: str, ok: bool, elapsed: float, cancelled: bool = False) -> None:
+        """Count a finished call: `label` names it in the metrics (a transport may prefix it), `status` is its code.
+        A call its client cancelled is no inference of the statistics' (the client did not wait for an answer)."""
+        REQUESTS.labels(label, status).inc()
+        LATENCY.labels(label).observe(elapsed)
+        if call in INFERENCE_CALLS and not cancelled:
+            STATISTICS.record_call(ok, elapsed)

@@ -1,0 +1,51 @@
+"""The one admission policy both transports apply: the token, draining, the bound on calls, and the counting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from digitnet.service.contract.errors import Unauthenticated, Unavailable
+from digitnet.service.inference.statistics import STATISTICS
+from digitnet.service.protocol.admission import Admission
+
+
+@dataclass
+class _State:
+    ready: bool = True
+    draining_now: bool = False
+
+
+def test_exactly_one_right_token_is_admitted() -> None:
+    admission = Admission(_State(), token="s3cret")
+    assert admission.refusal([b"Bearer s3cret"]) is None
+    for given in ([], [b"Bearer wrong"], [b"Bearer s3cret", b"Bearer s3cret"], [b"s3cret"]):
+        refused = admission.refusal(given)
+        assert isinstance(refused, Unauthenticated) and "bearer token" in str(refused), given
+
+
+def test_a_stranger_learns_nothing_of_the_servers_state() -> None:
+    # The token is checked first: a draining server still answers UNAUTHENTICATED to a call without it.
+    assert isinstance(Admission(_State(draining_now=True), token="s3cret").refusal([]), Unauthenticated)
+    assert isinstance(Admission(_State(draining_now=True), token="s3cret").refusal([b"Bearer s3cret"]), Unavailable)
+
+
+def test_single_calls_and_streams_are_bounded_apart() -> None:
+    admission = Admission(_State(), max_in_flight=2)
+    admission.admit([])
+    admission.admit([])
+    with pytest.raises(Unavailable, match="2 calls in flight"):
+        admission.admit([])
+    admission.admit([], stream=True)  # streams have slots of their own
+    admission.release()
+    admission.admit([])  # a released slot is taken again
+
+
+def test_a_cancelled_inference_is_not_counted_in_the_statistics() -> None:
+    before = STATISTICS.snapshot()
+    Admission.record("ModelInfer", "http ModelInfer", "499", ok=False, elapsed=0.01, cancelled=True)
+    Admission.record("Live", "http Live", "200", ok=True, elapsed=0.01)
+    assert STATISTICS.snapshot().fail.count == before.fail.count and STATISTICS.snapshot().success.count == before.success.count
+    Admission.record("Classify", "Classify", "OK", ok=True, elapsed=0.01)
+    assert STATISTICS.snapshot().success.count == before.success.count + 1
