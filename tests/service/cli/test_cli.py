@@ -39,7 +39,7 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
         (["score", "x", "--batch-size", "-5"], "argument --batch-size: must be at least 1, got -5"),
         (["score", "x", "--workers", "-1"], "argument --workers: must be at least 1, got -1"),
         (["score", "x", "--workers", "two"], "argument --workers: expected a whole number, got 'two'"),
-        (["predict", "x", "--min-confidence", "2"], "argument --min-confidence: must be in [0, 1], got 2"),
+        (["predict", "x", "--min-confidence", "2"], "argument --min-confidence: min_confidence must be a number in [0, 1], got 2"),
         (["train", "--heavy-pen", "1.5"], "argument --heavy-pen: must be in [0, 1], got 1.5"),
         (["serve", "--workers", "0"], "--workers (or DIGITNET_WORKERS): Input should be greater than or equal to 1, got '0'"),
         (["serve", "--port", "http"], "--port (or DIGITNET_PORT): Input should be a valid integer, unable to parse string as an integer, got 'http'"),

@@ -138,7 +138,7 @@ def test_fp32_and_28x28_inputs_and_hidden_outputs(triton_client: triton.Inferenc
         (lambda c: _infer(c, DIGITS.astype(np.float32)), "FP32 input 'pixels' values must be in [0, 1], got [0, 255]"),
         (lambda c: _infer(c, DIGITS.astype(np.int32)), "must be FP32 or UINT8"),
         (lambda c: _infer(c, DIGITS[:1], outputs=("logits",)), "unknown outputs ['logits']"),
-        (lambda c: _infer(c, DIGITS[:1], parameters={"min_confidence": 2.0}), "min_confidence must be in [0, 1]"),
+        (lambda c: _infer(c, DIGITS[:1], parameters={"min_confidence": 2.0}), "min_confidence must be a number in [0, 1]"),
         (lambda c: _infer(c, DIGITS[:1], parameters={"min_confidence": "high"}), "must be a number in [0, 1], got a string_param"),
     ],
     ids=["model", "version", "shape", "range", "datatype", "output", "min-confidence", "min-confidence-type"],

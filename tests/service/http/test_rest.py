@@ -155,7 +155,7 @@ def test_a_bad_image_is_a_predict_style_error_row_with_status_400(server: Server
     status, answer = _json(f"{server.http_url}/v1/classify", b"")
     assert status == 400 and "no image" in answer["error"]
     status, answer = _json(f"{server.http_url}/v1/classify?min_confidence=2", (GOLDEN / "1_scan.png").read_bytes())
-    assert status == 400 and "min_confidence must be in [0, 1]" in answer["error"]
+    assert status == 400 and "min_confidence must be a number in [0, 1]" in answer["error"]
 
 
 def test_explain_returns_the_layers_the_model_computed(server: ServerThread) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from digitnet.service import __version__
 from digitnet.service.contract.constants import ACTIVATIONS, DEFAULT_MIN_CONFIDENCE
+from digitnet.service.contract.errors import InvalidInput
+from digitnet.service.contract.results import check_min_confidence
 
 Handler = Callable[[argparse.Namespace], int]
 #: What --min-confidence means when it is not given.
@@ -47,8 +49,8 @@ def _whole_number(text: str, least: int) -> int:
     return value
 
 
-def probability(text: str) -> float:
-    """An argparse type: a number in [0, 1]."""
+def share(text: str) -> float:
+    """An argparse type: a share of something, a number in [0, 1]."""
     try:
         value = float(text)
     except ValueError:
@@ -56,6 +58,14 @@ def probability(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value:g}")
     return value
+
+
+def min_confidence(text: str) -> float:
+    """An argparse type: an abstain threshold (contract.results.check_min_confidence says what one is)."""
+    try:
+        return check_min_confidence(float(text))
+    except (ValueError, InvalidInput) as err:
+        raise argparse.ArgumentTypeError(str(err) if isinstance(err, InvalidInput) else f"expected a number in [0, 1], got {text!r}") from None
 
 
 def _command(
@@ -110,7 +120,7 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     train.add_argument("--epochs", type=epochs_or_recipe, help="epochs to train, or 'recipe' (default: the activation's recipe, docs/training.md)")
     train.add_argument(
         "--heavy-pen",
-        type=probability,
+        type=share,
         help="share of the distorted copies redrawn with a pen 2-4 pixels wider, for handwriting much thicker than "
         "MNIST's: reads it far better, costs about 0.6 points on MNIST-like digits (default: the recipe's, 0; docs/training.md)",
     )
@@ -174,7 +184,7 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     where = predict.add_mutually_exclusive_group()
     where.add_argument("--server", metavar="HOST:PORT", help="ask a running server (several: a:50051,b:50051)")
     where.add_argument("--model", type=Path, help=MODEL_HELP)
-    predict.add_argument("--min-confidence", type=probability, help=MIN_CONFIDENCE_HELP)
+    predict.add_argument("--min-confidence", type=min_confidence, help=MIN_CONFIDENCE_HELP)
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files; - reads one image from standard input")
 
     score = _command(
@@ -198,7 +208,7 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     score.add_argument("--labels-from-dirs", action="store_true", help="each file's parent folder is its true digit: report accuracy")
     score.add_argument("--resume", action="store_true", help="finish an interrupted job: skip files already in --out")
     score.add_argument("--force", action="store_true", help="overwrite an existing --out")
-    score.add_argument("--min-confidence", type=probability, help=MIN_CONFIDENCE_HELP)
+    score.add_argument("--min-confidence", type=min_confidence, help=MIN_CONFIDENCE_HELP)
     score.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary (errors still reported)")
 
     explain = _command(
@@ -215,7 +225,7 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     where.add_argument("--server", metavar="HOST:PORT", help="ask a running server (its Explain RPC and its weights)")
     explain.add_argument("-o", "--out", type=Path, default=Path("explain.png"), help="picture to write: PNG, SVG or PDF (default: explain.png)")
     explain.add_argument("--force", action="store_true", help="overwrite an existing picture")
-    explain.add_argument("--min-confidence", type=probability, help=MIN_CONFIDENCE_HELP)
+    explain.add_argument("--min-confidence", type=min_confidence, help=MIN_CONFIDENCE_HELP)
 
     weights = _command(
         commands,

@@ -13,7 +13,7 @@ from enum import Enum
 import numpy as np
 
 from digitnet.service.contract.constants import N_CLASSES
-from digitnet.service.contract.errors import DigitnetError
+from digitnet.service.contract.errors import DigitnetError, InvalidInput
 
 #: An input image: encoded bytes (PNG, JPEG, ...), or MNIST-form pixels as uint8 or float32 [784].
 ImageInput = bytes | np.ndarray
@@ -121,6 +121,13 @@ def answer_in_place(items: Sequence[ImageInput | DigitnetError], answer: Callabl
     good = [item for item in items if not isinstance(item, DigitnetError)]
     answers = iter(answer(good) if good else [])
     return [Prediction.failed(item) if isinstance(item, DigitnetError) else next(answers) for item in items]
+
+
+def check_min_confidence(value: float) -> float:
+    """The one rule for an abstain threshold, wherever it comes from (a request, a flag, a setting): a number in [0, 1]."""
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise InvalidInput(f"min_confidence must be a number in [0, 1], got {value:g}")
+    return value
 
 
 def confusion_matrix(truth: np.ndarray, answers: np.ndarray, unknown_column: bool = False) -> np.ndarray:

@@ -37,6 +37,7 @@ from digitnet.service.contract.results import (
     Outcome,
     PackedPredictions,
     Prediction,
+    check_min_confidence,
 )
 from digitnet.service.inference.preprocess import (
     decode,
@@ -138,13 +139,6 @@ def decide_rows(probabilities: np.ndarray, min_confidence: float) -> list[Predic
         return answers
     failed = Prediction.failed(ModelError("the model answered NaN or infinite probabilities for this image"))
     return [answer if ok else failed for answer, ok in zip(answers, finite.tolist())]
-
-
-def check_min_confidence(value: float) -> float:
-    """Validate a min_confidence request field."""
-    if not 0.0 <= value <= 1.0 or value != value:
-        raise InvalidInput(f"min_confidence must be in [0, 1], got {value}")
-    return value
 
 
 def _isolated(step: Callable[..., _T], *args: object) -> _T | DigitnetError:

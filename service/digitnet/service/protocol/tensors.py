@@ -31,8 +31,7 @@ from digitnet.service.contract.constants import (
 from digitnet.service.contract.errors import InvalidInput, NotFound, echo
 from digitnet.service.contract.model import ModelOutput
 from digitnet.service.contract.pixels import check_float_pixels, scale_uint8
-from digitnet.service.contract.results import PackedPredictions
-from digitnet.service.inference.classifier import check_min_confidence
+from digitnet.service.contract.results import PackedPredictions, check_min_confidence
 from digitnet.service.protocol.catalog import DEFAULT_OUTPUTS, OUTPUT_OUTCOME, OUTPUT_REASON, OUTPUTS
 
 #: The input datatypes accepted, as their little-endian numpy types (the protocol's raw layout).

@@ -14,7 +14,9 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, CliSuppress, SettingsConfigDict
 
 from digitnet.service.contract.constants import DEFAULT_MIN_CONFIDENCE, MESSAGE_OVERHEAD_BYTES, N_PIXELS, Provider, available_cpus, default_model
+from digitnet.service.contract.errors import InvalidInput
 from digitnet.service.contract.limits import Limits
+from digitnet.service.contract.results import check_min_confidence
 
 
 class ServerSettings(BaseSettings):
@@ -76,7 +78,7 @@ class ServerSettings(BaseSettings):
     """Adaptive batching: most images merged from concurrent OIP requests into one onnxruntime call."""
     max_batch_delay_ms: float = Field(0.0, ge=0)
     """Adaptive batching: how long a request may wait for others to join its batch; 0 turns it off."""
-    min_confidence: float = Field(DEFAULT_MIN_CONFIDENCE, ge=0, le=1)
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
     """Answer UNKNOWN below this top probability when a request sets no min_confidence of its own."""
     grace_seconds: float = Field(10.0, ge=0)
     """On SIGTERM/SIGINT, how long in-flight requests get to finish."""
@@ -103,6 +105,14 @@ class ServerSettings(BaseSettings):
     """Reload the model when its file or card changes (as SIGHUP does)."""
     watch_seconds: float = Field(2.0, gt=0)
     """How often --watch looks at the model file."""
+
+    @field_validator("min_confidence")
+    @classmethod
+    def _threshold(cls, value: float) -> float:
+        try:
+            return check_min_confidence(value)
+        except InvalidInput as err:  # pydantic reports a ValueError as the setting's problem
+            raise ValueError(str(err)) from None
 
     @field_validator("token", "tls_cert", "tls_key", "tls_client_ca", mode="before")
     @classmethod
