@@ -19,7 +19,7 @@ from PIL import Image
 from digitnet.service.batch import job as batch
 from digitnet.service.batch.rows import Row, columns, drop_torn_row, parse_rows
 from digitnet.service.cli.main import main
-from digitnet.service.contract.errors import ConfigurationError
+from digitnet.service.contract.errors import ConfigurationError, ExitCode
 from digitnet.service.contract.results import Outcome
 
 from ...conftest import CORPUS, DEFAULT_MODEL, GOLDEN, REPO
@@ -62,7 +62,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def test_mixed_folder_csv(mixed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "scores.csv"
     code, _, err = _score(capsys, str(mixed), "--out", str(out), "--workers", "2", "--batch-size", "4", "--labels-from-dirs")
-    assert code == batch.EXIT_SOME_FAILED
+    assert code == ExitCode.SOME_FAILED
     rows = _rows(out)
     paths = [Path(r["path"]).relative_to(mixed).as_posix() for r in rows]
     assert paths == sorted(paths, key=lambda p: (p.split("/")[0], p)) and len(paths) == 26  # 20 + 1 + 5 bad, no hidden
@@ -84,21 +84,21 @@ def test_mixed_folder_csv(mixed: Path, tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_jsonl_and_stdout(mixed: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _score(capsys, str(mixed / "3"), "--format", "jsonl", "--workers", "1", "--quiet")
-    assert code == batch.EXIT_OK
+    assert code == ExitCode.OK
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["label"] for r in records] == [3, 3] and all(len(r["probabilities"]) == 10 for r in records)
 
 
 def test_exit_code_2_when_output_not_writable(mixed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _score(capsys, str(mixed / "1"), "--out", str(tmp_path / "missing" / "x.csv"), "--workers", "1")
-    assert code == batch.EXIT_RUN_FAILED and "cannot write" in err
+    assert code == ExitCode.RUN_FAILED and "cannot write" in err
 
 
 def test_existing_output_is_never_overwritten_silently(mixed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "keep.csv"
     out.write_text("precious\n")
     code, _, err = _score(capsys, str(mixed / "1"), "--out", str(out), "--workers", "1")
-    assert code == batch.EXIT_RUN_FAILED and "--resume" in err and out.read_text() == "precious\n"
+    assert code == ExitCode.RUN_FAILED and "--resume" in err and out.read_text() == "precious\n"
 
 
 def test_unreadable_file_becomes_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -181,14 +181,14 @@ def test_server_mode_agrees_with_in_process(mixed: Path, tmp_path: Path, capsys:
     _score(capsys, str(mixed), "--out", str(local), "--format", "jsonl", "--workers", "2", "--quiet")
     with running_server() as server:
         code, _, _ = _score(capsys, str(mixed), "--out", str(remote), "--format", "jsonl", "--server", server.address, "--quiet")
-    assert code == batch.EXIT_SOME_FAILED
+    assert code == ExitCode.SOME_FAILED
     _assert_same_rows(local, remote)
 
 
 def test_unreachable_server_is_a_run_failure(mixed: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIGITNET_RETRY_SECONDS", "1")
     code, _, err = _score(capsys, str(mixed / "1"), "--server", "127.0.0.1:1", "--quiet")
-    assert code == batch.EXIT_RUN_FAILED and "UNAVAILABLE" in err and "(retried for 1 s)" in err
+    assert code == ExitCode.RUN_FAILED and "UNAVAILABLE" in err and "(retried for 1 s)" in err
 
 
 def _assert_same_rows(a: Path, b: Path) -> None:
@@ -219,7 +219,7 @@ def test_dask_cluster_agrees_with_in_process(mixed: Path, tmp_path: Path, capsys
             str(DEFAULT_MODEL),
             "--quiet",
         )  # --model goes with --cluster: the workers get this model
-    assert code == batch.EXIT_SOME_FAILED
+    assert code == ExitCode.SOME_FAILED
     _assert_same_rows(local, remote)
 
 
@@ -249,10 +249,10 @@ def test_a_folder_of_odd_files_finishes_in_process_and_through_a_server(tmp_path
         shutil.copy(CORPUS / name, data / name)
     shutil.copy(GOLDEN / "5_scan.jpg", data / "5.jpg")
     local, remote = tmp_path / "local.jsonl", tmp_path / "remote.jsonl"
-    assert _score(capsys, str(data), "--out", str(local), "--format", "jsonl", "--workers", "1", "--quiet")[0] == batch.EXIT_SOME_FAILED
+    assert _score(capsys, str(data), "--out", str(local), "--format", "jsonl", "--workers", "1", "--quiet")[0] == ExitCode.SOME_FAILED
     with running_server() as server:
         code, _, _ = _score(capsys, str(data), "--out", str(remote), "--format", "jsonl", "--server", server.address, "--quiet")
-    assert code == batch.EXIT_SOME_FAILED
+    assert code == ExitCode.SOME_FAILED
     _assert_same_rows(local, remote)
     rows = {Path(r["path"]).name: r for r in map(json.loads, local.read_text().splitlines())}
     assert rows["5.jpg"]["label"] == 5 and rows["tiff_LAB.tif"]["status"] == "digit"
@@ -273,7 +273,7 @@ def test_server_mode_splits_requests_to_fit_the_servers_message_limit(tmp_path: 
     with running_server(max_image_bytes=2_000_000, max_message_bytes=1_000_000) as server:
         code, _, err = _score(capsys, str(data), "--out", str(out), "--server", server.address, "--quiet")
     rows = {Path(row["path"]).name: row for row in _rows(out)}
-    assert code == batch.EXIT_SOME_FAILED, err
+    assert code == ExitCode.SOME_FAILED, err
     assert all(rows[f"{i}.png"]["status"] in ("digit", "unknown") for i in range(8)), "answered: noise gets a guess or an abstention"
     assert rows["big.bin"]["status"] == "error"
     assert "the image's 1500000 bytes do not fit the server's message limit of 1000000 bytes" in rows["big.bin"]["error"]
@@ -295,7 +295,7 @@ def test_a_chunk_counts_as_its_rows_one_by_one() -> None:
         one_by_one.add(row)
     at_once.add_chunk(ScoredChunk.of(rows, "csv", labels_from_dirs=True))
     assert at_once.report() == one_by_one.report()
-    assert (at_once.files, at_once.digit, at_once.unknown, at_once.error) == (5, 3, 1, 1)
+    assert (at_once.files, *(at_once.outcomes[outcome] for outcome in Outcome)) == (5, 3, 1, 1)
 
 
 def test_rows_say_the_outcome_words_and_outputs_from_before_them_still_resume(tmp_path: Path) -> None:

@@ -32,9 +32,6 @@ from digitnet.service.contract.results import ImageInput, Outcome, Prediction, a
 from digitnet.service.inference.classifier import Classifier
 from digitnet.service.inference.processes import ignore_interrupts, terminate_with_parent
 
-#: Exit statuses of `digitnet score`.
-EXIT_OK, EXIT_SOME_FAILED, EXIT_RUN_FAILED = 0, 1, 2
-
 
 def walk(roots: Sequence[Path]) -> Iterator[str | Row]:
     """Yield the path of every non-hidden file under the roots in a deterministic order; unlistable folders

@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO
@@ -20,7 +20,7 @@ import numpy as np
 
 from digitnet.service.contract.constants import LABELS, PATH_ERRORS
 from digitnet.service.contract.errors import ConfigurationError, echo
-from digitnet.service.contract.results import Outcome, Prediction, record
+from digitnet.service.contract.results import NO_LABEL, Outcome, Prediction, record
 
 #: What outputs written before the status words became the outcome words said for a digit (read by --resume).
 _LEGACY_DIGIT = "ok"
@@ -113,10 +113,8 @@ def _values(row: Row, labels_from_dirs: bool) -> list[str]:
 
 
 _NO_PROBABILITIES = [""] * len(_PROBABILITY_COLUMNS)
-#: Stands for "no label" in a ScoredChunk's label bytes.
-NO_LABEL = 255
-#: A ScoredChunk's status codes, by outcome.
-_STATUS_CODES = {Outcome.DIGIT: b"d", Outcome.UNKNOWN: b"u", Outcome.ERROR: b"e"}
+#: A ScoredChunk's byte for each outcome: its position among the outcomes.
+_OUTCOME_BYTES = {outcome: bytes([position]) for position, outcome in enumerate(Outcome)}
 
 
 @dataclass(frozen=True)
@@ -125,27 +123,39 @@ class ScoredChunk:
     worker process sends it back whole (pickling row objects cost more than formatting them)."""
 
     text: str  # whole rows, in order
-    statuses: bytes  # one per row: d(igit), u(nknown), e(rror)
-    labels: bytes  # one per row: the predicted digit, or NO_LABEL
-    true_labels: bytes  # one per row: the digit named by its folder, or NO_LABEL
+    statuses: bytes  # one per row: its outcome (_OUTCOME_BYTES)
+    labels: bytes  # int8, one per row: the predicted digit, or NO_LABEL
+    true_labels: bytes  # int8, one per row: the digit named by its folder, or NO_LABEL
 
     @classmethod
     def of(cls, rows: Sequence[Row], fmt: Format, labels_from_dirs: bool) -> ScoredChunk:
         """Format rows and note their counts."""
         return cls(
             format_rows(rows, fmt, labels_from_dirs),
-            b"".join(_STATUS_CODES[row.status] for row in rows),
-            bytes(NO_LABEL if row.label is None else row.label for row in rows),
-            bytes(NO_LABEL if row.true_label is None else row.true_label for row in rows),
+            b"".join(_OUTCOME_BYTES[row.status] for row in rows),
+            _label_bytes(row.label for row in rows),
+            _label_bytes(row.true_label for row in rows),
         )
 
     def count(self, outcome: Outcome) -> int:
         """How many rows have this outcome."""
-        return self.statuses.count(_STATUS_CODES[outcome])
+        return self.statuses.count(_OUTCOME_BYTES[outcome])
 
     def answered(self) -> np.ndarray:
         """Which rows got an answer (a digit or unknown), not an error: bool [rows]."""
-        return np.frombuffer(self.statuses, dtype=np.uint8) != _STATUS_CODES[Outcome.ERROR][0]
+        return np.frombuffer(self.statuses, dtype=np.uint8) != _OUTCOME_BYTES[Outcome.ERROR][0]
+
+    def label_array(self) -> np.ndarray:
+        """The predicted digits: int8 [rows], NO_LABEL where there is none."""
+        return np.frombuffer(self.labels, dtype=np.int8)
+
+    def true_label_array(self) -> np.ndarray:
+        """The digits named by the rows' folders: int8 [rows], NO_LABEL where there is none."""
+        return np.frombuffer(self.true_labels, dtype=np.int8)
+
+
+def _label_bytes(labels: Iterable[int | None]) -> bytes:
+    return np.array([NO_LABEL if label is None else label for label in labels], dtype=np.int8).tobytes()
 
 
 def _blank(value: int | None) -> str:

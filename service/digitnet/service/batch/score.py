@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -19,11 +20,11 @@ from typing import TextIO
 import numpy as np
 from tqdm import tqdm
 
-from digitnet.service.batch.job import EXIT_OK, EXIT_SOME_FAILED, Backend, ScoreRequest, walk
-from digitnet.service.batch.rows import NO_LABEL, Format, Row, RowWriter, ScoredChunk, drop_torn_row, parse_rows
+from digitnet.service.batch.job import Backend, ScoreRequest, walk
+from digitnet.service.batch.rows import Format, Row, RowWriter, ScoredChunk, drop_torn_row, parse_rows
 from digitnet.service.contract.constants import LABELS, N_CLASSES
-from digitnet.service.contract.errors import ConfigurationError
-from digitnet.service.contract.results import Outcome, confusion_matrix
+from digitnet.service.contract.errors import ConfigurationError, ExitCode
+from digitnet.service.contract.results import NO_LABEL, Outcome, confusion_matrix
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,7 @@ class Summary:
     """Counts over every row of the output (earlier runs' rows too, when resuming)."""
 
     files: int = 0
-    digit: int = 0  # one count per outcome, named by its word
-    unknown: int = 0
-    error: int = 0
+    outcomes: Counter[Outcome] = field(default_factory=Counter)  # rows by outcome
     scored_now: int = 0
     seconds: float = 0.0
     confusion: np.ndarray = field(default_factory=lambda: np.zeros((N_CLASSES, N_CLASSES + 1), dtype=np.int64))
@@ -56,7 +55,7 @@ class Summary:
     def add(self, row: Row) -> None:
         """Count one row; with a true label, add it to the confusion matrix (last column: unknown)."""
         self.files += 1
-        setattr(self, row.status.value, getattr(self, row.status.value) + 1)
+        self.outcomes[row.status] += 1
         if row.true_label is not None and row.status is not Outcome.ERROR:
             self.confusion[row.true_label, N_CLASSES if row.label is None else row.label] += 1
 
@@ -64,17 +63,21 @@ class Summary:
         """Count a chunk's rows, as add() does one by one."""
         self.files += len(chunk.statuses)
         for outcome in Outcome:
-            setattr(self, outcome.value, getattr(self, outcome.value) + chunk.count(outcome))
-        truth = np.frombuffer(chunk.true_labels, dtype=np.uint8)
+            self.outcomes[outcome] += chunk.count(outcome)
+        truth = chunk.true_label_array()
         counted = (truth != NO_LABEL) & chunk.answered()
         if counted.any():
-            labels = np.frombuffer(chunk.labels, dtype=np.uint8)[counted].astype(np.intp)
-            self.confusion += confusion_matrix(truth[counted], np.where(labels == NO_LABEL, -1, labels), unknown_column=True)
+            self.confusion += confusion_matrix(truth[counted], chunk.label_array()[counted], unknown_column=True)
+
+    @property
+    def errors(self) -> int:
+        """Rows whose file could not be scored."""
+        return self.outcomes[Outcome.ERROR]
 
     @property
     def exit_code(self) -> int:
         """0 when every file was scored, 1 when some could not be."""
-        return EXIT_SOME_FAILED if self.error else EXIT_OK
+        return ExitCode.SOME_FAILED if self.errors else ExitCode.OK
 
     def report(self) -> dict[str, object]:
         """The accuracy report (for --labels-from-dirs)."""
@@ -82,9 +85,7 @@ class Summary:
         correct = int(np.trace(self.confusion[:, :N_CLASSES]))
         return {
             "files": self.files,
-            "digit": self.digit,
-            "unknown": self.unknown,
-            "error": self.error,
+            **{outcome.value: self.outcomes[outcome] for outcome in Outcome},
             "labelled": labelled,
             "accuracy": correct / labelled if labelled else None,
             "confusion_matrix": self.confusion[:, :N_CLASSES].tolist(),
@@ -95,7 +96,7 @@ class Summary:
         """The human summary printed at the end."""
         rate = self.scored_now / self.seconds if self.seconds else 0.0
         lines = [
-            f"{self.files} files: {self.digit} digit, {self.unknown} unknown, {self.error} error; "
+            f"{self.files} files: " + ", ".join(f"{self.outcomes[outcome]} {outcome.value}" for outcome in Outcome) + "; "
             f"scored {self.scored_now} now in {self.seconds:.1f} s ({rate:,.0f} images/s)"
         ]
         report = self.report()

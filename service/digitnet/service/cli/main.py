@@ -24,6 +24,7 @@ from digitnet.service.contract.constants import LABELS, PATH_ERRORS, default_mod
 from digitnet.service.contract.errors import (
     ConfigurationError,
     DigitnetError,
+    ExitCode,
     InvalidInput,
     LimitExceeded,
 )
@@ -32,13 +33,6 @@ if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
     from digitnet.service.settings.server import ServerSettings
-
-#: Exit status when an input (an image, a file) could not be read or classified.
-EXIT_BAD_INPUT = 1
-#: Exit status when the user asked for something that cannot be done (bad data, bad model, bad option).
-EXIT_USER_ERROR = 2
-#: Exit status after Ctrl-C or SIGTERM (128 + SIGINT, the shell's convention).
-EXIT_INTERRUPTED = 130
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -76,7 +70,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     print(f"wrote {out} and {card_path_for(out)} (trained in {card.training.seconds:.0f} s), sha256 {card.model_sha256}")
     print(card.estimate_line())
-    return 0
+    return ExitCode.OK
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -88,14 +82,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         print(f"{model}: {read_card(model).estimate_line()}")
         print("score it on digits it never saw with --data idx:DIR (MNIST's t10k files)")
-        return 0
+        return ExitCode.OK
     result = evaluate(model, args.data)
     print(f"{result.data}: accuracy {result.accuracy:.4f} on {result.images} digits")
     print("confusion matrix (rows: true digit, columns: predicted)")
     print("      " + "".join(f"{label:>6}" for label in LABELS))
     for label, row in zip(LABELS, result.confusion_matrix):
         print(f"{label:>6}" + "".join(f"{count:>6}" for count in row))
-    return 0
+    return ExitCode.OK
 
 
 def _setting_problem(error: ErrorDetails) -> str:
@@ -133,7 +127,7 @@ def _health(args: argparse.Namespace) -> int:
 
     status, details = health_status(args.address, args.service, args.timeout)
     print(f"{status}: {details}" if details else status)
-    return 0 if status == "SERVING" else 1
+    return ExitCode.OK if status == "SERVING" else ExitCode.NOT_SERVING
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -142,12 +136,11 @@ def _predict(args: argparse.Namespace) -> int:
     if args.server is None:
         args.model = args.model or default_model()
     failed = predict_files(args.images, server=args.server, model=args.model, min_confidence=args.min_confidence, out=sys.stdout)
-    return EXIT_BAD_INPUT if failed else 0
+    return ExitCode.SOME_FAILED if failed else ExitCode.OK
 
 
 def _score(args: argparse.Namespace) -> int:
     from digitnet.service.batch.job import (
-        EXIT_RUN_FAILED,
         Backend,
         LocalBackend,
         ServerBackend,
@@ -187,15 +180,15 @@ def _score(args: argparse.Namespace) -> int:
         summary = run_job(job, backend)
     except KeyboardInterrupt:
         print(f"digitnet score: interrupted; the rows written so far are whole{_resume_hint(job.out)}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except ConfigurationError:
         raise  # a bad option or output: nothing to resume
     except DigitnetError as err:  # e.g. the server went away mid-run
         print(f"digitnet score: error: {err}{_resume_hint(job.out)}", file=sys.stderr)
-        return EXIT_RUN_FAILED
+        return ExitCode.RUN_FAILED
     finally:
         backend.close()
-    if not args.quiet or summary.error:
+    if not args.quiet or summary.errors:
         print(summary.text(args.labels_from_dirs), file=sys.stderr)
     return summary.exit_code
 
@@ -216,9 +209,9 @@ def _explain(args: argparse.Namespace) -> int:
         explanation = explain_to_file(args.image, args.out, model=model, server=args.server, min_confidence=args.min_confidence)
     except (InvalidInput, LimitExceeded) as err:  # a bad image: the same exit status as predict's
         print(f"digitnet explain: {args.image}: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.SOME_FAILED
     print(f"{args.image}: {headline(explanation)}; wrote {args.out}")
-    return 0
+    return ExitCode.OK
 
 
 def _weights(args: argparse.Namespace) -> int:
@@ -228,7 +221,7 @@ def _weights(args: argparse.Namespace) -> int:
     check_writable(args.out, args.force)
     weights_to_file(args.model or default_model(), args.out)
     print(f"wrote {args.out}")
-    return 0
+    return ExitCode.OK
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -247,7 +240,7 @@ def _report(args: argparse.Namespace) -> int:
         digits = str(err)
     write_report(models, args.out, digits)
     print(f"wrote {args.out} ({', '.join(str(m) for m in models)})")
-    return 0
+    return ExitCode.OK
 
 
 HANDLERS = {
@@ -280,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except DigitnetError as err:
         print(f"digitnet {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return ExitCode.RUN_FAILED
     except KeyboardInterrupt:
         print(f"digitnet {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED

@@ -24,6 +24,7 @@ import numpy as np
 from digitnet.service.api._generated import digitnet_pb2 as pb
 from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.api.names import SERVICE_NAME
+from digitnet.service.api.outcomes import FROM_WIRE
 from digitnet.service.api.tls import read_pem
 from digitnet.service.contract.constants import MESSAGE_OVERHEAD_BYTES, N_CLASSES, N_PIXELS
 from digitnet.service.contract.errors import (
@@ -51,7 +52,6 @@ CLIENT_MESSAGE_BYTES = 64 * 1024 * 1024
 RETRY_BACKOFF = (0.1, 2.0)
 #: Bytes an Image costs in a ClassifyBatchRequest beyond its payload (tags, lengths), rounded up.
 _IMAGE_OVERHEAD_BYTES = 16
-_OUTCOMES = {pb.OUTCOME_DIGIT: Outcome.DIGIT, pb.OUTCOME_UNKNOWN: Outcome.UNKNOWN, pb.OUTCOME_ERROR: Outcome.ERROR}
 
 
 class RemoteError(DigitnetError):
@@ -116,7 +116,7 @@ def encode_image(image: ImageInput) -> pb.Image:
 
 def decode_prediction(message: pb.Prediction) -> Prediction:
     """Turn a Prediction proto back into the core's Prediction."""
-    outcome = _OUTCOMES[message.outcome]
+    outcome = FROM_WIRE[message.outcome]
     error = RemoteError(message.error.code, message.error.message) if outcome is Outcome.ERROR else None
     return Prediction(
         outcome=outcome,

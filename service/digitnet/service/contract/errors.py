@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from enum import IntEnum
 from typing import ClassVar, Literal
 
 #: The google.rpc.Code names digitnet answers with.
@@ -130,3 +131,17 @@ class InternalError(DigitnetError):
         incident = uuid.uuid4().hex[:12]
         log.error("internal error %s in %s", incident, where, exc_info=error)
         return cls(f"internal error (incident {incident}); the server logged it")
+
+
+class ExitCode(IntEnum):
+    """How every `digitnet` command ends, for scripts: the exit statuses in one place."""
+
+    OK = 0
+    #: Some inputs (images, files) could not be read or classified; the others were (error rows).
+    SOME_FAILED = 1
+    #: `digitnet health`: the server is not SERVING (or cannot be reached).
+    NOT_SERVING = 1
+    #: The run itself could not be done: a bad option, model, data, output or server (a usage error).
+    RUN_FAILED = 2
+    #: Ctrl-C or SIGTERM (128 + SIGINT, the shell's convention).
+    INTERRUPTED = 130

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Most images one request may hold (a ClassifyBatch, an OIP tensor), unless the server is told otherwise.
+MAX_REQUEST_IMAGES = 4096
+
 
 @dataclass(frozen=True)
 class Limits:

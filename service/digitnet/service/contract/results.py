@@ -19,6 +19,10 @@ from digitnet.service.contract.errors import DigitnetError, InvalidInput
 ImageInput = bytes | np.ndarray
 
 
+#: The label of an answer with no digit wherever labels are numbers (arrays, the wire); a Prediction says None.
+NO_LABEL = -1
+
+
 class Outcome(Enum):
     """What a prediction says."""
 
@@ -85,21 +89,21 @@ class Explanation:
 class PackedPredictions:
     """Answers for N MNIST-form images as parallel arrays (the fast batch paths: packed uint8, the OIP)."""
 
-    labels: np.ndarray  # int32 [N]: the digit, or -1 for UNKNOWN (blank, or under min_confidence)
+    labels: np.ndarray  # int32 [N]: the digit, or NO_LABEL for UNKNOWN (blank, or under min_confidence)
     confidences: np.ndarray  # float32 [N]: top probability, 0 for blank images
     probabilities: np.ndarray  # float32 [N, 10]: all 0 for blank images
     min_confidence: float = 0.0
 
     def outcomes(self) -> list[Outcome]:
         """DIGIT or UNKNOWN for each image."""
-        return [Outcome.UNKNOWN if label < 0 else Outcome.DIGIT for label in self.labels.tolist()]
+        return [Outcome.UNKNOWN if label == NO_LABEL else Outcome.DIGIT for label in self.labels.tolist()]
 
     def predictions(self) -> list[Prediction]:
         """The same answers as one Prediction per image."""
         labels, confidences = self.labels.tolist(), self.confidences.tolist()
-        reasons = self.reasons() if min(labels, default=0) < 0 else [""] * len(labels)  # few calls answer UNKNOWN
+        reasons = self.reasons() if NO_LABEL in labels else [""] * len(labels)  # few calls answer UNKNOWN
         return [
-            Prediction(Outcome.DIGIT, label, confidence, row) if label >= 0 else Prediction(Outcome.UNKNOWN, None, confidence, row, reason)
+            Prediction(Outcome.DIGIT, label, confidence, row) if label != NO_LABEL else Prediction(Outcome.UNKNOWN, None, confidence, row, reason)
             for label, confidence, row, reason in zip(labels, confidences, self.probabilities, reasons)
         ]
 
@@ -107,7 +111,7 @@ class PackedPredictions:
         """Why each UNKNOWN image has no digit ("" for digits), in the words of Prediction.reason."""
         best = self.probabilities.argmax(axis=1).tolist()
         return [
-            "" if label >= 0 else BLANK_REASON if confidence == 0 else low_confidence_reason(confidence, self.min_confidence, guess)
+            "" if label != NO_LABEL else BLANK_REASON if confidence == 0 else low_confidence_reason(confidence, self.min_confidence, guess)
             for label, confidence, guess in zip(self.labels.tolist(), self.confidences.tolist(), best)
         ]
 

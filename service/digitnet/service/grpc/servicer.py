@@ -22,6 +22,7 @@ import numpy as np
 from digitnet.service import __version__
 from digitnet.service.api._generated import digitnet_pb2 as pb
 from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
+from digitnet.service.api.outcomes import TO_WIRE, wire_label
 from digitnet.service.contract.constants import N_PIXELS
 from digitnet.service.contract.errors import (
     Cancelled,
@@ -30,14 +31,13 @@ from digitnet.service.contract.errors import (
     InternalError,
     InvalidInput,
 )
-from digitnet.service.contract.results import ImageInput, Outcome, PackedPredictions, Prediction, answer_in_place
+from digitnet.service.contract.results import ImageInput, PackedPredictions, Prediction, answer_in_place
 from digitnet.service.inference.classifier import Classifier, Deadline
 from digitnet.service.inference.image_header import sniff
 from digitnet.service.telemetry.observability import count_answers, count_error, count_prediction
 
 log = logging.getLogger(__name__)
 
-_OUTCOMES = {Outcome.DIGIT: pb.OUTCOME_DIGIT, Outcome.UNKNOWN: pb.OUTCOME_UNKNOWN, Outcome.ERROR: pb.OUTCOME_ERROR}
 
 #: A plain, sound PNG or JPEG (image_header) whose header says at most this many pixels (64x64), in at most
 #: INLINE_ENCODED_BYTES, is decoded on the event loop too: ~50 us, less than the hop to a pool thread and
@@ -96,8 +96,8 @@ def encode_prediction(prediction: Prediction) -> pb.Prediction:
     """Turn a core Prediction into its proto (and count it)."""
     count_prediction(prediction)
     message = pb.Prediction(
-        outcome=_OUTCOMES[prediction.outcome],
-        label=-1 if prediction.label is None else prediction.label,
+        outcome=TO_WIRE[prediction.outcome],
+        label=wire_label(prediction.label),
         confidence=prediction.confidence,
         probabilities=prediction.probabilities.tolist(),
         reason=prediction.reason,

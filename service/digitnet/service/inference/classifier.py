@@ -27,11 +27,12 @@ from digitnet.service.contract.errors import (
     ModelError,
     TimeLimitExceeded,
 )
-from digitnet.service.contract.limits import Limits
+from digitnet.service.contract.limits import MAX_REQUEST_IMAGES, Limits
 from digitnet.service.contract.model import Model, ModelOutput
 from digitnet.service.contract.pixels import scale_uint8, too_little_ink
 from digitnet.service.contract.results import (
     BLANK_REASON,
+    NO_LABEL,
     Explanation,
     ImageInput,
     Outcome,
@@ -57,7 +58,7 @@ def _abstain(blank: np.ndarray, probabilities: np.ndarray, min_confidence: float
         probabilities = np.where(blank[:, None], np.float32(0.0), probabilities)
     labels = probabilities.argmax(axis=1).astype(np.int32)  # the first of equal maxima
     confidences = probabilities.max(axis=1, initial=0.0)
-    labels[blank | (confidences < min_confidence)] = -1
+    labels[blank | (confidences < min_confidence)] = NO_LABEL
     return PackedPredictions(labels, confidences, probabilities, min_confidence)
 
 
@@ -158,7 +159,7 @@ class Classifier:
     """Preprocess, batch and run images through a model; safe to call from many threads."""
 
     def __init__(
-        self, model: Model, limits: Limits = Limits(), max_request_images: int = 4096, min_confidence: float = DEFAULT_MIN_CONFIDENCE
+        self, model: Model, limits: Limits = Limits(), max_request_images: int = MAX_REQUEST_IMAGES, min_confidence: float = DEFAULT_MIN_CONFIDENCE
     ) -> None:
         self.model = model
         self.limits = limits

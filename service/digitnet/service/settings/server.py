@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, CliSuppress, SettingsConfigDict
 
 from digitnet.service.contract.constants import DEFAULT_MIN_CONFIDENCE, MESSAGE_OVERHEAD_BYTES, N_PIXELS, Provider, available_cpus, default_model
 from digitnet.service.contract.errors import InvalidInput
-from digitnet.service.contract.limits import Limits
+from digitnet.service.contract.limits import MAX_REQUEST_IMAGES, Limits
 from digitnet.service.contract.results import check_min_confidence
 
 
@@ -72,7 +72,7 @@ class ServerSettings(BaseSettings):
     other call (gRPC's too) waits for it (docs/benchmarks.md, issue 23)."""
     http_max_headers: int = Field(100, ge=8)
     """Most headers in an HTTP request; more is answered 431 and the connection closed."""
-    max_request_images: int = Field(4096, ge=1)
+    max_request_images: int = Field(MAX_REQUEST_IMAGES, ge=1)
     """Most images in one request (ClassifyBatch, or an OIP ModelInfer tensor)."""
     max_batch_size: int = Field(64, ge=1)
     """Adaptive batching: most images merged from concurrent OIP requests into one onnxruntime call."""

@@ -22,7 +22,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from digitnet.service.contract.errors import ConfigurationError, DigitnetError
-from digitnet.service.contract.results import Outcome, PackedPredictions, Prediction
+from digitnet.service.contract.results import NO_LABEL, Outcome, PackedPredictions, Prediction
 from digitnet.service.inference.statistics import STATISTICS
 
 LogFormat = Literal["text", "json"]
@@ -83,7 +83,7 @@ def count_prediction(prediction: Prediction) -> None:
 
 def count_answers(answers: PackedPredictions) -> None:
     """Count a fast path's answers by outcome, as each Prediction of the per-image path is counted."""
-    unknown = int(np.count_nonzero(answers.labels < 0))
+    unknown = int(np.count_nonzero(answers.labels == NO_LABEL))
     IMAGE_COUNTERS[Outcome.DIGIT].inc(len(answers.labels) - unknown)
     IMAGE_COUNTERS[Outcome.UNKNOWN].inc(unknown)
 
