@@ -21,6 +21,7 @@ from sklearn.neural_network import MLPClassifier
 
 from digitnet.service.contract.card import ModelCard, card_path_for
 from digitnet.service.contract.constants import (
+    ACTIVATION_OPS,
     CARD_METADATA_KEY,
     HIDDEN_LAYERS,
     INPUT_NAME,
@@ -39,7 +40,6 @@ from digitnet.training.form_ops import OPSET
 #: Largest allowed |p_onnx - p_sklearn| on any probability.
 PROBABILITY_TOLERANCE = 1e-5
 #: The ONNX activation op for each scikit-learn activation.
-_ACTIVATION_OPS = {"relu": "Relu", "logistic": "Sigmoid"}
 
 
 def to_onnx_model(classifier: MLPClassifier, form: InputForm) -> onnx.ModelProto:
@@ -53,7 +53,7 @@ def to_onnx_model(classifier: MLPClassifier, form: InputForm) -> onnx.ModelProto
         target_opset={"": OPSET, "ai.onnx.ml": 1},
     )
     graph = model.graph
-    op = _ACTIVATION_OPS[classifier.activation]
+    op = ACTIVATION_OPS[classifier.activation]
     hidden = [node.output[0] for node in graph.node if node.op_type == op]
     if len(hidden) != len(HIDDEN_LAYERS):
         raise ExportVerificationError(f"expected {len(HIDDEN_LAYERS)} {op} nodes in the converted graph, found {len(hidden)}")

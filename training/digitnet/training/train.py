@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from digitnet.service.contract.constants import ACTIVATIONS, HIDDEN_LAYERS, LABELS, N_PARAMETERS, Activation
 from digitnet.service.contract.errors import ConfigurationError
 from digitnet.service.contract.input_form import InputForm
+from digitnet.service.contract.network import squash
 from digitnet.training.augment import AugmentConfig, distort
 from digitnet.training.form_graph import apply_form
 
@@ -169,14 +170,19 @@ def fit(pixels: np.ndarray, labels: np.ndarray, config: TrainConfig, on_epoch: C
     return Fitted(classifier, history, time.perf_counter() - started)
 
 
+def hidden_layers(classifier: MLPClassifier, pixels: np.ndarray, count: int = 2) -> list[np.ndarray]:
+    """The first `count` hidden layers' activations on the given inputs, as the network computes them."""
+    layers, activation = [], pixels
+    for weights, bias in zip(classifier.coefs_[:count], classifier.intercepts_[:count]):
+        activation = squash(classifier.activation, activation @ weights + bias)
+        layers.append(activation)
+    return layers
+
+
 def dead_units(classifier: MLPClassifier, pixels: np.ndarray) -> list[np.ndarray]:
-    """For each hidden layer, which ReLUs are 0 on every one of the given inputs (they can no longer learn)."""
-    dead = []
-    activation = pixels
-    for weights, bias in zip(classifier.coefs_[:-1], classifier.intercepts_[:-1]):
-        activation = np.maximum(activation @ weights + bias, 0.0)
-        dead.append(activation.max(axis=0) <= 0.0)
-    return dead
+    """For each hidden layer, which ReLUs are 0 on every one of the given inputs (they can no longer learn):
+    what "dead" means everywhere in digitnet (the card counts them; the pictures do not guess them)."""
+    return [layer.max(axis=0) <= 0.0 for layer in hidden_layers(classifier, pixels)]
 
 
 def revive_dead_units(classifier: MLPClassifier, pixels: np.ndarray, rng: np.random.Generator) -> int:
@@ -190,9 +196,7 @@ def revive_dead_units(classifier: MLPClassifier, pixels: np.ndarray, rng: np.ran
         fan_in, fan_out = weights_in.shape
         bound = math.sqrt(6.0 / (fan_in + fan_out))  # Glorot, as MLPClassifier initialises ReLU layers
         new_in = rng.uniform(-bound, bound, (fan_in, int(dead.sum())))
-        below = pixels
-        for weights, bias in zip(classifier.coefs_[:layer], classifier.intercepts_[:layer]):
-            below = np.maximum(below @ weights + bias, 0.0)
+        below = hidden_layers(classifier, pixels, layer)[-1] if layer else pixels
         weights_in[:, dead] = new_in
         classifier.intercepts_[layer][dead] = -np.median(below @ new_in, axis=0)
         weights_out[dead, :] = rng.uniform(-bound, bound, (int(dead.sum()), weights_out.shape[1]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,6 +23,7 @@ from digitnet.service.contract.constants import (
     OUTPUT_HIDDEN,
     OUTPUT_LABEL,
     OUTPUT_PROBABILITIES,
+    Activation,
 )
 from digitnet.service.contract.errors import ModelError
 from digitnet.service.contract.input_form import MAX_BLUR, InputForm
@@ -44,7 +45,7 @@ class Architecture(_Strict):
     """The network's shape."""
 
     layers: list[int] = Field(default_factory=lambda: list(LAYER_SIZES))
-    activation: Literal["relu", "logistic"]
+    activation: Activation
     parameters: int
 
 

@@ -22,6 +22,8 @@ N_PARAMETERS: Final = sum(a * b + b for a, b in zip(LAYER_SIZES, LAYER_SIZES[1:]
 #: scikit-learn's names for the hidden-layer activations: ReLU and the sigmoid.
 Activation = Literal["relu", "logistic"]
 ACTIVATIONS: Final[tuple[Activation, ...]] = ("relu", "logistic")
+#: The ONNX operator of each hidden-layer activation: the export writes it, reading a model file back finds it.
+ACTIVATION_OPS: Final[dict[Activation, str]] = {"relu": "Relu", "logistic": "Sigmoid"}
 
 #: The abstain threshold a request gets when it sets none (the server's --min-confidence): below this top
 #: probability the answer is UNKNOWN. Chosen from the committed models' selective-accuracy table

@@ -20,11 +20,16 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from digitnet.service.contract.constants import LAYER_SIZES, N_CLASSES, OUTPUT_FORMED
+from digitnet.service.contract.constants import ACTIVATION_OPS, LAYER_SIZES, N_CLASSES, OUTPUT_FORMED, Activation
 from digitnet.service.contract.errors import ModelError
 from digitnet.service.contract.results import Explanation
 
-_SQUASH = {"Relu": "relu", "Sigmoid": "logistic"}
+_SQUASH = {op: activation for activation, op in ACTIVATION_OPS.items()}
+
+
+def squash(activation: Activation, z: np.ndarray) -> np.ndarray:
+    """A hidden layer's activation function: the ReLU or the sigmoid (scikit-learn's "logistic")."""
+    return np.maximum(z, 0.0) if activation == "relu" else 1.0 / (1.0 + np.exp(-z))
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ class Network:
 
     weights: tuple[np.ndarray, np.ndarray, np.ndarray]
     biases: tuple[np.ndarray, np.ndarray, np.ndarray]
-    activation: str  # relu or logistic
+    activation: Activation
 
     @classmethod
     def from_onnx(cls, path: Path) -> Network:
@@ -86,7 +91,7 @@ class Network:
 
     def squash(self, z: np.ndarray) -> np.ndarray:
         """Apply the hidden-layer activation."""
-        return np.maximum(z, 0.0) if self.activation == "relu" else 1.0 / (1.0 + np.exp(-z))
+        return squash(self.activation, z)
 
     def contributions(self, trace: Trace, layer: int) -> np.ndarray:
         """Weight x activation for each connection into `layer` (1, 2 or 3): [inputs, neurons]."""

@@ -157,9 +157,10 @@ def _tile_grid(figure: Figure, spec: object, patterns: np.ndarray, labels: list[
     figure.colorbar(image, ax=figure.axes[-16:], shrink=0.6, extend="both", label="weight (red: ink here raises the neuron)")
 
 
-def _dead_neurons(network: Network) -> list[np.ndarray]:
-    # A ReLU that stopped firing gets no gradient but weight decay, so its incoming weights shrink to
-    # nothing: flag neurons whose largest weight is under 3 % of the layer's largest.
+def _faint_neurons(network: Network) -> list[np.ndarray]:
+    # A neuron whose largest incoming weight is under 3 % of its layer's largest barely looks at anything
+    # (weight decay shrinks what stopped learning). Not called dead: that word means a ReLU no training
+    # digit switches on (the card counts those), which the weights alone cannot tell.
     strength = [np.abs(w).max(axis=0) for w in network.weights[:2]]
     return [s < 0.03 * s.max() for s in strength]
 
@@ -169,8 +170,8 @@ def draw_weights(network: Network) -> Figure:
     figure = plt.figure(figsize=(15, 7.5))
     outer = figure.add_gridspec(1, 2, wspace=0.15)
     first, second = (
-        [f"layer {layer + 1}, neuron {i}\nbias {b:+.2f}" + (" (dead)" if d else "") for i, (b, d) in enumerate(zip(network.biases[layer], dead))]
-        for layer, dead in enumerate(_dead_neurons(network))
+        [f"layer {layer + 1}, neuron {i}\nbias {b:+.2f}" + (" (faint)" if f else "") for i, (b, f) in enumerate(zip(network.biases[layer], faint))]
+        for layer, faint in enumerate(_faint_neurons(network))
     )
     _tile_grid(figure, outer[0], network.weights[0].T, first)
     _tile_grid(figure, outer[1], network.second_layer_patterns(), second)
