@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, Route, sync_playwright
 
+from digitnet.service.contract.picture_style import HOLDS_DOWN, PUSHES_UP, STRONGEST
+
 from ...conftest import GOLDEN, REPO
 from ..conftest import ServerThread, running_server
 
@@ -99,6 +101,21 @@ def test_the_network_lights_up_differently_for_two_digits(page: Page) -> None:
     assert len(seven) == len(zero) == 16 and seven != zero
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "page-drawn-0.png"))
+
+
+def _rgb(hex_colour: str) -> str:
+    return "rgb({}, {}, {})".format(*(int(hex_colour[at : at + 2], 16) for at in (1, 3, 5)))
+
+
+def test_the_page_draws_connections_as_the_pictures_do(page: Page) -> None:
+    # One colour meaning and one number of connections (contract/picture_style.py), served to the page.
+    _draw(page, "7")
+    _answered(page, "7")
+    strokes = page.eval_on_selector_all("#net line", "lines => lines.map(l => getComputedStyle(l).stroke)")
+    assert set(strokes) == {_rgb(PUSHES_UP), _rgb(HOLDS_DOWN)}
+    ends = page.eval_on_selector_all("#net line", "lines => lines.map(l => l.getAttribute('x2'))")
+    output_column = max(ends, key=float)
+    assert ends.count(output_column) == 10 * STRONGEST[3]  # the strongest few into each of the 10 outputs
 
 
 def test_an_uploaded_image_and_an_example_are_read(page: Page) -> None:

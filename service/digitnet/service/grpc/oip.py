@@ -148,7 +148,7 @@ class OipServicer:
 
 
 def add_oip_to_server(servicer: OipServicer, server: grpc.aio.Server) -> None:
-    """Register the OIP RPCs under /inference.GRPCInferenceService/<Rpc> (see protos/digitnet/oip/v2)."""
+    """Register the OIP RPCs under /inference.GRPCInferenceService/<Rpc> (the contract: protos/inference/oip.proto)."""
     methods = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods
     handlers: dict[str, Any] = {}
     for method in methods:

@@ -1,6 +1,6 @@
 """The gRPC transport of digitnet.v1 (grpc.aio): decode protos, call the core, encode replies.
 
-Every servicer method is thin: all the work lives in core.Classifier, which knows nothing of gRPC.
+Every servicer method is thin: all the work lives in inference.classifier.Classifier, which knows nothing of gRPC.
 Cheap work (one MNIST-form image: ~40 us) runs inline on the event loop; decoding images and anything
 that grows with the request (batches, streams of encoded images) runs on a thread pool (Pillow and
 onnxruntime release the GIL), so a large request never stalls the others. Each request's work stops

@@ -39,6 +39,7 @@ from digitnet.service.contract.errors import (
     echo,
 )
 from digitnet.service.contract.network import Network
+from digitnet.service.contract.picture_style import STRONGEST, css
 from digitnet.service.http.errors import HTTP_STATUS, error_response
 from digitnet.service.http.oip_rest import HEADER_LENGTH, INLINE_BODY_BYTES, RestInferRequest, encode_infer, parse_infer
 from digitnet.service.http.openapi import INFER_PATH, INFER_VERSION_PATH, document
@@ -54,7 +55,7 @@ T = TypeVar("T")
 PAGE = Path(__file__).resolve().parent / "page"
 #: Paths answered without a token: health, as gRPC health checks are (probes must work whatever the
 #: credentials), and the page and its assets, which hold no data (the page's own calls need the token).
-OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/")
+OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/", "/palette.css")
 OPEN_PREFIXES = ("/static/",)
 
 
@@ -222,6 +223,7 @@ def create_app(plane: DataPlane, executor: Executor, settings: ServerSettings) -
                 "weights": [np.round(w.astype(np.float64), 5).tolist() for w in network.weights],
                 "biases": [np.round(b.astype(np.float64), 5).tolist() for b in network.biases],
                 "sha256": model.sha256,
+                "strongest": STRONGEST,  # connections drawn into each neuron, as the pictures draw them
             }
         return {**networks[model.sha256], "min_confidence": classifier.min_confidence}
 
@@ -229,6 +231,11 @@ def create_app(plane: DataPlane, executor: Executor, settings: ServerSettings) -
     async def page() -> FileResponse:
         """Draw a digit and watch the network answer."""
         return FileResponse(PAGE / "index.html")
+
+    @app.get("/palette.css", include_in_schema=False)
+    async def palette() -> Response:
+        """The pictures' colours (contract/picture_style.py), so that the page and `digitnet explain` agree."""
+        return Response(css(), media_type="text/css")
 
     app.mount("/static", StaticFiles(directory=PAGE), name="static")
 

@@ -24,15 +24,16 @@ matplotlib.use("Agg")  # headless: no display is ever needed
 
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np  # noqa: E402
+from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Circle, Rectangle  # noqa: E402
 
 from digitnet.service.contract.constants import IMAGE_SIDE, LABELS  # noqa: E402
 from digitnet.service.contract.network import Network, Trace  # noqa: E402
+from digitnet.service.contract.picture_style import HOLDS_DOWN, PUSHES_UP, STRONGEST, WINNER  # noqa: E402
 
-#: Connections drawn into each neuron: only the strongest few, so the picture stays readable.
-STRONGEST = {1: 3, 2: 4, 3: 4}
-_POSITIVE, _NEGATIVE, _WINNER = "#e8574f", "#3f8fd8", "#f2c12e"
+#: The weights' colour scale: red (holds the neuron down) through white to blue (pushes it up).
+_WEIGHT_COLOURS = LinearSegmentedColormap.from_list("digitnet-weights", [HOLDS_DOWN, "#ffffff", PUSHES_UP])
 _IMAGE_SIZE = 4.2  # the input image's side in drawing units
 _LAYER_X = (6.5, 9.5, 12.5)  # hidden 1, hidden 2, output
 
@@ -96,7 +97,7 @@ def draw_network(network: Network, trace: Trace, title: str = "") -> Figure:
                 axes.plot(
                     [start[0], _LAYER_X[layer - 1]],
                     [start[1], ys[layer - 1][neuron]],
-                    color=_POSITIVE if value > 0 else _NEGATIVE,
+                    color=PUSHES_UP if value > 0 else HOLDS_DOWN,
                     lw=0.4 + 2.6 * abs(value) / scale,
                     alpha=0.25 + 0.6 * abs(value) / scale,
                     zorder=2,
@@ -114,7 +115,7 @@ def draw_network(network: Network, trace: Trace, title: str = "") -> Figure:
                     0.22,
                     facecolor=str(0.03 + 0.97 * min(float(value) / top, 1.0)),  # float32 probabilities can exceed 1 by an ulp
                     zorder=3,
-                    edgecolor=_WINNER if is_winner else "0.6",
+                    edgecolor=WINNER if is_winner else "0.6",
                     lw=3 if is_winner else 0.8,
                 )
             )
@@ -126,13 +127,13 @@ def draw_network(network: Network, trace: Trace, title: str = "") -> Figure:
                     va="center",
                     fontsize=10,
                     fontweight="bold" if is_winner else "normal",
-                    color=_WINNER if is_winner else "white",
+                    color=WINNER if is_winner else "white",
                 )
             else:
                 axes.text(x + 0.3, yy + 0.12, f"{value:.2f}", ha="left", va="bottom", fontsize=6, color="0.6", zorder=4)
         axes.text(x, height + 0.45, name, ha="center", va="bottom", fontsize=9, color="white")
-    axes.plot([], [], color=_POSITIVE, lw=2, label="pushes the neuron up (weight x activation > 0)")
-    axes.plot([], [], color=_NEGATIVE, lw=2, label="pushes it down (< 0)")
+    axes.plot([], [], color=PUSHES_UP, lw=2, label="pushes the neuron up (weight x activation > 0)")
+    axes.plot([], [], color=HOLDS_DOWN, lw=2, label="pushes it down (< 0)")
     axes.legend(loc="lower left", fontsize=8, frameon=False, bbox_to_anchor=(0.0, -0.04), labelcolor="white")
     headline = title or f"the network says {winner} ({trace.probabilities[winner]:.1%})"
     axes.set_title(
@@ -149,12 +150,12 @@ def _tile_grid(figure: Figure, spec: object, patterns: np.ndarray, labels: list[
     image = None
     for index, (pattern, label) in enumerate(zip(patterns, labels)):
         axes = figure.add_subplot(grid[index // 4, index % 4])
-        image = axes.imshow(pattern.reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        image = axes.imshow(pattern.reshape(IMAGE_SIDE, IMAGE_SIDE), cmap=_WEIGHT_COLOURS, vmin=-limit, vmax=limit)
         axes.set_title(label, fontsize=7)
         axes.set_xticks([])
         axes.set_yticks([])
     assert image is not None, "a grid needs at least one tile"
-    figure.colorbar(image, ax=figure.axes[-16:], shrink=0.6, extend="both", label="weight (red: ink here raises the neuron)")
+    figure.colorbar(image, ax=figure.axes[-16:], shrink=0.6, extend="both", label="weight (blue: ink here raises the neuron; red: lowers it)")
 
 
 def _faint_neurons(network: Network) -> list[np.ndarray]:
@@ -180,7 +181,7 @@ def draw_weights(network: Network) -> Figure:
     figure.text(
         0.5,
         0.015,
-        "Red pixels raise the neuron when ink is there, blue ones lower it; each grid shares one colour scale.",
+        "Blue pixels raise the neuron when ink is there, red ones lower it; each grid shares one colour scale.",
         ha="center",
         fontsize=9,
         color="0.3",
@@ -191,7 +192,7 @@ def draw_weights(network: Network) -> Figure:
 def draw_training_curve(epochs: list[int], losses: list[float]) -> Figure:
     """Draw the final model's training loss per epoch."""
     figure, axes = plt.subplots(figsize=(6, 3))
-    axes.plot(epochs, losses, color=_NEGATIVE)
+    axes.plot(epochs, losses, color=PUSHES_UP)
     axes.set_xlabel("epoch")
     axes.set_ylabel("training loss")
     figure.tight_layout()

@@ -13,9 +13,8 @@ const confidence = document.getElementById("confidence");
 const pattern = document.getElementById("pattern");
 const caption = document.getElementById("pattern-caption");
 const X = { input: 20, hidden1: 330, hidden2: 500, output: 670 };  // layer columns in the SVG
-const STRONGEST = { 1: 2, 2: 3, 3: 3 };  // connections drawn into each neuron, per layer
 
-let network = null;   // {activation, weights: [W1 784x16, W2 16x16, W3 16x10], biases}
+let network = null;   // {activation, weights: [W1 784x16, W2 16x16, W3 16x10], biases, strongest: {layer: count}}
 let inFlight = false; // one request at a time ...
 let pending = null;   // ... and the latest image waiting behind it
 let current = null;   // the image last sent (drawn, example or upload): a new threshold asks about it again
@@ -161,7 +160,7 @@ function drawNetwork(result) {
       for (let target = 0; target < weights[0].length; target++) {
         const incoming = contributions.map((row, i) => [row[target], i]).filter(([c]) => c !== 0);
         incoming.sort((a, b) => Math.abs(b[0]) - Math.abs(a[0]));
-        for (const [c, source] of incoming.slice(0, STRONGEST[layer])) {
+        for (const [c, source] of incoming.slice(0, network.strongest[layer])) {
           const [x1, y1] = sources[layer - 1](source);
           el("line", { x1, y1, x2: xs[layer - 1], y2: ys[layer - 1][target], stroke: c > 0 ? "var(--pos)" : "var(--neg)",
                        "stroke-width": 0.6 + 2 * Math.abs(c) / largest, "stroke-opacity": 0.25 + 0.75 * Math.abs(c) / largest }, lines);
@@ -193,6 +192,11 @@ function drawNetwork(result) {
   el("text", { x: X.output - 20, y: 428, class: "label" }).textContent = "10 outputs";
 }
 
+function colourOf(property) {
+  const hex = getComputedStyle(document.documentElement).getPropertyValue(property).trim();  // #rrggbb
+  return [1, 3, 5].map((at) => parseInt(hex.slice(at, at + 2), 16));
+}
+
 function showPattern(layer, neuron) {
   if (!network) return;
   const weights = network.weights[layer - 1].map((row) => row[neuron]);
@@ -201,9 +205,10 @@ function showPattern(layer, neuron) {
   const tile = document.createElement("canvas");
   tile.width = tile.height = side;
   const image = tile.getContext("2d").createImageData(side, side);
+  const [up, down] = [colourOf("--pos"), colourOf("--neg")];  // the pictures' colours (palette.css)
   weights.forEach((w, i) => {
-    const t = Math.abs(w) / largest;  // blue for weights that push the neuron up, red for those that hold it down
-    image.data.set(w > 0 ? [40 * t, 140 * t, 255 * t, 255] : [255 * t, 80 * t, 70 * t, 255], 4 * i);
+    const t = Math.abs(w) / largest;  // from black to full colour with the weight's size
+    image.data.set([...(w > 0 ? up : down).map((c) => c * t), 255], 4 * i);
   });
   tile.getContext("2d").putImageData(image, 0, 0);
   const draw = pattern.getContext("2d");
