@@ -255,16 +255,16 @@ def test_json_over_its_limit_is_refused_and_binary_tensors_of_the_same_batch_are
 def test_a_large_body_is_parsed_off_the_event_loop(server: ServerThread, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    from digitnet.service.http import app as http_app
+    from digitnet.service.http import routes as http_routes
 
     threads: list[str] = []
-    real = http_app.parse_infer
+    real = http_routes.parse_infer
 
     def spy(*args: Any) -> Any:
         threads.append(threading.current_thread().name)
         return real(*args)
 
-    monkeypatch.setattr(http_app, "parse_infer", spy)
+    monkeypatch.setattr(http_routes, "parse_infer", spy)
     for count in (1, 100):  # ~4 KB, then ~470 KB of JSON
         body = {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [count, 784], "data": np.tile(DIGITS[:1], (count, 1)).ravel().tolist()}]}
         assert _json(f"{server.http_url}/v2/models/digitnet/infer", body)[0] == 200

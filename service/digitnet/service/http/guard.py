@@ -1,0 +1,64 @@
+"""What every HTTP call passes before its body is read, and what it is counted in: the admission policy gRPC
+applies too (protocol/admission.py: token, draining, the bound on requests in flight), with health and the
+page left open. Plain ASGI: Starlette's BaseHTTPMiddleware costs a task per request."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from digitnet.service.contract.errors import Cancelled, DigitnetError
+from digitnet.service.http.errors import HTTP_STATUS, error_response
+from digitnet.service.protocol.admission import Admission
+
+#: Paths answered without a token: health, as gRPC health checks are (probes must work whatever the
+#: credentials), and the page and its assets, which hold no data (the page's own calls need the token).
+OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/", "/palette.css")
+OPEN_PREFIXES = ("/static/",)
+
+
+class Guard:
+    """The admission policy in front of every route but the open ones; every call counted."""
+
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
+        self.app, self.admission = app, admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, path, status = time.perf_counter(), scope["path"], [500]
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        admitted = False
+        try:
+            if not (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)):
+                try:
+                    self.admission.admit([value for name, value in scope["headers"] if name == b"authorization"])
+                    admitted = True
+                except DigitnetError as refused:
+                    await error_response(refused)(scope, receive, counted)
+                    return
+            await self.app(scope, receive, counted)
+        finally:
+            if admitted:
+                self.admission.release()
+            call = _call_name(path)
+            # A client that left before its request arrived ran nothing: not an inference in the statistics.
+            cancelled = status[0] == HTTP_STATUS[Cancelled.code]
+            self.admission.record(call, f"http {call}", str(status[0]), status[0] == 200, time.perf_counter() - started, cancelled)
+
+
+def _call_name(path: str) -> str:
+    """The call an HTTP path makes, as gRPC names it (a few names, whatever paths clients send: labels must stay few)."""
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        return "ModelInfer"
+    return _CALL_NAMES.get(path, "other")
+
+
+_CALL_NAMES = {"/v1/classify": "Classify", "/v1/explain": "Explain", "/v2/health/live": "Live", "/v2/health/ready": "Ready"}
