@@ -126,11 +126,25 @@ def start_mlserver(folder: Path, parallel_workers: int, http_port: int | None = 
     return process, grpc_port
 
 
-def start_digitnet(*flags: str) -> tuple[subprocess.Popen[bytes], int]:
-    """Serve the committed model with `digitnet serve`."""
+def start_digitnet(*flags: str, checkout: Path | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """Serve the committed model with `digitnet serve`: this checkout's code, or another's (`checkout`)."""
     port = free_port()
     command = [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(MODEL), "--port", str(port), *flags]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO), port
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=code_of(checkout)), port
+
+
+def code_of(checkout: Path | None) -> dict[str, str] | None:
+    """The environment that runs another checkout's digitnet with this environment's packages (its sources first
+    on the path: they win over the installed, editable ones); None: this checkout's."""
+    if checkout is None:
+        return None
+    return {**os.environ, "PYTHONPATH": f"{checkout / 'service'}{os.pathsep}{checkout / 'training'}"}
+
+
+def baseline_name(checkout: Path) -> str:
+    """How a baseline checkout is named in the table: its commit."""
+    commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    return f"digitnet at {commit} (baseline)"
 
 
 def start_floor() -> tuple[multiprocessing.Process, int]:
@@ -293,16 +307,21 @@ def arguments(doc: str | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-mlserver", action="store_true", help="measure digitnet and KServe only")
+    parser.add_argument("--no-kserve", action="store_true", help="leave KServe out (a before/after run of digitnet alone)")
+    parser.add_argument(
+        "--baseline", type=Path, metavar="CHECKOUT", help="also measure another checkout's digitnet (e.g. a git worktree of main), side by side"
+    )
     return parser.parse_args()
 
 
-def prepare_peers(mlserver: bool) -> Path:
+def prepare_peers(mlserver: bool, kserve: bool = True) -> Path:
     """Build the peers' environments (before any clock runs) and MLServer's model folder; return the folder."""
     folder = OUT / "mlserver-model"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     joblib.dump(sklearn_twin(Network.from_onnx(MODEL)), folder / "model.joblib")
-    peer_python("kserve", KSERVE)
+    if kserve:
+        peer_python("kserve", KSERVE)
     if mlserver:
         peer_python("mlserver", MLSERVER)
     return folder
@@ -333,7 +352,7 @@ async def measure(name: str, pid: int, port: int, output: str, concurrencies: li
 def main() -> None:
     """Measure digitnet (plain and with adaptive batching) and MLServer (both worker settings) in one run."""
     args = arguments(__doc__)
-    folder = prepare_peers(not args.no_mlserver)
+    folder = prepare_peers(not args.no_mlserver, not args.no_kserve)
     print("| server | concurrency | p50 ms | p99 ms | requests/s | server CPU µs per request | errors |")
     print("|---|---|---|---|---|---|---|")
     # name, how to start it, the output to ask for, whether it serves the same file (and so must answer alike)
@@ -346,8 +365,20 @@ def main() -> None:
             "probabilities",
             True,
         ),
-        ("KServe 0.21 ModelServer, onnxruntime, logging off", start_kserve, "probabilities", True),
     ]
+    if args.baseline:
+        baseline, checkout = baseline_name(args.baseline), args.baseline
+        configurations += [
+            (baseline, lambda: start_digitnet(checkout=checkout), "probabilities", True),
+            (
+                f"{baseline}, adaptive batching 32 / 2 ms",
+                lambda: start_digitnet("--max-batch-size", "32", "--max-batch-delay-ms", "2", checkout=checkout),
+                "probabilities",
+                True,
+            ),
+        ]
+    if not args.no_kserve:
+        configurations.append(("KServe 0.21 ModelServer, onnxruntime, logging off", start_kserve, "probabilities", True))
     if not args.no_mlserver:
         configurations += [
             ("MLServer 1.7.1, parallel_workers=0", lambda: start_mlserver(folder, 0), "predict_proba", False),

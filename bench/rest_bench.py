@@ -17,20 +17,35 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import tritonclient.http.aio as triton
 from machine import cpu_name
-from oip_bench import MODEL, SEVEN, Call, arguments, cpu_seconds, free_port, prepare_peers, row, run_for, start_kserve, start_mlserver
+from oip_bench import (
+    MODEL,
+    SEVEN,
+    Call,
+    arguments,
+    baseline_name,
+    code_of,
+    cpu_seconds,
+    free_port,
+    prepare_peers,
+    row,
+    run_for,
+    start_kserve,
+    start_mlserver,
+)
 
 REPO = MODEL.parents[1]
 JSON = {"Content-Type": "application/json"}
 
 
-def start_digitnet(http_port: int) -> subprocess.Popen[bytes]:
-    """`digitnet serve` with HTTP on http_port."""
+def start_digitnet(http_port: int, checkout: Path | None = None) -> subprocess.Popen[bytes]:
+    """`digitnet serve` with HTTP on http_port: this checkout's code, or another's (`checkout`)."""
     command = [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(MODEL), "--port", "0", "--http-port", str(http_port)]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=code_of(checkout))
 
 
 def wait_ready(port: int, timeout: float = 120) -> None:
@@ -72,15 +87,19 @@ async def load(port: int, output: str, concurrency: int, seconds: float) -> tupl
 def main() -> None:
     """Measure digitnet's, KServe's and MLServer's REST endpoints in one run."""
     args = arguments(__doc__)
-    folder = prepare_peers(not args.no_mlserver)
+    folder = prepare_peers(not args.no_mlserver, not args.no_kserve)
     cpu = cpu_name()
     print(f"{cpu}, {os.cpu_count()} CPUs; client and server on the same machine\n")
     print("| server (REST, JSON) | concurrency | p50 ms | p99 ms | requests/s | server CPU µs per request | errors |")
     print("|---|---|---|---|---|---|---|")
     configurations: list[tuple[str, Callable[[int], subprocess.Popen[bytes]], str]] = [
         ("digitnet", start_digitnet, "probabilities"),
-        ("KServe 0.21 ModelServer, onnxruntime, logging off", lambda port: start_kserve(port)[0], "probabilities"),
     ]
+    if args.baseline:
+        checkout = args.baseline
+        configurations.append((baseline_name(checkout), lambda port: start_digitnet(port, checkout), "probabilities"))
+    if not args.no_kserve:
+        configurations.append(("KServe 0.21 ModelServer, onnxruntime, logging off", lambda port: start_kserve(port)[0], "probabilities"))
     if not args.no_mlserver:
         configurations.append(("MLServer 1.7.1, parallel_workers=0", lambda port: start_mlserver(folder, 0, port)[0], "predict_proba"))
     for name, start, output in configurations * args.rounds:
