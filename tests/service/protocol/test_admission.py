@@ -19,27 +19,27 @@ class _State:
 
 def test_exactly_one_right_token_is_admitted() -> None:
     admission = Admission(_State(), token="s3cret")
-    assert admission.refusal([b"Bearer s3cret"]) is None
+    assert admission.refusal(lambda: [b"Bearer s3cret"]) is None
     for given in ([], [b"Bearer wrong"], [b"Bearer s3cret", b"Bearer s3cret"], [b"s3cret"]):
-        refused = admission.refusal(given)
+        refused = admission.refusal(lambda given=given: given)
         assert isinstance(refused, Unauthenticated) and "bearer token" in str(refused), given
 
 
 def test_a_stranger_learns_nothing_of_the_servers_state() -> None:
     # The token is checked first: a draining server still answers UNAUTHENTICATED to a call without it.
-    assert isinstance(Admission(_State(draining_now=True), token="s3cret").refusal([]), Unauthenticated)
-    assert isinstance(Admission(_State(draining_now=True), token="s3cret").refusal([b"Bearer s3cret"]), Unavailable)
+    assert isinstance(Admission(_State(draining_now=True), token="s3cret").refusal(list), Unauthenticated)
+    assert isinstance(Admission(_State(draining_now=True), token="s3cret").refusal(lambda: [b"Bearer s3cret"]), Unavailable)
 
 
 def test_single_calls_and_streams_are_bounded_apart() -> None:
     admission = Admission(_State(), max_in_flight=2)
-    admission.admit([])
-    admission.admit([])
+    admission.admit(list)
+    admission.admit(list)
     with pytest.raises(Unavailable, match="2 calls in flight"):
-        admission.admit([])
-    admission.admit([], stream=True)  # streams have slots of their own
+        admission.admit(list)
+    admission.admit(list, stream=True)  # streams have slots of their own
     admission.release()
-    admission.admit([])  # a released slot is taken again
+    admission.admit(list)  # a released slot is taken again
 
 
 def test_a_cancelled_inference_is_not_counted_in_the_statistics() -> None:

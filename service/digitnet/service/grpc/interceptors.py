@@ -68,8 +68,7 @@ class Guard:
 
     def _admit(self, context: grpc.aio.ServicerContext, stream: bool) -> None:
         """Take a slot for this call, or raise the refusal; reads only the call's metadata."""
-        given = [str(value).encode() for key, value in context.invocation_metadata() or () if key == "authorization"]
-        self._admission.admit(given, stream)
+        self._admission.admit(lambda: [str(value).encode() for key, value in context.invocation_metadata() or () if key == "authorization"], stream)
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         rpc = method.rsplit("/", 1)[-1]

@@ -39,7 +39,7 @@ class Guard:
         try:
             if not (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)):
                 try:
-                    self.admission.admit([value for name, value in scope["headers"] if name == b"authorization"])
+                    self.admission.admit(lambda: [value for name, value in scope["headers"] if name == b"authorization"])
                     admitted = True
                 except DigitnetError as refused:
                     await error_response(refused)(scope, receive, counted)

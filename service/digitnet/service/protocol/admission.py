@@ -11,7 +11,8 @@ calls that run the model, the Open Inference Protocol's statistics.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from digitnet.service.contract.errors import DigitnetError, Unauthenticated, Unavailable
 from digitnet.service.inference.statistics import STATISTICS
@@ -22,6 +23,10 @@ from digitnet.service.telemetry.observability import IN_FLIGHT, LATENCY, REQUEST
 #: The calls that run the model, whatever the transport (HTTP's /v1/classify is Classify): counted in the OIP's
 #: ModelStatistics.
 INFERENCE_CALLS = frozenset({"Classify", "ClassifyBatch", "ClassifyStream", "Explain", "ModelInfer", "ModelStreamInfer"})
+
+
+#: The request counter and latency histogram of each (call label, status) seen: few, as the labels are.
+_SERIES: dict[tuple[str, str], tuple[Any, Any]] = {}
 
 
 class Admission:
@@ -40,11 +45,13 @@ class Admission:
         token = settings.token.get_secret_value() if settings.token is not None else None
         return cls(readiness, token, settings.max_concurrent_rpcs)
 
-    def refusal(self, authorization: Sequence[bytes], stream: bool = False) -> DigitnetError | None:
-        """Why this call may not start, or None: `authorization` holds every authorization value it carries."""
+    def refusal(self, authorization: Callable[[], Sequence[bytes]], stream: bool = False) -> DigitnetError | None:
+        """Why this call may not start, or None: `authorization` gives every authorization value the call carries
+        (asked only when a token is set: reading a call's metadata costs on every call)."""
         if self._expected is not None:
+            given = authorization()
             # Exactly one: which of several a proxy or a client library meant is not for us to guess.
-            if len(authorization) != 1 or not hmac.compare_digest(authorization[0], self._expected):
+            if len(given) != 1 or not hmac.compare_digest(given[0], self._expected):
                 return Unauthenticated("missing or wrong bearer token (send authorization: Bearer <token>)")
         if self._readiness.draining_now:
             return Unavailable("the server is draining; retry on another replica")
@@ -53,7 +60,7 @@ class Admission:
             return Unavailable(f"the server is busy: {self._in_flight[stream]} {what} (DIGITNET_MAX_CONCURRENT_RPCS); retry with backoff")
         return None
 
-    def admit(self, authorization: Sequence[bytes], stream: bool = False) -> None:
+    def admit(self, authorization: Callable[[], Sequence[bytes]], stream: bool = False) -> None:
         """Take a slot for this call, or raise its refusal (counted as an error of its kind)."""
         refused = self.refusal(authorization, stream)
         if refused is not None:
@@ -71,7 +78,10 @@ class Admission:
     def record(call: str, label: str, status: str, ok: bool, elapsed: float, cancelled: bool = False) -> None:
         """Count a finished call: `label` names it in the metrics (a transport may prefix it), `status` is its code.
         A call its client cancelled is no inference of the statistics' (the client did not wait for an answer)."""
-        REQUESTS.labels(label, status).inc()
-        LATENCY.labels(label).observe(elapsed)
+        counted = _SERIES.get((label, status))
+        if counted is None:  # prometheus-client's labels() locks and hashes on every call: look each series up once
+            counted = _SERIES[label, status] = (REQUESTS.labels(label, status), LATENCY.labels(label))
+        counted[0].inc()
+        counted[1].observe(elapsed)
         if call in INFERENCE_CALLS and not cancelled:
             STATISTICS.record_call(ok, elapsed)
