@@ -1,8 +1,8 @@
-"""The HTTP front door's server: uvicorn in the gRPC server's own process and event loop, over the same
-classifier; it refuses new work while the server drains, and stops with it.
+"""The HTTP transport's server: uvicorn in the serving process's event loop (beside gRPC), over the same data
+plane; it refuses new work while the server drains, and stops with it.
 
-Usage (serve() does this when --http-port is not 0):
-    front = await HttpFront.start(app, "127.0.0.1", 8080, limits=ConnectionLimits(1024, 10.0, 65536, 100))
+Usage (server/process.py does this when --http-port is not 0):
+    front = await start_http(settings, plane, executor)
     ...
     await front.stop()
 """
