@@ -316,3 +316,10 @@ def test_rows_say_the_outcome_words_and_outputs_from_before_them_still_resume(tm
     bad.write_text('{"path": "a.png", "status": "fine", "label": 3}\n')
     with pytest.raises(ConfigurationError, match="bad.jsonl:1: not a digitnet JSON Lines row"):
         list(parse_rows(bad, "jsonl", False))
+
+
+def test_resuming_another_runs_output_says_which_columns_differ(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "scores.csv"
+    assert _score(capsys, str(REPO / "samples"), "--out", str(out), "--labels-from-dirs", "--workers", "1", "--quiet")[0] == ExitCode.OK
+    code, _, err = _score(capsys, str(REPO / "samples"), "--out", str(out), "--resume", "--workers", "1", "--quiet")
+    assert code == ExitCode.RUN_FAILED and "it has 'true_label', which this run does not write" in err

@@ -162,6 +162,19 @@ def _blank(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
+def _header_difference(header: list[str] | None, expected: list[str]) -> str:
+    """What makes an output's header differ from the columns a run writes, in a few words."""
+    if not header:
+        return "the file has no header"
+    extra, missing = [c for c in header if c not in expected], [c for c in expected if c not in header]
+    problems = []
+    if extra:  # anyone's CSV may come here: its column names are clipped as any echoed input is
+        problems.append(f"it has {echo(', '.join(extra))}, which this run does not write")
+    if missing:
+        problems.append(f"it lacks {', '.join(missing)}")
+    return "; ".join(problems) if problems else f"its columns are in another order: {echo(header)}"
+
+
 def parse_rows(path: Path, fmt: Format, labels_from_dirs: bool) -> Iterator[Row]:
     """Read back the rows of an existing output (for --resume), checking it is the format asked for."""
     with path.open(newline="", encoding="utf-8", errors=PATH_ERRORS) as handle:
@@ -174,9 +187,11 @@ def parse_rows(path: Path, fmt: Format, labels_from_dirs: bool) -> Iterator[Row]
                     raise ConfigurationError(f"{path}:{number}: not a digitnet JSON Lines row ({err}); is --format right?") from err
             return
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if header != columns(labels_from_dirs):
-            raise ConfigurationError(f"{path}: its header does not match this run's columns (check --format and --labels-from-dirs): {echo(header)}")
+        header, expected = next(reader, None), columns(labels_from_dirs)
+        if header != expected:
+            raise ConfigurationError(
+                f"{path}: its header is not this run's: {_header_difference(header, expected)} (check --format and --labels-from-dirs)"
+            )
         for values in reader:
             try:
                 if len(values) != len(header):
