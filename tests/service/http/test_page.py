@@ -145,7 +145,7 @@ def test_a_hidden_neuron_shows_its_weights_on_hover_and_on_focus(page: Page) -> 
     _answered(page, "1")
     page.locator("circle.neuron[data-layer='2'][data-neuron='3']").hover()
     assert page.locator("#pattern").get_attribute("data-shown") == "2:3"
-    assert "4 x 4" in page.locator("#pattern-caption").inner_text()
+    assert "28 x 28" in page.locator("#pattern-caption").inner_text()
     page.locator("circle.neuron[data-layer='1'][data-neuron='5']").focus()
     assert page.locator("#pattern").get_attribute("data-shown") == "1:5"
     assert "28 x 28" in page.locator("#pattern-caption").inner_text()
@@ -306,3 +306,149 @@ def test_a_confidence_just_under_the_threshold_reads_as_under_it(page: Page) -> 
     assert f"{asked[-1]:.3f}" == f"{asked[-1] - 1e-5:.3f}"
     said = re.fullmatch(r"No answer: confidence ([0-9.]+) is below min_confidence ([0-9.]+) \(best guess 4\)", page.locator("#answer").inner_text())
     assert said is not None and float(said[1]) < float(said[2]), said[0] if said else page.locator("#answer").inner_text()
+
+
+# What a learner needs from the picture: the network at rest, a legend, the numbers behind each neuron,
+# the chosen neuron marked, second-layer patterns in pixels, one numbering, a phone-sized picture, its name.
+
+#: Neurons the picture draws: two hidden layers of 16 and ten outputs.
+NEURONS = 16 + 16 + 10
+
+
+def _squish(activation: str, z: float) -> float:
+    return max(z, 0.0) if activation == "relu" else 1.0 / (1.0 + math.exp(-z))
+
+
+def _served_network(page: Page) -> dict[str, object]:
+    return page.evaluate("fetch('v1/network').then((r) => r.json())")
+
+
+def test_the_network_is_drawn_at_rest_before_any_drawing_and_after_clear(page: Page) -> None:
+    for _ in range(2):
+        assert page.locator("circle.neuron").count() == NEURONS
+        fills = page.eval_on_selector_all("circle.neuron", "nodes => nodes.map(n => n.getAttribute('fill'))")
+        assert set(fills) == {"rgb(0,0,0)"}  # unlit
+        assert page.locator("#net line").count() == 0 and page.locator("#net text.activation").count() == 0
+        _draw(page, "7")
+        _answered(page, "7")
+        page.keyboard.press("Escape")
+
+
+def test_a_legend_says_what_the_line_colours_mean(page: Page) -> None:
+    legend = page.locator(".legend")
+    assert "pushes the neuron up" in legend.inner_text() and "holds it down" in legend.inner_text()
+    swatches = page.eval_on_selector_all(".legend .swatch", "nodes => nodes.map(n => getComputedStyle(n).backgroundColor)")
+    assert swatches == [_rgb(PUSHES_UP), _rgb(HOLDS_DOWN)]
+
+
+def test_a_chosen_neuron_shows_its_activation_bias_weighted_sum_and_squish(page: Page) -> None:
+    served: list[dict[str, object]] = []
+
+    def keep(route: Route) -> None:
+        response = route.fetch()
+        served.append(response.json())
+        route.fulfill(response=response)
+
+    page.route("**/v1/explain*", keep)
+    activation = str(_served_network(page)["activation"])
+    page.set_input_files("#file", str(GOLDEN / "2_scan.png"))  # one image, one answer (a drawing asks while drawn)
+    _answered(page, "2")
+    [shown] = served
+    for layer, neuron in ((1, 5), (2, 3), (2, 11)):
+        value = float(shown[f"hidden{layer}"][neuron])  # type: ignore[index]
+        # Beside the neuron, small: its activation.
+        beside = page.locator(f"#net text.activation[data-layer='{layer}'][data-neuron='{neuron}']")
+        assert beside.text_content() == f"{value:.2f}"
+        page.locator(f"circle.neuron[data-layer='{layer}'][data-neuron='{neuron}']").hover()
+        maths = page.locator("#neuron-maths")
+        assert maths.get_attribute("data-shown") == f"{layer}:{neuron}"
+        weighted_sum = float(maths.get_attribute("data-sum") or "nan")
+        assert abs(_squish(activation, weighted_sum) - value) < 1e-3, (layer, neuron, weighted_sum, value)
+        text = maths.inner_text()
+        squish_name = "ReLU" if activation == "relu" else "sigmoid"
+        assert "bias" in text and "weighted sum" in text and f"{squish_name}(" in text and f"{weighted_sum:.3f}" in text
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-neuron-maths.png"))
+
+
+def test_the_chosen_neuron_and_only_it_is_highlighted(page: Page) -> None:
+    _draw(page, "1")
+    _answered(page, "1")
+    chosen = "nodes => nodes.map(n => n.dataset.layer + ':' + n.dataset.neuron)"
+    page.locator("circle.neuron[data-layer='2'][data-neuron='3']").hover()
+    assert page.eval_on_selector_all("#net .neuron.chosen", chosen) == ["2:3"]
+    page.locator("circle.neuron[data-layer='1'][data-neuron='5']").focus()
+    assert page.eval_on_selector_all("#net .neuron.chosen", chosen) == ["1:5"]
+    outline = "n => getComputedStyle(n).stroke + ' ' + getComputedStyle(n).strokeWidth"
+    other = page.locator("circle.neuron[data-layer='1'][data-neuron='6']")
+    assert page.locator("circle.neuron.chosen").evaluate(outline) != other.evaluate(outline)  # it shows
+
+
+def test_neurons_are_numbered_from_0_as_the_pictures_are(page: Page) -> None:
+    _draw(page, "1")
+    _answered(page, "1")
+    for layer in (1, 2):
+        neuron = page.locator(f"circle.neuron[data-layer='{layer}'][data-neuron='0']")
+        assert f"hidden layer {layer}, neuron 0:" in (neuron.get_attribute("aria-label") or "")
+        assert "neuron 0:" in (neuron.locator("title").text_content() or "")
+        neuron.focus()
+        assert "neuron 0:" in page.locator("#pattern-caption").inner_text()
+    labels = page.eval_on_selector_all("circle.neuron[data-layer]", "nodes => nodes.map(n => n.getAttribute('aria-label'))")
+    assert not any("neuron 16" in label for label in labels)
+
+
+def test_a_second_layer_neuron_shows_the_pixel_pattern_it_responds_to(page: Page) -> None:
+    page.locator("circle.neuron[data-layer='2'][data-neuron='3']").hover()  # at rest: the weights are all it needs
+    page.wait_for_function("document.getElementById('pattern').dataset.shown === '2:3'")
+    caption = page.locator("#pattern-caption").inner_text()
+    assert "28 x 28" in caption and "4 x 4" not in caption
+    # The picture is W1 x W2's column, as `digitnet weights` draws it: its brightest pixel is where the product is largest.
+    network = _served_network(page)
+    w1, w2 = network["weights"][0], network["weights"][1]  # type: ignore[index]
+    product = [sum(w1[p][j] * w2[j][3] for j in range(16)) for p in range(784)]
+    strongest = max(range(784), key=lambda p: abs(product[p]))
+    pixel = page.evaluate(
+        """(p) => {
+            const c = document.getElementById('pattern');
+            const at = c.getContext('2d').getImageData(((p % 28) + 0.5) * c.width / 28, (Math.floor(p / 28) + 0.5) * c.height / 28, 1, 1).data;
+            return Array.from(at.slice(0, 3));
+        }""",
+        strongest,
+    )
+    expected = PUSHES_UP if product[strongest] > 0 else HOLDS_DOWN
+    assert pixel == [int(expected[at : at + 2], 16) for at in (1, 3, 5)]
+
+
+def test_on_a_phone_the_network_is_big_enough_to_tap(page: Page) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    _draw(page, "7")
+    _answered(page, "7")
+    sizes = "nodes => nodes.map((n) => [n.getBoundingClientRect().width, n.getBoundingClientRect().height])"
+    boxes = page.eval_on_selector_all("circle.neuron", sizes)
+    assert len(boxes) == NEURONS
+    small = [box for box in boxes if min(box) < 24]
+    assert small == [], f"{len(small)} neurons are under 24 px to tap, e.g. {small[0]}"
+    width = page.locator("#net").bounding_box()
+    assert width is not None and width["width"] >= 390 - 2 * 16 - 2
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-phone-network.png"), full_page=True)
+
+
+def test_the_page_says_which_network_it_shows(page: Page) -> None:
+    network = _served_network(page)
+    name = "ReLU network" if network["activation"] == "relu" else "sigmoid network"
+    page.wait_for_function("document.getElementById('about').textContent !== ''")
+    about = page.locator("#about").inner_text()
+    assert name in about and str(network["sha256"])[:12] in about and str(network["sha256"])[:13] not in about
+
+
+def test_a_logistic_network_is_called_a_sigmoid_network(page: Page) -> None:
+    def logistic(route: Route) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), "activation": "logistic"})
+
+    page.route("**/v1/network", logistic)
+    page.reload()
+    page.wait_for_function("document.getElementById('about').textContent !== ''")
+    assert "sigmoid network" in page.locator("#about").inner_text()

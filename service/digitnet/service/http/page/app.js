@@ -12,6 +12,8 @@ const status = document.getElementById("status");
 const confidence = document.getElementById("confidence");
 const pattern = document.getElementById("pattern");
 const caption = document.getElementById("pattern-caption");
+const maths = document.getElementById("neuron-maths");
+const about = document.getElementById("about");
 const X = { input: 20, hidden1: 330, hidden2: 500, output: 670 };  // layer columns in the SVG
 
 let network = null;   // {activation, weights: [W1 784x16, W2 16x16, W3 16x10], biases, strongest: {layer: count}}
@@ -21,7 +23,9 @@ let current = null;   // the image last sent (drawn, example or upload): a new t
 let generation = 0;   // bumped by Clear: an answer about an image from before it is not shown
 let timer = 0;
 let drawing = false;
-const resting = { answer: answer.textContent, caption: caption.textContent, status: "" };  // as the page first shows them
+let shown = null;     // the answer the picture shows (REST before any)
+let chosen = null;    // [layer, neuron] last hovered or focused: highlighted, its numbers in the panel
+const resting = { answer: answer.textContent, caption: caption.textContent, maths: maths.textContent, status: "" };  // as the page first shows them
 
 function clearPad() {
   pen.fillStyle = "#000";
@@ -138,18 +142,33 @@ function inputImage(pixels) {
   return canvas.toDataURL();
 }
 
+// Two layouts of one picture: beside the input on a wide screen; on a phone the input on top and the layers
+// below it, tall, so that the picture takes the full width and each neuron is a tap target of at least 24 px.
+const WIDE = { width: 760, height: 430, input: { x: 20, y: 75, size: 280 }, xs: [330, 500, 670],
+               hidden: [10, 420], outputs: [30, 400], r: [10, 10, 13], labels: 428 };
+const NARROW = { width: 360, height: 800, input: { x: 90, y: 28, size: 180 }, xs: [50, 170, 290],
+                 hidden: [240, 760], outputs: [260, 740], r: [13, 13, 13], labels: 790 };
+const phone = window.matchMedia("(max-width: 600px)");
+const zeros = (count) => new Array(count).fill(0);
+// The network before any digit: every neuron drawn, unlit, and no connection lit (nothing flows through them).
+const REST = { status: "rest", input: zeros(784), hidden1: zeros(16), hidden2: zeros(16), probabilities: [] };
+
 function drawNetwork(result) {
+  shown = result;
+  const L = phone.matches ? NARROW : WIDE;
+  net.setAttribute("viewBox", `0 0 ${L.width} ${L.height}`);
   net.replaceChildren();
-  const size = 280, top = 75;
-  const layers = [result.hidden1, result.hidden2, result.probabilities.length ? result.probabilities : new Array(10).fill(0)];
-  const ys = [column(16, 10, 420), column(16, 10, 420), column(10, 30, 400)];
-  const xs = [X.hidden1, X.hidden2, X.output];
-  const pixel = (i) => [X.input + (i % 28 + 0.5) * size / 28, top + (Math.floor(i / 28) + 0.5) * size / 28];
-  const sources = [(i) => pixel(i), (j) => [X.hidden1, ys[0][j]], (k) => [X.hidden2, ys[1][k]]];
+  const atRest = result === REST;
+  const { x: left, y: top, size } = L.input;
+  const layers = [result.hidden1, result.hidden2, result.probabilities.length ? result.probabilities : zeros(10)];
+  const ys = [column(16, ...L.hidden), column(16, ...L.hidden), column(10, ...L.outputs)];
+  const xs = L.xs;
+  const pixel = (i) => [left + (i % 28 + 0.5) * size / 28, top + (Math.floor(i / 28) + 0.5) * size / 28];
+  const sources = [(i) => pixel(i), (j) => [xs[0], ys[0][j]], (k) => [xs[1], ys[1][k]]];
   const values = [result.input, result.hidden1, result.hidden2];
-  el("image", { href: inputImage(result.input), x: X.input, y: top, width: size, height: size, style: "image-rendering: pixelated" });
-  el("rect", { x: X.input, y: top, width: size, height: size, fill: "none", stroke: "#555" });
-  el("text", { x: X.input, y: top - 10, class: "label" }).textContent = "input: 28 x 28 as the network saw it";
+  el("image", { href: inputImage(result.input), x: left, y: top, width: size, height: size, style: "image-rendering: pixelated" });
+  el("rect", { x: left, y: top, width: size, height: size, fill: "none", stroke: "#555" });
+  el("text", { x: left, y: top - 10, class: "label" }).textContent = "input: 28 x 28 as the network saw it";
   const lines = el("g", {});
   if (network) {
     for (let layer = 1; layer <= 3; layer++) {
@@ -172,24 +191,80 @@ function drawNetwork(result) {
   layers.forEach((activations, layer) => {
     const highest = layer < 2 ? Math.max(1e-9, ...activations) : 1;  // ReLU is unbounded: shade by the layer's max
     activations.forEach((value, i) => {
-      const circle = el("circle", { cx: xs[layer], cy: ys[layer][i], r: layer < 2 ? 10 : 13, fill: grey(value / highest),
+      const circle = el("circle", { cx: xs[layer], cy: ys[layer][i], r: L.r[layer], fill: grey(value / highest),
                                      class: `neuron${layer === 2 && i === winner ? " winner" : ""}` });
-      const title = layer < 2 ? `hidden layer ${layer + 1}, neuron ${i + 1}: activation ${value.toFixed(3)}` : `digit ${i}: ${(100 * value).toFixed(1)}%`;
+      let title;
+      if (layer < 2) {
+        // Numbered from 0, as the pictures (digitnet weights, explain) number them.
+        title = atRest ? `hidden layer ${layer + 1}, neuron ${i}: at rest, draw a digit to light it`
+                       : `hidden layer ${layer + 1}, neuron ${i}: activation ${value.toFixed(3)}`;
+      } else {
+        title = atRest ? `digit ${i}` : `digit ${i}: ${(100 * value).toFixed(1)}%`;
+      }
       el("title", {}, circle).textContent = title;
       if (layer < 2) {
         circle.setAttribute("tabindex", "0");
         circle.setAttribute("aria-label", title);
         circle.dataset.layer = String(layer + 1);
         circle.dataset.neuron = String(i);
-        for (const show of ["mouseenter", "focus"]) circle.addEventListener(show, () => showPattern(layer + 1, i));
+        // Chosen by a pointer that moves over it, a tap or the keyboard; not by a neuron redrawn (after Clear or
+        // an answer) under a pointer at rest, whose enter events Chromium fires without a move.
+        circle.addEventListener("pointermove", () => {
+          if (!(chosen && chosen[0] === layer + 1 && chosen[1] === i)) choose(layer + 1, i);
+        });
+        for (const show of ["click", "focus"]) circle.addEventListener(show, () => choose(layer + 1, i));
+        if (!atRest) {  // the number the shade stands for, where the learner looks, not only in a tooltip
+          const text = el("text", { x: xs[layer] + L.r[layer] + 2, y: ys[layer][i] + 3, class: "activation" });
+          text.dataset.layer = String(layer + 1);
+          text.dataset.neuron = String(i);
+          text.textContent = value.toFixed(2);
+        }
       } else {
-        el("text", { x: xs[2] + 20, y: ys[2][i] + 4 }, net).textContent = `${i}  ${(100 * value).toFixed(0)}%`;
+        el("text", { x: xs[2] + 20, y: ys[2][i] + 4 }, net).textContent = atRest ? `${i}` : `${i}  ${(100 * value).toFixed(0)}%`;
       }
     });
   });
-  el("text", { x: X.hidden1 - 30, y: 428, class: "label" }).textContent = "16 neurons";
-  el("text", { x: X.hidden2 - 30, y: 428, class: "label" }).textContent = "16 neurons";
-  el("text", { x: X.output - 20, y: 428, class: "label" }).textContent = "10 outputs";
+  el("text", { x: xs[0] - 30, y: L.labels, class: "label" }).textContent = "16 neurons";
+  el("text", { x: xs[1] - 30, y: L.labels, class: "label" }).textContent = "16 neurons";
+  el("text", { x: xs[2] - 20, y: L.labels, class: "label" }).textContent = "10 outputs";
+  if (chosen) choose(...chosen);  // a new answer: the chosen neuron's numbers are new too
+}
+
+function choose(layer, neuron) {
+  chosen = [layer, neuron];
+  for (const node of net.querySelectorAll(".neuron.chosen")) node.classList.remove("chosen");
+  net.querySelector(`.neuron[data-layer="${layer}"][data-neuron="${neuron}"]`)?.classList.add("chosen");
+  showPattern(layer, neuron);
+  showMaths(layer, neuron);
+}
+
+function squish(z) {
+  // The hidden layers' activation function, as the served network applies it (contract/network.py squash).
+  return network.activation === "relu" ? Math.max(0, z) : 1 / (1 + Math.exp(-z));
+}
+
+function showMaths(layer, neuron) {
+  // The video's core idea for one neuron: weighted sum of the layer below plus bias, squished. Computed here
+  // from the served weights and the activations the server returned, so the learner sees the arithmetic.
+  if (!network) return;
+  const bias = network.biases[layer - 1][neuron];
+  const below = layer === 1 ? "784 input pixels" : "16 activations of layer 1";
+  const lines = [`bias b = ${bias.toFixed(3)}`];
+  delete maths.dataset.sum;
+  if (shown && shown !== REST) {
+    const inputs = layer === 1 ? shown.input : shown.hidden1;
+    const z = network.weights[layer - 1].reduce((sum, row, i) => sum + row[neuron] * inputs[i], bias);
+    const name = network.activation === "relu" ? "ReLU" : "sigmoid";
+    const formula = network.activation === "relu" ? "max(0, z)" : "1 / (1 + e^-z)";
+    const served = shown[`hidden${layer}`][neuron];
+    lines.push(`weighted sum z = w · a + b = ${z.toFixed(3)} (its ${network.weights[layer - 1].length} weights x the ${below}, plus b)`,
+               `${name}(z) = ${formula} = ${squish(z).toFixed(3)}: its activation (the network's own: ${served.toFixed(3)})`);
+    maths.dataset.sum = String(z);
+  } else {
+    lines.push(`Draw a digit to see its weighted sum of the ${below} and the squish that makes it an activation.`);
+  }
+  maths.replaceChildren(...lines.map((line) => Object.assign(document.createElement("span"), { textContent: line })));
+  maths.dataset.shown = `${layer}:${neuron}`;
 }
 
 function colourOf(property) {
@@ -199,8 +274,11 @@ function colourOf(property) {
 
 function showPattern(layer, neuron) {
   if (!network) return;
-  const weights = network.weights[layer - 1].map((row) => row[neuron]);
-  const side = layer === 1 ? 28 : 4;
+  // A first-layer neuron: its 784 weights. A second-layer one: the pixel pattern it responds to through the
+  // first layer, W1 x W2's column (linear part only), as `digitnet weights` draws it (second_layer_patterns).
+  const [W1, W2] = network.weights;
+  const weights = layer === 1 ? W1.map((row) => row[neuron]) : W1.map((row) => row.reduce((sum, w, j) => sum + w * W2[j][neuron], 0));
+  const side = 28;
   const largest = Math.max(1e-9, ...weights.map(Math.abs));
   const tile = document.createElement("canvas");
   tile.width = tile.height = side;
@@ -216,8 +294,9 @@ function showPattern(layer, neuron) {
   draw.clearRect(0, 0, pattern.width, pattern.height);
   draw.drawImage(tile, 0, 0, pattern.width, pattern.height);
   caption.textContent = layer === 1
-    ? `Hidden layer 1, neuron ${neuron + 1}: its 784 weights as a 28 x 28 picture (blue: ink here pushes it up; red: holds it down).`
-    : `Hidden layer 2, neuron ${neuron + 1}: its 16 weights from layer 1 as a 4 x 4 grid.`;
+    ? `Hidden layer 1, neuron ${neuron}: its 784 weights as a 28 x 28 picture (blue: ink here pushes it up; red: holds it down).`
+    : `Hidden layer 2, neuron ${neuron}: the 28 x 28 pixel pattern it responds to, W1 x W2 (the first layer's 784 x 16 weights`
+      + ` times its 16; blue: ink here pushes it up; red: holds it down).`;
   pattern.dataset.shown = `${layer}:${neuron}`;
 }
 
@@ -248,7 +327,11 @@ function clearAll() {
   answer.textContent = resting.answer;
   answer.dataset.label = answer.dataset.status = "";
   status.textContent = resting.status;
-  net.replaceChildren();
+  chosen = null;
+  drawNetwork(REST);
+  maths.textContent = resting.maths;
+  delete maths.dataset.shown;
+  delete maths.dataset.sum;
   pattern.getContext("2d").clearRect(0, 0, pattern.width, pattern.height);
   delete pattern.dataset.shown;
   caption.textContent = resting.caption;
@@ -285,10 +368,16 @@ confidence.addEventListener("input", () => {
 
 clearPad();
 setPen();
+drawNetwork(REST);
+phone.addEventListener("change", () => drawNetwork(shown));  // a phone turned, a window narrowed: the other layout
 fetch("v1/network").then(async (response) => {
   const body = await response.json();
   if (!response.ok) throw new Error(body.error || `the server answered ${response.status}`);
   network = body;
+  // Which network the picture shows: scikit-learn calls the sigmoid "logistic".
+  const names = { relu: "ReLU", logistic: "sigmoid" };
+  about.textContent = `${names[body.activation] || body.activation} network · sha256 ${body.sha256.slice(0, 12)}`;
+  about.title = `sha256 ${body.sha256}`;
   const before = confidence.value;
   confidence.value = body.min_confidence;  // the server's default threshold, as an API call without one gets
   showThreshold();
