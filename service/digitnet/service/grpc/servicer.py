@@ -9,7 +9,6 @@ at its next stage once its deadline passes or its caller goes away.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,7 +31,7 @@ from digitnet.service.contract.errors import (
     InvalidInput,
 )
 from digitnet.service.contract.results import ImageInput, PackedPredictions, Prediction, answer_in_place
-from digitnet.service.inference.classifier import Classifier, Deadline
+from digitnet.service.inference.classifier import Classifier, Deadline, offload
 from digitnet.service.inference.image_header import sniff
 from digitnet.service.telemetry.observability import count_answers, count_error, count_prediction
 
@@ -81,15 +80,6 @@ def requested_min_confidence(request: pb.ClassifyRequest | pb.ClassifyBatchReque
 def deadline_of(context: grpc.aio.ServicerContext, limit_seconds: float | None) -> Deadline:
     """The core's Deadline for this call (or stream item): the client's deadline, if it set one, and the server's limit."""
     return Deadline(context.time_remaining(), limit_seconds)
-
-
-async def offload(executor: Executor, deadline: Deadline, function: Callable[..., Response], *args: object) -> Response:
-    """Run request work on the thread pool; if the call is cancelled meanwhile, stop that work at its next check."""
-    try:
-        return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(function, *args))
-    except asyncio.CancelledError:
-        deadline.cancel()
-        raise
 
 
 def encode_prediction(prediction: Prediction) -> pb.Prediction:

@@ -14,7 +14,7 @@ nothing lock everyone out. This subclass of it adds, per connection:
   `Connection: close`) first sends its answer and a FIN, and reads and drops what the client still sends for
   up to LINGER_SECONDS, so that a client that writes its whole body before reading gets the 429 or 401
   instead of a reset.
-Requests in flight are bounded apart, by the app's guard (http/app.py), and health routes are never counted.
+Requests in flight are bounded apart, by the app's guard (http/guard.py), and health routes are never counted.
 
 Usage:
     uvicorn.Config(app, http=guarded_protocol(ConnectionLimits(1024, header_seconds=10, max_header_bytes=65536, max_headers=100)))

@@ -8,7 +8,6 @@ Explain; the rest serve the page, its colours and the network's weights, and Pro
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from digitnet.service.contract.picture_style import STRONGEST, css
 from digitnet.service.http.errors import HTTP_STATUS
 from digitnet.service.http.oip_rest import HEADER_LENGTH, INLINE_BODY_BYTES, RestInferRequest, encode_infer, parse_infer
 from digitnet.service.http.openapi import INFER_PATH, INFER_VERSION_PATH
+from digitnet.service.inference.classifier import Deadline, offload
 from digitnet.service.protocol.catalog import as_record
 from digitnet.service.protocol.dataplane import DataPlane
 from digitnet.service.protocol.tensors import OutputTensor
@@ -113,7 +113,8 @@ class Routes:
         threshold = self.classifier.threshold(min_confidence)
         name, image = await _image_of(request, await self.body_of(request), self._max_body_bytes)
         # An encoded image: decoding it goes to the pool, whatever its size.
-        [prediction] = await self.work(self.classifier.classify, [image], threshold, self.plane.deadline())
+        deadline = self.plane.deadline()
+        [prediction] = await self.work(deadline, self.classifier.classify, [image], threshold, deadline)
         count_prediction(prediction)
         if prediction.error is not None:  # the same row as predict's, with the error's HTTP status
             return JSONResponse({"path": name, **prediction.record()}, status_code=HTTP_STATUS[prediction.error.code])
@@ -123,7 +124,8 @@ class Routes:
         """Classify one image and return what the network saw: the 784 input pixels, both hidden layers."""
         threshold = self.classifier.threshold(min_confidence)
         name, image = await _image_of(request, await self.body_of(request), self._max_body_bytes)
-        explanation = await self.work(self.classifier.explain, image, threshold, self.plane.deadline())
+        deadline = self.plane.deadline()
+        explanation = await self.work(deadline, self.classifier.explain, image, threshold, deadline)
         count_prediction(explanation.prediction)
         return {
             "path": name,
@@ -180,10 +182,11 @@ class Routes:
             raise Cancelled("the client went away before its request body arrived") from None
         return b"".join(chunks)
 
-    async def work(self, function: Callable[..., T], *args: object) -> T:
-        """Run request work on the thread pool; a bug becomes INTERNAL with an incident id, never a traceback."""
+    async def work(self, deadline: Deadline, function: Callable[..., T], *args: object) -> T:
+        """Run request work on the thread pool (stopped at its next check if the call is cancelled); a bug becomes
+        INTERNAL with an incident id, never a traceback."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+            return await offload(self._executor, deadline, function, *args)
         except DigitnetError:
             raise
         except Exception as err:

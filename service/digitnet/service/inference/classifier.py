@@ -10,8 +10,11 @@ Usage:
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from typing import TypeVar
 
 import numpy as np
@@ -110,6 +113,15 @@ class Deadline:
 STOP_WORK = (Cancelled, DeadlineExceeded, TimeLimitExceeded)
 #: A deadline that never passes, for callers without one (batch scoring, tests).
 NO_DEADLINE = Deadline()
+
+
+async def offload(executor: Executor, deadline: Deadline, function: Callable[..., _T], *args: object) -> _T:
+    """Run request work on the thread pool; if the call is cancelled meanwhile, stop that work at its next check."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(function, *args))
+    except asyncio.CancelledError:
+        deadline.cancel()
+        raise
 
 
 def prepare(image: ImageInput, limits: Limits, deadline: Deadline = NO_DEADLINE) -> np.ndarray | None:

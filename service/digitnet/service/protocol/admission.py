@@ -1,6 +1,6 @@
 """Who may call, and what every call is counted in: the one guard policy that both transports apply.
 
-gRPC's guard (grpc/interceptors.py) and HTTP's (http/app.py) read each call's metadata into it before its
+gRPC's guard (grpc/interceptors.py) and HTTP's (http/guard.py) read each call's metadata into it before its
 message is read: the bearer token (exactly one, compared in constant time), no new work while the server
 drains, a bound on calls in flight (streams counted apart, so that open streams never lock out single
 calls). Health checks, liveness, readiness and reflection are never guarded: each transport says which of

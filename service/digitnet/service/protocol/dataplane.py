@@ -13,8 +13,6 @@ Usage:
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ from digitnet.service.contract.errors import DigitnetError, InternalError
 from digitnet.service.contract.model import ModelOutput
 from digitnet.service.contract.results import PackedPredictions
 from digitnet.service.inference.batching import MicroBatcher
-from digitnet.service.inference.classifier import Classifier, Deadline, decide_packed
+from digitnet.service.inference.classifier import Classifier, Deadline, decide_packed, offload
 from digitnet.service.inference.statistics import STATISTICS
 from digitnet.service.protocol.catalog import metadata_record, model_config, model_statistics, repository_index
 from digitnet.service.protocol.tensors import INLINE_IMAGES, OutputTensor, check_model, output_tensors
@@ -184,9 +182,4 @@ class DataPlane:
         return encode(request, output_tensors(output, answers, request.outputs))
 
     async def _offload(self, deadline: Deadline, function: Callable[..., Answer], *args: Any) -> Answer:
-        """Run request work on the thread pool; if the call is cancelled meanwhile, stop that work at its next check."""
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(function, *args))
-        except asyncio.CancelledError:
-            deadline.cancel()
-            raise
+        return await offload(self._executor, deadline, function, *args)
