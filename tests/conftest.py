@@ -5,6 +5,7 @@ process running."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 import uuid
@@ -23,6 +24,8 @@ from . import docker_daemon
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "default.onnx"
 LOGISTIC_MODEL = REPO / "models" / "logistic.onnx"
+#: The names the committed models are served by (their cards'): the ReLU network, the default, and the sigmoid.
+RELU, SIGMOID = (json.loads(model.with_suffix(".json").read_text())["name"] for model in (DEFAULT_MODEL, LOGISTIC_MODEL))
 #: Real digit images with their labels in their names (7_scan.png is a 7).
 GOLDEN = REPO / "tests" / "golden"
 #: Unusual and hostile image files (tests/corpus/make_corpus.py writes them).

@@ -125,6 +125,24 @@ def write_model_that_answers_nan(path: Path) -> Path:
     return _write_with_card(model, path)
 
 
+def write_named_copy(source: Path, path: Path, name: str) -> Path:
+    """Write a copy of a model whose card (the JSON one and the one embedded in the file) names it `name`: a
+    model the repository serves as `name`, with the source's weights."""
+    import onnx
+
+    from digitnet.service.contract.card import read_card
+    from digitnet.service.contract.constants import CARD_METADATA_KEY
+
+    model = onnx.load(str(source))
+    card = read_card(source).model_copy(update={"name": name})
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {CARD_METADATA_KEY: card.to_json(include_file_hash=False)})
+    data = model.SerializeToString()
+    path.write_bytes(data)
+    path.with_suffix(".json").write_text(card.with_file_hash(data).to_json())
+    return path
+
+
 def _write_with_card(model: object, path: Path) -> Path:
     from digitnet.service.contract.card import card_path_for, read_card
 

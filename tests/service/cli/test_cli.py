@@ -201,7 +201,7 @@ def test_train_checks_it_can_write_before_it_trains(tmp_path: Path, capsys: pyte
 def test_serve_help_names_the_default_model_file_not_its_factory(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "300")
     out = _run(capsys, "serve", "--help")[1]
-    assert "default factory" not in out and f"(default: {DEFAULT_MODEL})" in out
+    assert "default factory" not in out and f"(default: {DEFAULT_MODEL.parent})" in out
 
 
 def test_health_takes_server_as_predict_and_score_do(capsys: pytest.CaptureFixture[str]) -> None:

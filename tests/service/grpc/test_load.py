@@ -19,6 +19,7 @@ from PIL import Image
 
 from digitnet.service.api._generated import digitnet_pb2 as pb
 from digitnet.service.client.digit_client import DigitClient
+from digitnet.service.contract.card import read_card
 
 from ...conftest import DEFAULT_MODEL, GOLDEN
 from ..conftest import write_model_that_fails_to_run
@@ -87,8 +88,9 @@ def test_mixed_load_at_concurrency_32_through_failed_reloads(tmp_path: Path) -> 
         reloads = scrape(metrics)
         assert load.failures == [], load.failures[:5]
         assert load.ok > 200
-        assert reloads[("digitnet_model_reloads_total", (("result", "failed"),))] == 2
-        assert reloads[("digitnet_model_reloads_total", (("result", "ok"),))] == 1
+        model = read_card(DEFAULT_MODEL).name
+        assert reloads[("digitnet_model_reloads_total", (("model", model), ("result", "failed")))] == 2
+        assert reloads[("digitnet_model_reloads_total", (("model", model), ("result", "ok")))] == 1
         peak = max(rss) / 2**20
         print(f"\nmixed load: {load.ok} calls, 0 failed, server peak RSS {peak:.0f} MiB")
         assert peak < 600, f"server peak RSS {peak:.0f} MiB under load"

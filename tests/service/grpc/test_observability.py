@@ -10,6 +10,7 @@ import time
 import pytest
 
 from digitnet.service.client.digit_client import DigitClient, RemoteError
+from digitnet.service.contract.card import read_card
 from digitnet.service.telemetry.observability import start_metrics
 
 from ...conftest import DEFAULT_MODEL, GOLDEN, REPO
@@ -33,14 +34,15 @@ def test_metrics_count_requests_errors_batches_and_describe_the_model(server: Se
         key = (name, tuple(sorted(labels.items())))
         return after.get(key, 0.0) - before.get(key, 0.0)
 
-    assert delta("digitnet_requests_total", rpc="Classify", code="OK") == 3
-    assert delta("digitnet_requests_total", rpc="Classify", code="INVALID_ARGUMENT") == 1
-    assert delta("digitnet_request_seconds_count", rpc="Classify") == 4
+    model = read_card(DEFAULT_MODEL).name  # each call counted against the model that answered it
+    assert delta("digitnet_requests_total", rpc="Classify", code="OK", model=model) == 3
+    assert delta("digitnet_requests_total", rpc="Classify", code="INVALID_ARGUMENT", model=model) == 1
+    assert delta("digitnet_request_seconds_count", rpc="Classify", model=model) == 4
     assert delta("digitnet_errors_total", kind="InvalidInput") == 1
-    assert delta("digitnet_images_total", outcome="digit") == 3
+    assert delta("digitnet_images_total", outcome="digit", model=model) == 3
     assert delta("digitnet_batch_images_count") >= 3 and delta("digitnet_batch_images_sum") >= 3
-    [info] = [labels for (name, labels) in after if name == "digitnet_model_info"]
-    assert dict(info)["provider"] == "CPUExecutionProvider" and len(dict(info)["sha256"]) == 64
+    [info] = [dict(labels) for (name, labels) in after if name == "digitnet_model_info" and dict(labels)["model"] == model]
+    assert info["provider"] == "CPUExecutionProvider" and len(info["sha256"]) == 64 and info["activation"] == "relu"
 
 
 @pytest.mark.slow

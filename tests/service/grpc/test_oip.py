@@ -18,7 +18,7 @@ from digitnet.service.api._generated import oip_pb2
 from digitnet.service.client.digit_client import DigitClient
 from digitnet.service.contract.constants import MODEL_NAME
 
-from ...conftest import GOLDEN
+from ...conftest import GOLDEN, RELU, SIGMOID
 from ..conftest import ServerThread, running_server
 
 DIGITS = np.stack([np.asarray(Image.open(GOLDEN / f"{d}_mnist.png"), dtype=np.uint8).reshape(784) for d in range(10)])
@@ -89,7 +89,11 @@ def test_tritons_model_config_statistics_and_index(triton_client: triton.Inferen
     assert int(after["execution_count"]) == int(before.get("execution_count", 0)) + 1
     assert int(after["inference_stats"]["success"]["count"]) == int(before.get("inference_stats", {}).get("success", {}).get("count", 0)) + 1
     assert int(after["last_inference"]) > 0 and any(b["batch_size"] == "10" for b in after["batch_stats"])
-    assert triton_client.get_model_repository_index(as_json=True)["models"] == [{"name": "digitnet", "version": "1", "state": "READY"}]
+    # The repository folder's other model is listed, not loaded (the test servers serve the default alone).
+    assert triton_client.get_model_repository_index(as_json=True)["models"] == [
+        {"name": RELU, "version": "1", "state": "READY"},
+        {"name": SIGMOID, "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"},
+    ]
     with pytest.raises(InferenceServerException, match="NOT_FOUND"):
         triton_client.get_model_config("mnist")
 
@@ -211,7 +215,7 @@ def test_a_huge_model_name_gets_a_short_not_found(server: ServerThread) -> None:
     with pytest.raises(InferenceServerException) as caught:
         triton.InferenceServerClient(server.address).get_model_metadata(name)
     assert caught.value.status() == "StatusCode.NOT_FOUND"
-    assert f"unknown model '{'x' * 63}…': this server serves 'digitnet'" in str(caught.value)
+    assert f"unknown model '{'x' * 63}…': this server serves '{RELU}' (the default, also 'digitnet')" in str(caught.value)
 
 
 def test_large_tensors_are_decoded_and_run_off_the_event_loop(triton_client: triton.InferenceServerClient, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.client.digit_client import DigitClient
 from digitnet.service.contract.card import read_card
 
-from ...conftest import CORPUS, DEFAULT_MODEL, GOLDEN
+from ...conftest import CORPUS, DEFAULT_MODEL, GOLDEN, RELU
 from ..conftest import DecodeSpy
 
 
@@ -196,7 +196,7 @@ def test_packed_encoding_equals_protobufs_own() -> None:
         reference = pb.PackedPredictions(
             labels=packed.labels.tolist(), confidences=packed.confidences.tolist(), probabilities=packed.probabilities.ravel().tolist()
         )
-        assert encode_packed(packed) == reference
+        assert encode_packed(packed, RELU) == reference
 
 
 ODD = (CORPUS / "tiff_tiles_2G.tif").read_bytes()  # Pillow: OverflowError

@@ -173,7 +173,8 @@ def test_openapi_metrics_and_an_unknown_path(server: ServerThread) -> None:
     _request(f"{server.http_url}/v1/classify", (GOLDEN / "5_scan.png").read_bytes())
     status, _, metrics = _request(f"{server.http_url}/metrics")
     assert status == 200 and b"digitnet_images_total" in metrics
-    assert b'digitnet_requests_total{code="200",rpc="http Classify"}' in metrics  # counted as gRPC calls are
+    model = read_card(DEFAULT_MODEL).name
+    assert f'digitnet_requests_total{{code="200",model="{model}",rpc="http Classify"}}'.encode() in metrics  # counted as gRPC calls are
     status, _, _ = _request(f"{server.http_url}/nowhere")
     assert status == 404
     assert _request(f"{server.http_url}/docs")[0] == 404  # Swagger UI would come from a CDN: the server works offline
@@ -335,7 +336,8 @@ def test_a_client_that_leaves_mid_body_is_no_server_error(server: ServerThread, 
         time.sleep(0.3)
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], [r.getMessage() for r in caplog.records]
     counts = {labels: value for (name, labels), value in scrape(server.http.port).items() if name == "digitnet_requests_total"}
-    assert counts.get((("code", "499"), ("rpc", "http ModelInfer")), 0) >= 1
-    assert counts.get((("code", "500"), ("rpc", "http ModelInfer")), 0) == 0
+    model = read_card(DEFAULT_MODEL).name  # the model is found before the body is read
+    assert counts.get((("code", "499"), ("model", model), ("rpc", "http ModelInfer")), 0) >= 1
+    assert counts.get((("code", "500"), ("model", model), ("rpc", "http ModelInfer")), 0) == 0
     assert stats.get_inference_statistics("digitnet").model_stats[0].inference_stats.fail.count == failed_before
     stats.close()

@@ -10,11 +10,10 @@ from dataclasses import dataclass
 import pytest
 
 from digitnet.service.contract.errors import NotFound
-from digitnet.service.contract.model import Model
 from digitnet.service.contract.picture_style import STRONGEST
 from digitnet.service.http.routes import ROUTES, Routes
-from digitnet.service.inference.classifier import Classifier
 from digitnet.service.protocol.dataplane import DataPlane
+from digitnet.service.protocol.repository import ModelRepository
 from digitnet.service.settings.server import ServerSettings
 
 from ...conftest import DEFAULT_MODEL
@@ -28,8 +27,8 @@ class _State:
 
 @pytest.fixture(scope="module")
 def routes() -> Routes:
-    classifier = Classifier(Model.load(DEFAULT_MODEL, threads=1))
-    return Routes(DataPlane(classifier, ThreadPoolExecutor(1), _State(ready=False)), ThreadPoolExecutor(1), ServerSettings(model=DEFAULT_MODEL))
+    settings = ServerSettings(model=DEFAULT_MODEL)
+    return Routes(DataPlane(ModelRepository.open(settings), ThreadPoolExecutor(1), _State(ready=False)), ThreadPoolExecutor(1), settings)
 
 
 def test_the_route_table_names_every_handler_and_only_handlers() -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from digitnet.service.contract.errors import Unauthenticated, Unavailable
-from digitnet.service.inference.statistics import STATISTICS
+from digitnet.service.inference.statistics import ANSWERING, InferenceStatistics
 from digitnet.service.protocol.admission import Admission
 
 
@@ -42,10 +42,18 @@ def test_single_calls_and_streams_are_bounded_apart() -> None:
     admission.admit(list)  # a released slot is taken again
 
 
-def test_a_cancelled_inference_is_not_counted_in_the_statistics() -> None:
-    before = STATISTICS.snapshot()
+def test_a_call_counts_against_the_model_that_answered_it_unless_cancelled() -> None:
+    relu, sigmoid = InferenceStatistics("relu"), InferenceStatistics("sigmoid")
+    Admission.begin()
+    Admission.record("Classify", "Classify", "OK", ok=True, elapsed=0.01)  # no model answered: counted nowhere
+    ANSWERING.set(relu)
     Admission.record("ModelInfer", "http ModelInfer", "499", ok=False, elapsed=0.01, cancelled=True)
     Admission.record("Live", "http Live", "200", ok=True, elapsed=0.01)
-    assert STATISTICS.snapshot().fail.count == before.fail.count and STATISTICS.snapshot().success.count == before.success.count
+    assert relu.snapshot().fail.count == 0 and relu.snapshot().success.count == 0
     Admission.record("Classify", "Classify", "OK", ok=True, elapsed=0.01)
-    assert STATISTICS.snapshot().success.count == before.success.count + 1
+    ANSWERING.set(sigmoid)
+    Admission.record("ModelInfer", "ModelInfer", "INVALID_ARGUMENT", ok=False, elapsed=0.01)
+    assert (relu.snapshot().success.count, relu.snapshot().fail.count) == (1, 0)
+    assert (sigmoid.snapshot().success.count, sigmoid.snapshot().fail.count) == (0, 1)
+    Admission.begin()
+    assert ANSWERING.get() is None

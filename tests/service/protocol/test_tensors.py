@@ -7,12 +7,11 @@ import struct
 import numpy as np
 import pytest
 
-from digitnet.service.contract.errors import InvalidInput, LimitExceeded, NotFound
+from digitnet.service.contract.errors import InvalidInput, LimitExceeded
 from digitnet.service.contract.model import Model
 from digitnet.service.inference.classifier import Classifier
 from digitnet.service.protocol.tensors import (
     check_input,
-    check_model,
     check_outputs,
     from_raw,
     from_values,
@@ -32,15 +31,6 @@ def _no_limit(count: int) -> None:
 def _at_most_two(count: int) -> None:
     if count > 2:
         raise LimitExceeded(f"{count} images")
-
-
-def test_the_model_and_its_version_are_checked() -> None:
-    check_model("digitnet", "")
-    check_model("digitnet", "1")
-    with pytest.raises(NotFound, match="unknown model 'mnist'"):
-        check_model("mnist", "")
-    with pytest.raises(NotFound, match="available versions: 1"):
-        check_model("digitnet", "2")
 
 
 @pytest.mark.parametrize(

@@ -84,14 +84,17 @@ def test_a_model_that_loads_but_cannot_run_is_not_swapped_in(tmp_path: Path) -> 
     served = tmp_path / "served.onnx"
     install(DEFAULT_MODEL, served)
     broken = write_model_that_fails_to_run(tmp_path / "broken.onnx")
-    failed_before = REGISTRY.get_sample_value("digitnet_model_reloads_total", {"result": "failed"}) or 0
+    failed = {"model": read_card(DEFAULT_MODEL).name, "result": "failed"}
+    failed_before = REGISTRY.get_sample_value("digitnet_model_reloads_total", failed) or 0
     with running_server(model=served) as server, DigitClient(server.address) as client:
         with Traffic(server.address) as traffic:
             install(broken, served)
             assert server.call(server.running.reloader.reload()) is False  # it used to escape: "Task exception was never retrieved"
         assert traffic.failures == [] and client.classify(IMAGE).label == 4
         assert client.model_info().model_sha256 == read_card(DEFAULT_MODEL).model_sha256
-    assert REGISTRY.get_sample_value("digitnet_model_reloads_total", {"result": "failed"}) == failed_before + 1
+    assert (
+        REGISTRY.get_sample_value("digitnet_model_reloads_total", {"model": read_card(DEFAULT_MODEL).name, "result": "failed"}) == failed_before + 1
+    )
 
 
 def test_serving_a_model_that_cannot_run_is_one_clear_line(tmp_path: Path) -> None:

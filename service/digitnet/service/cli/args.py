@@ -91,6 +91,9 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
         if action.help and "(default factory: " in action.help:
             default = ServerSettings.model_fields[action.dest.replace("-", "_")].get_default(call_default_factory=True)
             action.help = action.help.split("(default factory: ")[0] + f"(default: {default})"
+        if action.dest == "model":  # a list: pydantic-settings would show its type and an empty default
+            action.metavar = "FILE"
+            action.help = (action.help or "").replace("(default: [])", "(default: every model in --model-repository)")
 
 
 def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> argparse.ArgumentParser:

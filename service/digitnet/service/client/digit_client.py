@@ -168,10 +168,14 @@ def _is_ip(host: str) -> bool:
 
 
 class DigitClient:
-    """A client for one server, a list of servers (round-robin), or a DNS name that resolves to several."""
+    """A client for one server, a list of servers (round-robin), or a DNS name that resolves to several; every call
+    asks `model` (a name in the server's repository, e.g. "sigmoid"), or the server's default model when it is ""."""
 
-    def __init__(self, target: str | Sequence[str], timeout: float = 10.0, attempts: int = 4, settings: ClientSettings | None = None) -> None:
+    def __init__(
+        self, target: str | Sequence[str], timeout: float = 10.0, attempts: int = 4, settings: ClientSettings | None = None, model: str = ""
+    ) -> None:
         self.timeout = timeout
+        self.model = model
         settings = settings or _settings_from_environment()
         #: How long one call keeps retrying an unavailable server (DIGITNET_RETRY_SECONDS).
         self.retry_seconds = settings.retry_seconds
@@ -203,7 +207,7 @@ class DigitClient:
 
     def classify(self, image: ImageInput, min_confidence: float | None = None) -> Prediction:
         """Classify one image (min_confidence None: the server's default threshold, as in every method)."""
-        request = pb.ClassifyRequest(image=encode_image(image), min_confidence=min_confidence)
+        request = pb.ClassifyRequest(image=encode_image(image), min_confidence=min_confidence, model=self.model)
         return decode_prediction(self._call(self._stub.Classify, request).prediction)
 
     def classify_batch(self, images: Sequence[ImageInput], min_confidence: float | None = None) -> list[Prediction]:
@@ -222,7 +226,7 @@ class DigitClient:
         limits = self.server_limits()
         budget = limits.max_message_bytes - MESSAGE_OVERHEAD_BYTES
         positions: list[int] = []
-        request = pb.ClassifyBatchRequest(min_confidence=min_confidence)
+        request = pb.ClassifyBatchRequest(min_confidence=min_confidence, model=self.model)
         size = 0
         for position, image in enumerate(images):
             if answers[position] is not None:
@@ -237,7 +241,7 @@ class DigitClient:
                 continue
             if positions and (size + cost > budget or len(positions) == limits.max_request_images):
                 yield positions, request
-                positions, request, size = [], pb.ClassifyBatchRequest(min_confidence=min_confidence), 0
+                positions, request, size = [], pb.ClassifyBatchRequest(min_confidence=min_confidence, model=self.model), 0
             positions.append(position)
             request.images.append(message)
             size += cost
@@ -256,7 +260,7 @@ class DigitClient:
     def classify_packed(self, pixels: np.ndarray, min_confidence: float | None = None) -> PackedPredictions:
         """Classify MNIST-form uint8 images [N, 784] (or [N, 28, 28]) through the packed fast path."""
         images = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(-1, N_PIXELS)
-        request = pb.ClassifyBatchRequest(mnist_uint8=images.tobytes(), min_confidence=min_confidence)
+        request = pb.ClassifyBatchRequest(mnist_uint8=images.tobytes(), min_confidence=min_confidence, model=self.model)
         packed = self._call(self._stub.ClassifyBatch, request).packed
         return PackedPredictions(
             labels=np.array(packed.labels, dtype=np.int32),
@@ -266,7 +270,9 @@ class DigitClient:
 
     def classify_stream(self, images: Iterable[ImageInput], min_confidence: float | None = None) -> Iterator[Prediction]:
         """Classify a stream of images over one bidirectional RPC, yielding predictions in order."""
-        requests = (pb.ClassifyRequest(image=encode_image(i), min_confidence=min_confidence, id=str(n)) for n, i in enumerate(images))
+        requests = (
+            pb.ClassifyRequest(image=encode_image(i), min_confidence=min_confidence, id=str(n), model=self.model) for n, i in enumerate(images)
+        )
         try:
             for response in self._stub.ClassifyStream(requests, metadata=self._metadata):
                 yield decode_prediction(response.prediction)
@@ -275,14 +281,15 @@ class DigitClient:
 
     def explain(self, image: ImageInput, min_confidence: float | None = None) -> Explanation:
         """Classify one image and return what the network saw."""
-        request = pb.ClassifyRequest(image=encode_image(image), min_confidence=min_confidence)
+        request = pb.ClassifyRequest(image=encode_image(image), min_confidence=min_confidence, model=self.model)
         reply = self._call(self._stub.Explain, request)
         layers = (np.array(values, dtype=np.float32) for values in (reply.input, reply.hidden1, reply.hidden2))
         return Explanation(decode_prediction(reply.prediction), *layers)
 
     def model_info(self, include_model: bool = False) -> pb.ModelInfo:
-        """Describe the served model; with include_model, also fetch the ONNX file itself."""
-        return self._call(self._stub.GetModelInfo, pb.GetModelInfoRequest(include_model=include_model))
+        """Describe the model this client asks (its name, card, sha256, the server's limits); with include_model,
+        also fetch the ONNX file itself."""
+        return self._call(self._stub.GetModelInfo, pb.GetModelInfoRequest(include_model=include_model, model=self.model))
 
     def _call(self, method: Callable[..., Reply], request: object) -> Reply:
         # gRPC's retry policy moves a call off a draining replica at once; this loop outlasts a restart.
@@ -327,17 +334,28 @@ def _channel_credentials(settings: ClientSettings) -> grpc.ChannelCredentials | 
     return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
 
-def health_status(address: str, service: str = "", timeout: float = 2.0, settings: ClientSettings | None = None) -> tuple[str, str]:
-    """Ask a server's grpc.health.v1 service; return SERVING, NOT_SERVING, ... or UNREACHABLE, and what grpc said."""
+def health_status(address: str, service: str = "", timeout: float = 2.0, settings: ClientSettings | None = None, model: str = "") -> tuple[str, str]:
+    """Ask a server's grpc.health.v1 service, and then, if `model` names one, whether that model is ready (the
+    Open Inference Protocol's ModelReady); return SERVING, NOT_SERVING, ... or UNREACHABLE, and what grpc said."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    credentials = _channel_credentials(settings or _settings_from_environment())
+    from digitnet.service.api._generated import oip_pb2, oip_pb2_grpc
+
+    settings = settings or _settings_from_environment()
+    credentials = _channel_credentials(settings)
     channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
     with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+            status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            if not model or status != "SERVING":
+                return status, ""
+            token = settings.token.get_secret_value() if settings.token else None
+            ready = oip_pb2_grpc.GRPCInferenceServiceStub(channel).ModelReady(
+                oip_pb2.ModelReadyRequest(name=model), timeout=timeout, metadata=(("authorization", f"Bearer {token}"),) if token else ()
+            )
         except grpc.RpcError as err:
             details = (err.details() or "") + connection_hint(err.details() or "", credentials is not None)
             unreachable = err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
             return ("UNREACHABLE" if unreachable else err.code().name), details
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status), ""
+    return ("SERVING", "") if ready.ready else ("NOT_SERVING", f"model {model!r} is not loaded")

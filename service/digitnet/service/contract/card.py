@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from digitnet.service.contract.constants import (
     OUTPUT_PROBABILITIES,
     Activation,
 )
-from digitnet.service.contract.errors import ModelError
+from digitnet.service.contract.errors import InvalidInput, ModelError
 from digitnet.service.contract.input_form import MAX_BLUR, InputForm
 
 #: 2: cross-validated accuracy and calibration instead of a validation split; the input form says `deskew`.
@@ -225,6 +226,17 @@ def _card_version(text: str) -> int | None:
     except (ValueError, AttributeError):
         return None  # not a JSON object: pydantic names what is wrong
     return version if isinstance(version, int) else None
+
+
+#: What a model's name may be: names appear in URLs (/v2/models/NAME) and in metric labels.
+MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+
+
+def check_model_name(name: str) -> str:
+    """Return `name` if a model may be called that, else raise InvalidInput saying what a name may be."""
+    if not re.fullmatch(MODEL_NAME_PATTERN, name):
+        raise InvalidInput(f"model name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return name
 
 
 def card_path_for(model_path: Path) -> Path:

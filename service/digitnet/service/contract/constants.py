@@ -47,8 +47,8 @@ CARD_METADATA_KEY: Final = "digitnet.card"
 #: Where the model runs: onnxruntime's CUDA execution provider if present ("auto"), or a fixed choice.
 Provider = Literal["auto", "cpu", "cuda"]
 PROVIDERS: Final[tuple[Provider, ...]] = get_args(Provider)
-#: The name and version the served model answers to (the Open Inference Protocol's model_name and
-#: model_version, and the digitnet_model metric): one model per server, replaced in place by a reload.
+#: The name the default model answers to besides its own (the Open Inference Protocol's model_name), so that
+#: clients written before the server served several models keep working; and every model's one version.
 MODEL_NAME: Final = "digitnet"
 MODEL_VERSION: Final = "1"
 
@@ -64,6 +64,12 @@ def available_cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def model_repository() -> Path:
+    """The folder the server serves by default: $DIGITNET_MODEL_REPOSITORY, else the one of the committed models."""
+    configured = os.environ.get("DIGITNET_MODEL_REPOSITORY")
+    return Path(configured) if configured else _installed_default().parent
+
+
 def installed_models() -> list[Path]:
     """The models beside the default one (the committed default and logistic), the default first."""
     default = default_model()
@@ -72,10 +78,18 @@ def installed_models() -> list[Path]:
 
 
 def default_model() -> Path:
-    """The model a command uses without --model: $DIGITNET_MODEL, else the committed one installed with digitnet."""
-    configured = os.environ.get("DIGITNET_MODEL")
+    """The model a command uses without --model: $DIGITNET_MODEL (the first, if it names several), else the
+    default.onnx of $DIGITNET_MODEL_REPOSITORY, else the committed one installed with digitnet."""
+    configured = os.environ.get("DIGITNET_MODEL", "").split(",")[0].strip()
     if configured:
         return Path(configured)
+    repository = os.environ.get("DIGITNET_MODEL_REPOSITORY")
+    if repository:
+        return Path(repository) / DEFAULT_MODEL_FILE
+    return _installed_default()
+
+
+def _installed_default() -> Path:
     # models/ has no __init__.py (it holds artifacts only), so `digitnet.models` is a namespace package:
     # look for the file in each of its folders (an editable install adds a path hook that is not one).
     spec = find_spec("digitnet.models")

@@ -74,6 +74,12 @@ class ConfigurationError(DigitnetError):
     code: ClassVar[StatusName] = "FAILED_PRECONDITION"
 
 
+class RepositoryError(DigitnetError):
+    """The model repository cannot make a change now (unload its last model, load in a multi-worker server)."""
+
+    code: ClassVar[StatusName] = "FAILED_PRECONDITION"
+
+
 class InvalidInput(DigitnetError):
     """A request's input cannot be turned into a 28x28 MNIST image (bad bytes, shape, dtype or values)."""
 

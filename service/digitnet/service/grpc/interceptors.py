@@ -94,6 +94,7 @@ class Guard:
                 self.context, self.started, self.admitted = context, time.perf_counter(), False
 
             async def __aenter__(self) -> None:
+                Admission.begin()
                 try:
                     if not is_open:
                         guard._admit(self.context, is_stream)

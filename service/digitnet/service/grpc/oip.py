@@ -15,7 +15,7 @@ import numpy as np
 from google.protobuf import json_format
 
 from digitnet.service.api._generated import oip_pb2 as pb
-from digitnet.service.contract.constants import MODEL_NAME, MODEL_VERSION
+from digitnet.service.contract.constants import MODEL_VERSION
 from digitnet.service.contract.errors import InvalidInput
 from digitnet.service.grpc.servicer import grpc_errors, status_for, stream_item_error
 from digitnet.service.protocol.dataplane import DataPlane, InferRequest
@@ -67,7 +67,8 @@ def min_confidence_parameter(request: pb.ModelInferRequest) -> float | None:
 
 def encode_response(request: pb.ModelInferRequest, tensors: list[OutputTensor]) -> pb.ModelInferResponse:
     """Build the response, raw when the request was raw."""
-    response = pb.ModelInferResponse(model_name=MODEL_NAME, model_version=MODEL_VERSION, id=request.id)
+    # The model as the request named it (Triton's way): a client that asked for `digitnet` finds `digitnet`.
+    response = pb.ModelInferResponse(model_name=request.model_name, model_version=MODEL_VERSION, id=request.id)
     raw = bool(request.raw_input_contents)
     for name, datatype, values in tensors:
         tensor = response.outputs.add(name=name, datatype=datatype, shape=shape_of(datatype, values))
@@ -116,6 +117,18 @@ class OipServicer:
     @grpc_errors
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext) -> pb.RepositoryIndexResponse:
         return self.plane.repository_index(request.ready)
+
+    @grpc_errors
+    async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext) -> pb.RepositoryModelLoadResponse:
+        await self.plane.load(request.model_name, list(request.parameters))
+        return pb.RepositoryModelLoadResponse()
+
+    @grpc_errors
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelUnloadResponse:
+        await self.plane.unload(request.model_name, list(request.parameters))
+        return pb.RepositoryModelUnloadResponse()
 
     @grpc_errors
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:

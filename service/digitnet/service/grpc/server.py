@@ -46,7 +46,7 @@ def create_grpc_server(settings: ServerSettings, plane: DataPlane, health: Healt
         ],
     )
     Guard(Admission.from_settings(settings, plane.readiness)).install(server)  # first: every service goes through it
-    pb_grpc.add_DigitClassifierServicer_to_server(DigitClassifierServicer(plane.classifier, executor, server_limits(settings)), server)
+    pb_grpc.add_DigitClassifierServicer_to_server(DigitClassifierServicer(plane, executor, server_limits(settings)), server)
     add_oip_to_server(OipServicer(plane), server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     # Reflection shows the OIP under its real package, so that grpcurl and other generic tools describe and call it.

@@ -1,6 +1,7 @@
 """The gRPC transport of digitnet.v1 (grpc.aio): decode protos, call the core, encode replies.
 
-Every servicer method is thin: all the work lives in inference.classifier.Classifier, which knows nothing of gRPC.
+Every servicer method is thin: all the work lives in inference.classifier.Classifier, which knows nothing of gRPC,
+of the model the request names (the data plane finds it in the repository: protocol/repository.py).
 Cheap work (one MNIST-form image: ~40 us) runs inline on the event loop; decoding images and anything
 that grows with the request (batches, streams of encoded images) runs on a thread pool (Pillow and
 onnxruntime release the GIL), so a large request never stalls the others. Each request's work stops
@@ -33,6 +34,8 @@ from digitnet.service.contract.errors import (
 from digitnet.service.contract.results import ImageInput, PackedPredictions, Prediction, answer_in_place
 from digitnet.service.inference.classifier import Classifier, Deadline, offload
 from digitnet.service.inference.image_header import sniff
+from digitnet.service.protocol.dataplane import DataPlane
+from digitnet.service.protocol.repository import ServedModel
 from digitnet.service.telemetry.observability import count_answers, count_error, count_prediction
 
 log = logging.getLogger(__name__)
@@ -82,9 +85,9 @@ def deadline_of(context: grpc.aio.ServicerContext, limit_seconds: float | None) 
     return Deadline(context.time_remaining(), limit_seconds)
 
 
-def encode_prediction(prediction: Prediction) -> pb.Prediction:
-    """Turn a core Prediction into its proto (and count it)."""
-    count_prediction(prediction)
+def encode_prediction(prediction: Prediction, model: str) -> pb.Prediction:
+    """Turn a core Prediction into its proto (and count it against the model that gave it)."""
+    count_prediction(prediction, model)
     message = pb.Prediction(
         outcome=TO_WIRE[prediction.outcome],
         label=wire_label(prediction.label),
@@ -98,9 +101,9 @@ def encode_prediction(prediction: Prediction) -> pb.Prediction:
     return message
 
 
-def encode_packed(packed: PackedPredictions) -> pb.PackedPredictions:
-    """Turn the fast path's arrays into their proto."""
-    count_answers(packed)
+def encode_packed(packed: PackedPredictions, model: str) -> pb.PackedPredictions:
+    """Turn the fast path's arrays into their proto (and count them against the model that gave them)."""
+    count_answers(packed, model)
     message = pb.PackedPredictions(labels=packed.labels.tolist())
     # Setting 10,000 floats through protobuf's Python API costs ~0.3 ms a batch. A packed repeated float
     # is on the wire exactly a little-endian float32 array, so hand protobuf those bytes to parse (in C).
@@ -151,10 +154,10 @@ def grpc_errors(
 
 
 class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
-    """digitnet.v1.DigitClassifier over a Classifier."""
+    """digitnet.v1.DigitClassifier over the models the data plane serves."""
 
-    def __init__(self, classifier: Classifier, executor: Executor, limits: pb.ServerLimits | None = None) -> None:
-        self.classifier = classifier
+    def __init__(self, plane: DataPlane, executor: Executor, limits: pb.ServerLimits | None = None) -> None:
+        self.plane = plane
         self._executor = executor
         self._limits = limits or pb.ServerLimits()
         self._request_seconds = self._limits.max_request_seconds or None
@@ -164,62 +167,71 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
 
     @grpc_errors
     async def Classify(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext) -> pb.ClassifyResponse:
-        prediction = await self._classify_one(request, deadline_of(context, self._request_seconds))
-        return pb.ClassifyResponse(prediction=encode_prediction(prediction), id=request.id)
+        served = self.plane.model(request.model)
+        prediction = await self._classify_one(served.classifier, request, deadline_of(context, self._request_seconds))
+        return pb.ClassifyResponse(prediction=encode_prediction(prediction, served.name), id=request.id, model=served.name)
 
-    async def _classify_one(self, request: pb.ClassifyRequest, deadline: Deadline) -> Prediction:
+    async def _classify_one(self, classifier: Classifier, request: pb.ClassifyRequest, deadline: Deadline) -> Prediction:
         image = _require(decode_image(request.image))
         if isinstance(image, bytes) and not _small(image):
-            return await self._offload(deadline, self.classifier.classify_one, image, requested_min_confidence(request), deadline)
-        return self.classifier.classify_one(image, requested_min_confidence(request), deadline)  # small: inline
+            return await self._offload(deadline, classifier.classify_one, image, requested_min_confidence(request), deadline)
+        return classifier.classify_one(image, requested_min_confidence(request), deadline)  # small: inline
 
     @grpc_errors
     async def ClassifyBatch(self, request: pb.ClassifyBatchRequest, context: grpc.aio.ServicerContext) -> pb.ClassifyBatchResponse:
         deadline = deadline_of(context, self._request_seconds)
+        served = self.plane.model(request.model)
         if request.mnist_uint8:
             if request.images:
                 raise InvalidInput("set either images or mnist_uint8 in one ClassifyBatchRequest, not both")
-            return await self._offload(deadline, self._classify_packed, request)
-        self.classifier.check_count(len(request.images))
-        return await self._offload(deadline, self._classify_batch, request, deadline)
+            return await self._offload(deadline, self._classify_packed, served, request)
+        self.plane.check_count(len(request.images))
+        return await self._offload(deadline, self._classify_batch, served, request, deadline)
 
     # On the thread pool: unpacking the protos and packing the answers grow with the request, as the classifying does.
 
-    def _classify_packed(self, request: pb.ClassifyBatchRequest) -> pb.ClassifyBatchResponse:
-        packed = self.classifier.classify_packed(request.mnist_uint8, requested_min_confidence(request))
-        return pb.ClassifyBatchResponse(packed=encode_packed(packed))
+    def _classify_packed(self, served: ServedModel, request: pb.ClassifyBatchRequest) -> pb.ClassifyBatchResponse:
+        packed = served.classifier.classify_packed(request.mnist_uint8, requested_min_confidence(request))
+        return pb.ClassifyBatchResponse(packed=encode_packed(packed, served.name), model=served.name)
 
-    def _classify_batch(self, request: pb.ClassifyBatchRequest, deadline: Deadline) -> pb.ClassifyBatchResponse:
+    def _classify_batch(self, served: ServedModel, request: pb.ClassifyBatchRequest, deadline: Deadline) -> pb.ClassifyBatchResponse:
         images = [_decode_or_error(image) for image in request.images]
-        predictions = answer_in_place(images, lambda decoded: self.classifier.classify(decoded, requested_min_confidence(request), deadline))
-        return pb.ClassifyBatchResponse(predictions=[encode_prediction(p) for p in predictions])
+        predictions = answer_in_place(images, lambda decoded: served.classifier.classify(decoded, requested_min_confidence(request), deadline))
+        return pb.ClassifyBatchResponse(predictions=[encode_prediction(p, served.name) for p in predictions], model=served.name)
 
     async def ClassifyStream(
         self, requests: AsyncIterator[pb.ClassifyRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ClassifyResponse]:
-        # A bad item becomes an ERROR response; the stream goes on. Each item gets the server's time limit anew.
+        # A bad item becomes an ERROR response; the stream goes on. Each item gets the server's time limit anew,
+        # and may name its own model.
         async for request in requests:
+            name = request.model
             try:
-                prediction = await self._classify_one(request, deadline_of(context, self._request_seconds))
+                served = self.plane.model(request.model)
+                name = served.name
+                prediction = await self._classify_one(served.classifier, request, deadline_of(context, self._request_seconds))
             except Exception as err:
                 prediction = Prediction.failed(stream_item_error(err, "ClassifyStream"))
-            yield pb.ClassifyResponse(prediction=encode_prediction(prediction), id=request.id)
+            yield pb.ClassifyResponse(prediction=encode_prediction(prediction, name), id=request.id, model=name)
 
     @grpc_errors
     async def Explain(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext) -> pb.ExplainResponse:
         deadline = deadline_of(context, self._request_seconds)
+        served = self.plane.model(request.model)
         image = _require(decode_image(request.image))
-        explanation = await self._offload(deadline, self.classifier.explain, image, requested_min_confidence(request), deadline)
+        explanation = await self._offload(deadline, served.classifier.explain, image, requested_min_confidence(request), deadline)
         return pb.ExplainResponse(
-            prediction=encode_prediction(explanation.prediction),
+            prediction=encode_prediction(explanation.prediction, served.name),
             input=explanation.input.tolist(),
             hidden1=explanation.hidden1.tolist(),
             hidden2=explanation.hidden2.tolist(),
+            model=served.name,
         )
 
     @grpc_errors
     async def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext) -> pb.ModelInfo:
-        model = self.classifier.model
+        served = self.plane.model(request.model)
+        model = served.model
         card = model.card
         return pb.ModelInfo(
             card_json=card.to_json() if card else "",
@@ -231,6 +243,7 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
             parameters=card.architecture.parameters if card else 0,
             model_onnx=model.data if request.include_model else b"",
             limits=self._limits,
+            name=served.name,
         )
 
 

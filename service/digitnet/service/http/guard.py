@@ -36,6 +36,7 @@ class Guard:
             await send(message)
 
         admitted = False
+        Admission.begin()
         try:
             if not (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)):
                 try:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from digitnet.service.contract.constants import MODEL_NAME, MODEL_VERSION
+from digitnet.service.contract.constants import MODEL_VERSION
 from digitnet.service.contract.errors import InvalidInput, LimitExceeded, echo
 from digitnet.service.protocol.dataplane import InferRequest
 from digitnet.service.protocol.tensors import (
@@ -100,8 +100,9 @@ def parse_infer(body: bytes, header_length: str | None, check_count: Callable[[i
     )
 
 
-def encode_infer(request: RestInferRequest, tensors: list[OutputTensor]) -> tuple[bytes, dict[str, str]]:
-    """The REST ModelInfer response body and its headers: JSON, followed by the binary outputs if any."""
+def encode_infer(request: RestInferRequest, tensors: list[OutputTensor], model_name: str) -> tuple[bytes, dict[str, str]]:
+    """The REST ModelInfer response body and its headers: JSON, followed by the binary outputs if any; the model
+    named as the request named it (Triton's way)."""
     outputs: list[dict[str, Any]] = []
     binary: list[bytes] = []
     for name, datatype, values in tensors:
@@ -113,7 +114,7 @@ def encode_infer(request: RestInferRequest, tensors: list[OutputTensor]) -> tupl
         else:
             output["data"] = [value.decode("utf-8", "replace") for value in values] if datatype == "BYTES" else values.ravel()
         outputs.append(output)
-    answer: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": MODEL_VERSION, "outputs": outputs}
+    answer: dict[str, Any] = {"model_name": model_name, "model_version": MODEL_VERSION, "outputs": outputs}
     if request.id:
         answer["id"] = request.id
     header = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)  # arrays written straight from numpy

@@ -68,10 +68,12 @@ def document(app: FastAPI) -> dict[str, Any]:
 
 
 def _describe(path: str, operation: dict[str, Any]) -> None:
-    for parameter in operation.get("parameters", []):  # the one model this server serves (others: 404)
-        served = {"name": MODEL_NAME, "version": MODEL_VERSION}.get(parameter["name"]) if parameter["in"] == "path" else None
-        if served is not None:
-            parameter["schema"] = {"type": "string", "enum": [served]}
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "path" and parameter["name"] == "version":  # every model has one version
+            parameter["schema"] = {"type": "string", "enum": [MODEL_VERSION]}
+        elif parameter["name"] in ("name", "model"):  # a model of the repository (others: 404)
+            parameter["description"] = f"a model's name, as the repository index lists them; {MODEL_NAME!r} is the default model"
+            parameter["schema"] = {"type": "string", "example": MODEL_NAME}
     responses = operation.setdefault("responses", {})
     responses.pop("422", None)  # never sent: invalid parameters are answered 400
     if path in ("/v1/classify", "/v1/explain"):
@@ -83,7 +85,7 @@ def _describe(path: str, operation: dict[str, Any]) -> None:
     errors = ["401", "503"]
     if operation.get("parameters") or "requestBody" in operation:
         errors.insert(0, "400")
-    if "{name}" in path:
+    if "{name}" in path or any(parameter["name"] == "model" for parameter in operation.get("parameters", [])):
         errors.append("404")
     if "requestBody" in operation:
         errors.append("429")

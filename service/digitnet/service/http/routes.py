@@ -45,7 +45,7 @@ class Routes:
     """Every HTTP route's handler, over one data plane; each can be called on its own (tests do)."""
 
     def __init__(self, plane: DataPlane, executor: Executor, settings: ServerSettings) -> None:
-        self.plane, self.classifier = plane, plane.classifier
+        self.plane = plane
         self._executor = executor
         self._max_body_bytes = settings.message_bytes  # the gRPC message limit bounds HTTP bodies alike
         self._max_json_bytes = settings.http_max_json_bytes
@@ -89,10 +89,20 @@ class Routes:
         asked = await self.body_of(request)
         return [as_record(model) for model in self.plane.repository_index(bool(asked) and _ready_only(asked)).models]
 
+    async def load(self, name: str, request: Request) -> dict[str, Any]:
+        """Load (or reload) the repository's model `name` from its file; the others keep serving meanwhile."""
+        await self.plane.load(name, _parameters_of(await self.body_of(request)))
+        return {"name": name, "load": True}
+
+    async def unload(self, name: str, request: Request) -> dict[str, Any]:
+        """Stop serving the model `name` (calls already running finish; the last model cannot be unloaded)."""
+        await self.plane.unload(name, _parameters_of(await self.body_of(request)))
+        return {"name": name, "unload": True}
+
     async def infer(self, request: Request) -> Response:
         """ModelInfer: JSON tensors, or the binary-tensor extension (Inference-Header-Content-Length)."""
         name, version = request.path_params["name"], request.path_params.get("version", "")
-        self.plane.check_model(name, version)  # before the body is read
+        self.plane.model(name, version)  # before the body is read
         received = await self.body_of(request)
         header = request.headers.get(HEADER_LENGTH)
         return await self.plane.infer(
@@ -100,56 +110,66 @@ class Routes:
             version,
             len(received) <= INLINE_BODY_BYTES,
             lambda: parse_infer(received, header, self.plane.check_count, self._max_json_bytes),
-            _infer_response,
+            lambda decoded, tensors: _infer_response(decoded, tensors, name),
             self.plane.deadline(),
         )
 
     # digitnet's own
 
-    async def classify(self, request: Request, min_confidence: float | None = None) -> Any:
+    async def classify(self, request: Request, min_confidence: float | None = None, model: str = "") -> Any:
         """Classify one image: the body is the image file (PNG, JPEG, ...), or a multipart form with one file.
-        Answers as `digitnet predict` does: status (digit, unknown, error), label, confidence, probabilities.
-        Without min_confidence, the server's default threshold applies."""
-        threshold = self.classifier.threshold(min_confidence)
+        Answers as `digitnet predict` does: status (digit, unknown, error), label, confidence, probabilities, and
+        the model that answered. Without min_confidence, the server's default threshold applies; without model,
+        the default model answers."""
+        served = self.plane.model(model)
+        threshold = served.classifier.threshold(min_confidence)
         name, image = await _image_of(request, await self.body_of(request), self._max_body_bytes)
         # An encoded image: decoding it goes to the pool, whatever its size.
         deadline = self.plane.deadline()
-        [prediction] = await self.work(deadline, self.classifier.classify, [image], threshold, deadline)
-        count_prediction(prediction)
+        [prediction] = await self.work(deadline, served.classifier.classify, [image], threshold, deadline)
+        count_prediction(prediction, served.name)
         if prediction.error is not None:  # the same row as predict's, with the error's HTTP status
-            return JSONResponse({"path": name, **prediction.record()}, status_code=HTTP_STATUS[prediction.error.code])
-        return {"path": name, **prediction.record()}
+            return JSONResponse({"path": name, **prediction.record(), "model": served.name}, status_code=HTTP_STATUS[prediction.error.code])
+        return {"path": name, **prediction.record(), "model": served.name}
 
-    async def explain(self, request: Request, min_confidence: float | None = None) -> dict[str, object]:
-        """Classify one image and return what the network saw: the 784 input pixels, both hidden layers."""
-        threshold = self.classifier.threshold(min_confidence)
+    async def explain(self, request: Request, min_confidence: float | None = None, model: str = "") -> dict[str, object]:
+        """Classify one image and return what the network saw: the 784 input pixels, both hidden layers (and the
+        model that answered: the default one, unless `model` names another)."""
+        served = self.plane.model(model)
+        threshold = served.classifier.threshold(min_confidence)
         name, image = await _image_of(request, await self.body_of(request), self._max_body_bytes)
         deadline = self.plane.deadline()
-        explanation = await self.work(deadline, self.classifier.explain, image, threshold, deadline)
-        count_prediction(explanation.prediction)
+        explanation = await self.work(deadline, served.classifier.explain, image, threshold, deadline)
+        count_prediction(explanation.prediction, served.name)
         return {
             "path": name,
+            "model": served.name,
             **explanation.prediction.record(),
             "input": explanation.input.tolist(),
             "hidden1": explanation.hidden1.tolist(),
             "hidden2": explanation.hidden2.tolist(),
         }
 
-    async def network(self) -> dict[str, Any]:
-        """The served network's weights [in][out] and biases per layer, its hidden activation, the connections the
-        pictures draw into each neuron, and the server's default min_confidence (for the page)."""
-        model = self.classifier.model
-        if model.sha256 not in self._networks:
-            network = Network.from_bytes(model.data, "the served model")
-            self._networks.clear()
-            self._networks[model.sha256] = {
+    async def network(self, model: str = "") -> dict[str, Any]:
+        """A served network's weights [in][out] and biases per layer, its name, hidden activation and
+        cross-validated accuracy (from its card), the connections the pictures draw into each neuron, and the
+        server's default min_confidence (for the page). The default model's, unless `model` names another."""
+        served = self.plane.model(model)
+        loaded = served.model
+        if loaded.sha256 not in self._networks:
+            if len(self._networks) > 2 * len(self.plane.repository.served()):  # reloads left old weights behind
+                self._networks.clear()
+            network = Network.from_bytes(loaded.data, f"the served model {served.name}")
+            cross_validation = loaded.card.cross_validation if loaded.card else None
+            self._networks[loaded.sha256] = {
                 "activation": network.activation,
                 "weights": [np.round(w.astype(np.float64), 5).tolist() for w in network.weights],
                 "biases": [np.round(b.astype(np.float64), 5).tolist() for b in network.biases],
-                "sha256": model.sha256,
+                "sha256": loaded.sha256,
+                "accuracy": cross_validation.accuracy if cross_validation else None,
                 "strongest": STRONGEST,
             }
-        return {**self._networks[model.sha256], "min_confidence": self.classifier.min_confidence}
+        return {**self._networks[loaded.sha256], "name": served.name, "min_confidence": served.classifier.min_confidence}
 
     async def page(self) -> FileResponse:
         """Draw a digit and watch the network answer."""
@@ -218,6 +238,8 @@ ROUTES = (
     Route("/v2/models/{name}/config", "model_config", tags=OIP),
     Route("/v2/models/{name}/stats", "model_stats", tags=OIP),
     Route("/v2/repository/index", "repository_index", ("POST",), tags=OIP),
+    Route("/v2/repository/models/{name}/load", "load", ("POST",), tags=OIP),
+    Route("/v2/repository/models/{name}/unload", "unload", ("POST",), tags=OIP),
     # Plain Starlette routes for the protocol's hot path: FastAPI's per-request dependency solving cost a third
     # of the throughput (bench/rest_bench.py).
     Route(INFER_PATH, "infer", ("POST",), plain=True),
@@ -231,9 +253,23 @@ ROUTES = (
 )
 
 
-def _infer_response(request: RestInferRequest, tensors: list[OutputTensor]) -> Response:
-    body, headers = encode_infer(request, tensors)
+def _infer_response(request: RestInferRequest, tensors: list[OutputTensor], model_name: str) -> Response:
+    body, headers = encode_infer(request, tensors, model_name)
     return Response(body, headers=headers)
+
+
+def _parameters_of(body: bytes) -> list[str]:
+    """The parameter names of a repository load or unload request's body: JSON {"parameters": {...}}, or none."""
+    if not body.strip():
+        return []
+    try:
+        asked = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise InvalidInput(f"the request body is not JSON: {err}") from err
+    parameters = asked.get("parameters", {}) if isinstance(asked, dict) else None
+    if not isinstance(parameters, dict):
+        raise InvalidInput(f"'parameters' must be a JSON object, got {echo(parameters)}")
+    return [str(name) for name in parameters]
 
 
 def _ready_only(body: bytes) -> bool:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from digitnet.service.contract.errors import Unavailable
 from digitnet.service.contract.model import ModelOutput
-from digitnet.service.inference.statistics import STATISTICS
+from digitnet.service.inference.statistics import InferenceStatistics
 
 
 @dataclass
@@ -32,8 +33,11 @@ class _Pending:
 class MicroBatcher:
     """Queue of pending requests drained by one task on the running event loop."""
 
-    def __init__(self, run: Callable[[np.ndarray], ModelOutput], max_size: int, max_delay: float) -> None:
+    def __init__(
+        self, run: Callable[[np.ndarray], ModelOutput], max_size: int, max_delay: float, statistics: InferenceStatistics | None = None
+    ) -> None:
         self._model_run = run  # looked up per batch by the caller's function, so a model reload applies
+        self._statistics = statistics or InferenceStatistics()
         self.max_size = max_size
         self.max_delay = max_delay
         self._queue: asyncio.Queue[_Pending] | None = None
@@ -52,37 +56,57 @@ class MicroBatcher:
         await self._queue.put(_Pending(pixels, done))
         return await done
 
+    def close(self) -> None:
+        """Stop the batching task (its model is unloaded); requests still queued are answered UNAVAILABLE."""
+        if self._worker is not None:
+            self._worker.cancel()
+        while self._queue is not None and not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.done.done():
+                pending.done.set_exception(Unavailable("the model was unloaded before this request ran; retry"))
+
     async def _drain(self) -> None:
         assert self._queue is not None
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
-            size = len(batch[0].pixels)
-            while size < self.max_size and not self._queue.empty():  # whoever is waiting already joins
-                batch.append(self._queue.get_nowait())
-                size += len(batch[-1].pixels)
-            # Adaptive in fact: wait for company only under concurrent load (others are waiting now, or the
-            # last batch merged several requests); a lone request runs at once, so batching costs nothing at
-            # concurrency 1.
-            concurrent = len(batch) > 1 or self._last_requests > 1
-            deadline = loop.time() + (self.max_delay if concurrent else 0.0)
-            while size < self.max_size:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout)
-                except TimeoutError:
-                    break
-                batch.append(item)
-                size += len(item.pixels)
+            try:
+                await self._gather(batch)
+            except asyncio.CancelledError:  # closed while gathering: nobody will run these
+                for pending in batch:
+                    if not pending.done.done():
+                        pending.done.set_exception(Unavailable("the model was unloaded before this request ran; retry"))
+                raise
             self._last_requests = len(batch)
             self._run(batch)
+
+    async def _gather(self, batch: list[_Pending]) -> None:
+        """Add whoever joins in time to `batch`."""
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        size = len(batch[0].pixels)
+        while size < self.max_size and not self._queue.empty():  # whoever is waiting already joins
+            batch.append(self._queue.get_nowait())
+            size += len(batch[-1].pixels)
+        # Adaptive in fact: wait for company only under concurrent load (others are waiting now, or the
+        # last batch merged several requests); a lone request runs at once, so batching costs nothing at
+        # concurrency 1.
+        concurrent = len(batch) > 1 or self._last_requests > 1
+        deadline = loop.time() + (self.max_delay if concurrent else 0.0)
+        while size < self.max_size:
+            timeout = deadline - loop.time()
+            if timeout <= 0:
+                break
+            try:
+                item = await asyncio.wait_for(self._queue.get(), timeout)
+            except TimeoutError:
+                break
+            batch.append(item)
+            size += len(item.pixels)
 
     def _run(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         for item in batch:
-            STATISTICS.record_queue(started - item.queued)
+            self._statistics.record_queue(started - item.queued)
         try:
             output = self._model_run(np.concatenate([item.pixels for item in batch]))
         except Exception as err:  # hand the failure to every waiting caller; keep the batcher alive

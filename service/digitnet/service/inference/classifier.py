@@ -50,7 +50,7 @@ from digitnet.service.inference.preprocess import (
     mnist_form_many,
     normalise,
 )
-from digitnet.service.inference.statistics import STATISTICS
+from digitnet.service.inference.statistics import InferenceStatistics
 
 _T = TypeVar("_T")
 
@@ -171,12 +171,19 @@ class Classifier:
     """Preprocess, batch and run images through a model; safe to call from many threads."""
 
     def __init__(
-        self, model: Model, limits: Limits = Limits(), max_request_images: int = MAX_REQUEST_IMAGES, min_confidence: float = DEFAULT_MIN_CONFIDENCE
+        self,
+        model: Model,
+        limits: Limits = Limits(),
+        max_request_images: int = MAX_REQUEST_IMAGES,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        statistics: InferenceStatistics | None = None,
     ) -> None:
         self.model = model
         self.limits = limits
         self.max_request_images = max_request_images
         self.min_confidence = check_min_confidence(min_confidence)
+        #: The model's runs, as the Open Inference Protocol's ModelStatistics reports them.
+        self.statistics = statistics or InferenceStatistics(model.card.name if model.card else "")
 
     def threshold(self, requested: float | None) -> float:
         """The abstain threshold of a request: its own (checked), or this classifier's default when it set none."""
@@ -210,7 +217,7 @@ class Classifier:
         """Run the model on float32 pixels [N, 784] in [0, 1], counting the run in the served statistics."""
         started = time.perf_counter()
         output = self.model.run(pixels)
-        STATISTICS.record_execution(len(pixels), time.perf_counter() - started)
+        self.statistics.record_execution(len(pixels), time.perf_counter() - started)
         return output
 
     def check_count(self, count: int) -> None:

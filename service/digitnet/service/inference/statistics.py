@@ -2,13 +2,16 @@
 model runs themselves and by the calls, whatever protocol they came in by.
 
 Prometheus metrics (telemetry/observability.py) are for dashboards; these answer the Open Inference Protocol's
-ModelStatistics for tools written for Triton. Thread-safe: runs happen on the thread pool. The core knows
-nothing of Prometheus: a transport that wants each model run registers an observer.
+ModelStatistics for tools written for Triton. Each served model has its own (the repository makes them), and
+ANSWERING names the one answering the current call, so that the transports' guards count the call against it.
+Thread-safe: runs happen on the thread pool. The core knows nothing of Prometheus: whoever wants each model
+run registers an observer.
 
 Usage:
-    STATISTICS.record_execution(images=64, seconds=0.0004)
-    STATISTICS.observe_executions(lambda images, seconds: ...)
-    snapshot = STATISTICS.snapshot()
+    statistics = InferenceStatistics("relu")
+    statistics.record_execution(images=64, seconds=0.0004)
+    observe_executions(lambda model, images, seconds: ...)
+    snapshot = statistics.snapshot()
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 
 
@@ -47,19 +51,23 @@ class Snapshot:
     batches: dict[int, Duration] = field(default_factory=lambda: defaultdict(Duration))  # model runs by images per run
 
 
-class InferenceStatistics:
-    """Counters of one served model (they survive a reload: the name and version stay)."""
+#: Called as observer(model, images, seconds) after every model run of every model.
+_OBSERVERS: list[Callable[[str, int, float], None]] = []
 
-    def __init__(self) -> None:
+
+def observe_executions(observer: Callable[[str, int, float], None]) -> None:
+    """Call `observer(model, images, seconds)` after every model run from now on (once, however often registered)."""
+    if observer not in _OBSERVERS:
+        _OBSERVERS.append(observer)
+
+
+class InferenceStatistics:
+    """Counters of one served model, by its name (they survive a reload: the name and version stay)."""
+
+    def __init__(self, model: str = "") -> None:
+        self.model = model
         self._lock = threading.Lock()
         self._now = Snapshot()
-        self._observers: list[Callable[[int, float], None]] = []
-
-    def observe_executions(self, observer: Callable[[int, float], None]) -> None:
-        """Call `observer(images, seconds)` after every model run from now on (once, however often registered)."""
-        with self._lock:
-            if observer not in self._observers:
-                self._observers.append(observer)
 
     def record_execution(self, images: int, seconds: float) -> None:
         """Count one model run over `images` images."""
@@ -69,9 +77,8 @@ class InferenceStatistics:
             self._now.last_inference_ms = int(time.time() * 1000)
             self._now.compute.add(seconds)
             self._now.batches[images].add(seconds)
-            observers = list(self._observers)
-        for observer in observers:
-            observer(images, seconds)
+        for observer in _OBSERVERS:
+            observer(self.model, images, seconds)
 
     def record_call(self, succeeded: bool, seconds: float) -> None:
         """Count one inference call (a stream counts once)."""
@@ -97,5 +104,7 @@ class InferenceStatistics:
             )
 
 
-#: The served model's statistics (one model per process, as the metrics).
-STATISTICS = InferenceStatistics()
+#: The statistics of the model answering the current call (None: the call uses no model, or has not found it
+#: yet). Set where a call's model is resolved (protocol/repository.py); each call runs in its own asyncio task,
+#: and so has its own value.
+ANSWERING: ContextVar[InferenceStatistics | None] = ContextVar("digitnet_answering", default=None)

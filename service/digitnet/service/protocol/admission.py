@@ -4,8 +4,9 @@ gRPC's guard (grpc/interceptors.py) and HTTP's (http/guard.py) read each call's 
 message is read: the bearer token (exactly one, compared in constant time), no new work while the server
 drains, a bound on calls in flight (streams counted apart, so that open streams never lock out single
 calls). Health checks, liveness, readiness and reflection are never guarded: each transport says which of
-its calls those are. Every call is then counted the same way: requests by status, latency, and, for the
-calls that run the model, the Open Inference Protocol's statistics.
+its calls those are. Every call is then counted the same way: requests by status and by the model that answered
+(the repository marks it: inference.statistics.ANSWERING), latency, and, for the calls that run a model, that
+model's Open Inference Protocol statistics.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from digitnet.service.contract.errors import DigitnetError, Unauthenticated, Unavailable
-from digitnet.service.inference.statistics import STATISTICS
+from digitnet.service.inference.statistics import ANSWERING
 from digitnet.service.protocol.dataplane import Readiness
 from digitnet.service.settings.server import ServerSettings
 from digitnet.service.telemetry.observability import IN_FLIGHT, LATENCY, REQUESTS, count_error
@@ -25,8 +26,8 @@ from digitnet.service.telemetry.observability import IN_FLIGHT, LATENCY, REQUEST
 INFERENCE_CALLS = frozenset({"Classify", "ClassifyBatch", "ClassifyStream", "Explain", "ModelInfer", "ModelStreamInfer"})
 
 
-#: The request counter and latency histogram of each (call label, status) seen: few, as the labels are.
-_SERIES: dict[tuple[str, str], tuple[Any, Any]] = {}
+#: The request counter and latency histogram of each (call label, status, model) seen: few, as the labels are.
+_SERIES: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
 
 class Admission:
@@ -75,13 +76,21 @@ class Admission:
         IN_FLIGHT.dec()
 
     @staticmethod
+    def begin() -> None:
+        """Start a call: no model answers it yet (each call runs in its own task, but a transport may reuse one)."""
+        ANSWERING.set(None)
+
+    @staticmethod
     def record(call: str, label: str, status: str, ok: bool, elapsed: float, cancelled: bool = False) -> None:
-        """Count a finished call: `label` names it in the metrics (a transport may prefix it), `status` is its code.
-        A call its client cancelled is no inference of the statistics' (the client did not wait for an answer)."""
-        counted = _SERIES.get((label, status))
+        """Count a finished call: `label` names it in the metrics (a transport may prefix it), `status` is its code,
+        against the model that answered it. A call its client cancelled is no inference of the statistics' (the
+        client did not wait for an answer)."""
+        answering = ANSWERING.get()
+        model = answering.model if answering is not None else ""
+        counted = _SERIES.get((label, status, model))
         if counted is None:  # prometheus-client's labels() locks and hashes on every call: look each series up once
-            counted = _SERIES[label, status] = (REQUESTS.labels(label, status), LATENCY.labels(label))
+            counted = _SERIES[label, status, model] = (REQUESTS.labels(label, status, model), LATENCY.labels(label, model))
         counted[0].inc()
         counted[1].observe(elapsed)
-        if call in INFERENCE_CALLS and not cancelled:
-            STATISTICS.record_call(ok, elapsed)
+        if answering is not None and call in INFERENCE_CALLS and not cancelled:
+            answering.record_call(ok, elapsed)

@@ -16,7 +16,6 @@ from google.protobuf.message import Message
 from digitnet.service.api._generated import oip_pb2 as pb
 from digitnet.service.contract.constants import (
     INPUT_NAME,
-    MODEL_NAME,
     MODEL_VERSION,
     N_CLASSES,
     N_PIXELS,
@@ -25,6 +24,7 @@ from digitnet.service.contract.constants import (
     OUTPUT_PROBABILITIES,
 )
 from digitnet.service.inference.statistics import Duration, Snapshot
+from digitnet.service.protocol.repository import IndexEntry
 
 OUTPUT_OUTCOME, OUTPUT_REASON = "outcome", "reason"
 
@@ -52,10 +52,11 @@ DEFAULT_OUTPUTS = (OUTPUT_PROBABILITIES, OUTPUT_LABEL)
 _DATA_TYPES = {"FP32": pb.TYPE_FP32, "INT64": pb.TYPE_INT64, "BYTES": pb.TYPE_STRING, "UINT8": pb.TYPE_UINT8}
 
 
-def metadata_record() -> dict[str, Any]:
-    """ModelMetadata as the REST API sends it: the tensors with the batch dimension as -1."""
+def metadata_record(name: str) -> dict[str, Any]:
+    """ModelMetadata of the model `name` as the REST API sends it: the tensors with the batch dimension as -1
+    (every model of the repository has the same)."""
     return {
-        "name": MODEL_NAME,
+        "name": name,
         "versions": [MODEL_VERSION],
         "platform": "onnxruntime_onnx",
         "inputs": [{"name": INPUT.name, "datatype": INPUT.datatype, "shape": [-1, *INPUT.per_image]}],
@@ -63,16 +64,11 @@ def metadata_record() -> dict[str, Any]:
     }
 
 
-def metadata() -> pb.ModelMetadataResponse:
-    """ModelMetadata as gRPC sends it (the same record)."""
-    return json_format.ParseDict(metadata_record(), pb.ModelMetadataResponse())
-
-
-def model_config(max_batch_size: int, batch_size: int | None, batch_delay_ms: float) -> pb.ModelConfig:
+def model_config(name: str, max_batch_size: int, batch_size: int | None, batch_delay_ms: float) -> pb.ModelConfig:
     """Triton's ModelConfig: dims without the batch dimension (Triton's rule when max_batch_size > 0); outputs of one
     value per image are dims [1] reshaped to []; dynamic batching when adaptive batching is on."""
     config = pb.ModelConfig(
-        name=MODEL_NAME,
+        name=name,
         platform="onnxruntime_onnx",
         backend="onnxruntime",
         max_batch_size=max_batch_size,
@@ -88,14 +84,17 @@ def model_config(max_batch_size: int, batch_size: int | None, batch_delay_ms: fl
     return config
 
 
-def model_statistics(now: Snapshot) -> pb.ModelStatisticsResponse:
-    """ModelStatistics of the one model."""
+def model_statistics(models: list[tuple[str, Snapshot]]) -> pb.ModelStatisticsResponse:
+    """ModelStatistics of each (name, statistics) given."""
+    return pb.ModelStatisticsResponse(model_stats=[_model_statistics(name, now) for name, now in models])
 
+
+def _model_statistics(name: str, now: Snapshot) -> pb.ModelStatistics:
     def duration(d: Duration) -> pb.StatisticDuration:
         return pb.StatisticDuration(count=d.count, ns=d.ns)
 
-    stats = pb.ModelStatistics(
-        name=MODEL_NAME,
+    return pb.ModelStatistics(
+        name=name,
         version=MODEL_VERSION,
         last_inference=now.last_inference_ms,
         inference_count=now.inference_count,
@@ -105,16 +104,12 @@ def model_statistics(now: Snapshot) -> pb.ModelStatisticsResponse:
         ),
         batch_stats=[pb.InferBatchStatistics(batch_size=size, compute_infer=duration(d)) for size, d in now.batches.items()],
     )
-    return pb.ModelStatisticsResponse(model_stats=[stats])
 
 
-def repository_index(ready: bool, only_ready: bool) -> pb.RepositoryIndexResponse:
-    """RepositoryIndex: the one model, READY or UNAVAILABLE while the server drains."""
-    if only_ready and not ready:
-        return pb.RepositoryIndexResponse()
-    state, reason = ("READY", "") if ready else ("UNAVAILABLE", "the server is draining")
-    entry = pb.RepositoryIndexResponse.ModelIndex(name=MODEL_NAME, version=MODEL_VERSION, state=state, reason=reason)
-    return pb.RepositoryIndexResponse(models=[entry])
+def repository_index(entries: list[IndexEntry], only_ready: bool) -> pb.RepositoryIndexResponse:
+    """RepositoryIndex: every model of the repository and its state (only the READY ones if asked)."""
+    models = [pb.RepositoryIndexResponse.ModelIndex(name=e.name, version=e.version, state=e.state, reason=e.reason) for e in entries]
+    return pb.RepositoryIndexResponse(models=[m for m in models if m.state == "READY" or not only_ready])
 
 
 _WIDE_INTEGERS = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_FIXED64}

@@ -21,14 +21,12 @@ import numpy as np
 from digitnet.service.contract.constants import (
     IMAGE_SIDE,
     INPUT_NAME,
-    MODEL_NAME,
-    MODEL_VERSION,
     N_PIXELS,
     OUTPUT_HIDDEN,
     OUTPUT_LABEL,
     OUTPUT_PROBABILITIES,
 )
-from digitnet.service.contract.errors import InvalidInput, NotFound, echo
+from digitnet.service.contract.errors import InvalidInput, echo
 from digitnet.service.contract.model import ModelOutput
 from digitnet.service.contract.pixels import check_float_pixels, scale_uint8
 from digitnet.service.contract.results import PackedPredictions, check_min_confidence
@@ -44,14 +42,6 @@ MIN_CONFIDENCE_PARAMETER = "min_confidence"
 INLINE_IMAGES = 8
 #: An output tensor to encode: name, OIP datatype, values (an array, or a list of bytes for BYTES).
 OutputTensor = tuple[str, str, Any]
-
-
-def check_model(name: str, version: str) -> None:
-    """Refuse any model or version but ours."""
-    if name != MODEL_NAME:
-        raise NotFound(f"unknown model {echo(name)}: this server serves {MODEL_NAME!r}")
-    if version not in ("", MODEL_VERSION):
-        raise NotFound(f"unknown version {echo(version)} of {MODEL_NAME!r}: available versions: {MODEL_VERSION}")
 
 
 def check_input(names: Sequence[str], datatype: str, shape: Sequence[int], check_count: Callable[[int], None]) -> int:

@@ -1,4 +1,4 @@
-"""One serving process, and the workers that share its ports: load the model, build the data plane, run gRPC
+"""One serving process, and the workers that share its ports: load the models, build the data plane, run gRPC
 and HTTP over it, reload on SIGHUP or --watch, drain on SIGTERM.
 
 Usage:
@@ -22,12 +22,13 @@ import grpc
 
 from digitnet.service import __version__
 from digitnet.service.api.sockets import claim_port
+from digitnet.service.contract.constants import MODEL_NAME
 from digitnet.service.grpc.server import create_grpc_server, tls_credentials
 from digitnet.service.http.front import HttpFront, start_http
-from digitnet.service.inference.classifier import Classifier
 from digitnet.service.inference.processes import terminate_with_parent
 from digitnet.service.protocol.dataplane import DataPlane
-from digitnet.service.server.reload import ModelReloader, load_model, publish
+from digitnet.service.protocol.repository import ModelRepository
+from digitnet.service.server.reload import ModelReloader
 from digitnet.service.server.state import ServingState
 from digitnet.service.settings.server import ServerSettings
 from digitnet.service.telemetry.observability import configure_logging, start_metrics
@@ -44,28 +45,26 @@ def check_listening_ports(settings: ServerSettings) -> None:
 
 
 class Server:
-    """The model, its data plane and both transports over it, with readiness, drain and reload."""
+    """The models, their data plane and both transports over it, with readiness, drain and reload."""
 
     def __init__(self, settings: ServerSettings, state: ServingState, plane: DataPlane, grpc_server: grpc.aio.Server, port: int) -> None:
         self.settings, self.state, self.plane = settings, state, plane
         #: The gRPC server, bound; started by start(). Tests may register a probe service on it before.
         self.grpc = grpc_server
         self.port = port
-        self.reloader = ModelReloader(plane.classifier, settings)
+        self.reloader = ModelReloader(plane.repository)
         self.http: HttpFront | None = None
 
     @classmethod
     async def create(cls, settings: ServerSettings, http_port: int | None = None) -> Server:
-        """Load, verify and warm the model, build the data plane and bind gRPC; `http_port` overrides the settings'
+        """Load, verify and warm the models, build the data plane and bind gRPC; `http_port` overrides the settings'
         (0: any free port). Readiness and health report SERVING once this returns."""
-        tls_credentials(settings)  # bad TLS files fail before the model is even read
-        model = load_model(settings)
-        publish(model)
-        classifier = Classifier(model, settings.limits, settings.max_request_images, settings.min_confidence)
+        tls_credentials(settings)  # bad TLS files fail before a model is even read
+        repository = ModelRepository.open(settings)
         # One pool for both transports, so that DIGITNET_THREADS bounds every decoding thread (and the memory they hold).
         executor = futures.ThreadPoolExecutor(settings.thread_count, thread_name_prefix="digitnet-work")
         state = ServingState()
-        plane = DataPlane.build(classifier, executor, state, settings.max_batch_size, settings.max_batch_delay_ms, settings.max_request_seconds)
+        plane = DataPlane(repository, executor, state, request_seconds=settings.max_request_seconds)
         grpc_server, port = create_grpc_server(settings, plane, state.health, executor)
         server = cls(settings, state, plane, grpc_server, port)
         if http_port is not None or settings.http_port:
@@ -75,17 +74,16 @@ class Server:
         return server
 
     def _log_start(self) -> None:
-        settings, model = self.settings, self.plane.classifier.model
+        settings, repository = self.settings, self.plane.repository
+        for served in repository.served():
+            default = f" (the default, also `{MODEL_NAME}`)" if served.name == repository.default_name else ""
+            log.info("model %s%s from %s, sha256 %s on %s", served.name, default, served.path, served.model.sha256[:12], served.model.provider)
         log.info(
-            "model %s sha256 %s on %s, %d worker threads, at most %s calls in flight, messages up to %d bytes, "
-            "adaptive batching %s, %s%s, bound to %s:%d",
-            settings.model,
-            model.sha256[:12],
-            model.provider,
+            "%d worker threads, at most %s calls in flight, messages up to %d bytes, adaptive batching %s, %s%s, bound to %s:%d",
             settings.thread_count,
             settings.max_concurrent_rpcs or "unbounded",
             settings.message_bytes,
-            f"up to {settings.max_batch_size} images / {settings.max_batch_delay_ms} ms" if self.plane.batcher else "off",
+            f"up to {settings.max_batch_size} images / {settings.max_batch_delay_ms} ms" if settings.max_batch_delay_ms else "off",
             ("mutual TLS" if settings.tls_client_ca else "TLS") if settings.tls_cert else "plaintext",
             ", bearer token required" if settings.token else "",
             settings.host,
@@ -109,7 +107,7 @@ class Server:
 
 def serve(settings: ServerSettings) -> int:
     """Run the server until SIGTERM or SIGINT, then drain: NOT_SERVING, finish in-flight requests, exit 0.
-    SIGHUP reloads the model (as --watch does on a change) without dropping a request."""
+    SIGHUP reloads each model whose file changed (as --watch does) without dropping a request."""
     return _serve_workers(settings) if settings.workers > 1 else asyncio.run(_serve_one(settings))
 
 

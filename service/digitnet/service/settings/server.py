@@ -8,12 +8,12 @@ which overrides the defaults.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, CliSuppress, SettingsConfigDict
+from pydantic_settings import BaseSettings, CliSuppress, NoDecode, SettingsConfigDict
 
-from digitnet.service.contract.constants import DEFAULT_MIN_CONFIDENCE, MESSAGE_OVERHEAD_BYTES, N_PIXELS, Provider, available_cpus, default_model
+from digitnet.service.contract.constants import DEFAULT_MIN_CONFIDENCE, MESSAGE_OVERHEAD_BYTES, N_PIXELS, Provider, available_cpus, model_repository
 from digitnet.service.contract.errors import InvalidInput
 from digitnet.service.contract.limits import MAX_REQUEST_IMAGES, Limits
 from digitnet.service.contract.results import check_min_confidence
@@ -25,8 +25,13 @@ class ServerSettings(BaseSettings):
     # Each field's docstring is its description, and the help of its flag.
     model_config = SettingsConfigDict(env_prefix="DIGITNET_", extra="ignore", protected_namespaces=(), use_attribute_docstrings=True)
 
-    model: Path = Field(default_factory=default_model)
-    """ONNX model to serve; its card (same name, .json) must sit beside it."""
+    model: Annotated[list[Path], NoDecode] = []
+    """ONNX models to serve, each with its card (same name, .json) beside it: repeat the flag, or separate them by
+    commas; the first is the default, which requests that name no model (or `digitnet`) get. None given: every
+    model in model_repository."""
+    model_repository: Path = Field(default_factory=model_repository)
+    """Folder of ONNX models and their cards: served when no model is given (its default.onnx is the default),
+    and where the repository API finds a model to load by name."""
     host: str = "127.0.0.1"
     """Address to bind; 0.0.0.0 or [::] to accept connections from other machines."""
     port: int = Field(50051, ge=0, le=65535)
@@ -113,6 +118,14 @@ class ServerSettings(BaseSettings):
             return check_min_confidence(value)
         except InvalidInput as err:  # pydantic reports a ValueError as the setting's problem
             raise ValueError(str(err)) from None
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _paths(cls, value: object) -> object:
+        # DIGITNET_MODEL=a.onnx,b.onnx (and one path, as before there were several); a flag given twice is a list.
+        if isinstance(value, str | Path):
+            return [part.strip() for part in str(value).split(",") if part.strip()]
+        return value
 
     @field_validator("token", "tls_cert", "tls_key", "tls_client_ca", mode="before")
     @classmethod

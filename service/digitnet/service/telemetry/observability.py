@@ -23,30 +23,39 @@ from pythonjsonlogger.json import JsonFormatter
 
 from digitnet.service.contract.errors import ConfigurationError, DigitnetError
 from digitnet.service.contract.results import NO_LABEL, Outcome, PackedPredictions, Prediction
-from digitnet.service.inference.statistics import STATISTICS
+from digitnet.service.inference.statistics import observe_executions
 
 LogFormat = Literal["text", "json"]
 
-REQUESTS = Counter("digitnet_requests_total", "RPCs handled, by method and status code.", ["rpc", "code"])
+# `model` is the served model that answered (its repository name), "" for calls that name none (health,
+# server metadata) or a model the server does not serve: only the repository's names become labels.
+REQUESTS = Counter("digitnet_requests_total", "RPCs handled, by method, status code and model.", ["rpc", "code", "model"])
 LATENCY = Histogram(
     "digitnet_request_seconds",
-    "RPC latency, by method.",
-    ["rpc"],
+    "RPC latency, by method and model.",
+    ["rpc", "model"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
 )
 BATCH_IMAGES = Histogram("digitnet_batch_images", "Images per onnxruntime call.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384))
 IN_FLIGHT = Gauge("digitnet_requests_in_flight", "Calls being answered now (health checks and reflection not counted).")
-IMAGES = Counter("digitnet_images_total", "Images answered, by outcome (digit, unknown, error).", ["outcome"])
+IMAGES = Counter("digitnet_images_total", "Images answered, by model and outcome (digit, unknown, error).", ["model", "outcome"])
 ERRORS = Counter("digitnet_errors_total", "Errors answered, by kind (the error class).", ["kind"])
-MODEL = Info("digitnet_model", "The model being served and where it runs.")
-RELOADS = Counter("digitnet_model_reloads_total", "Model reload attempts, by result (ok, failed).", ["result"])
+MODEL = Info("digitnet_model", "Each model being served (by its repository name) and where it runs.", ["model"])
+RELOADS = Counter("digitnet_model_reloads_total", "Model reload attempts, by model and result (ok, failed).", ["model", "result"])
 
-#: The images counter's children, looked up once rather than per image.
-IMAGE_COUNTERS = {outcome: IMAGES.labels(outcome.value) for outcome in Outcome}
+#: The images counter's children by (model, outcome), looked up once rather than per image.
+_IMAGE_COUNTERS: dict[tuple[str, Outcome], Any] = {}
 
 # The inference core counts its model runs without knowing Prometheus; a served process feeds the histogram
 # from those counts, like the metrics above registered at import.
-STATISTICS.observe_executions(lambda images, _seconds: BATCH_IMAGES.observe(images))
+observe_executions(lambda _model, images, _seconds: BATCH_IMAGES.observe(images))
+
+
+def _images_counter(model: str, outcome: Outcome) -> Any:
+    counter = _IMAGE_COUNTERS.get((model, outcome))
+    if counter is None:
+        counter = _IMAGE_COUNTERS[model, outcome] = IMAGES.labels(model, outcome.value)
+    return counter
 
 
 class _MetricsServer(ThreadingMixIn, WSGIServer):
@@ -74,18 +83,18 @@ def count_error(error: DigitnetError) -> None:
     ERRORS.labels(type(error).__name__).inc()
 
 
-def count_prediction(prediction: Prediction) -> None:
-    """Count one image's answer by outcome, and its error if it has one."""
-    IMAGE_COUNTERS[prediction.outcome].inc()
+def count_prediction(prediction: Prediction, model: str) -> None:
+    """Count one image's answer by the model that gave it and its outcome, and its error if it has one."""
+    _images_counter(model, prediction.outcome).inc()
     if prediction.error is not None:
         count_error(prediction.error)
 
 
-def count_answers(answers: PackedPredictions) -> None:
-    """Count a fast path's answers by outcome, as each Prediction of the per-image path is counted."""
+def count_answers(answers: PackedPredictions, model: str) -> None:
+    """Count a fast path's answers by model and outcome, as each Prediction of the per-image path is counted."""
     unknown = int(np.count_nonzero(answers.labels == NO_LABEL))
-    IMAGE_COUNTERS[Outcome.DIGIT].inc(len(answers.labels) - unknown)
-    IMAGE_COUNTERS[Outcome.UNKNOWN].inc(unknown)
+    _images_counter(model, Outcome.DIGIT).inc(len(answers.labels) - unknown)
+    _images_counter(model, Outcome.UNKNOWN).inc(unknown)
 
 
 def start_metrics(port: int, host: str) -> None:
@@ -98,9 +107,17 @@ def start_metrics(port: int, host: str) -> None:
     threading.Thread(target=server.serve_forever, name="digitnet-metrics", daemon=True).start()
 
 
-def describe_model(name: str, sha256: str, provider: str, activation: str, version: str) -> None:
-    """Publish the served model's identity as the digitnet_model info metric."""
-    MODEL.info({"name": name, "sha256": sha256, "provider": provider, "activation": activation, "version": version})
+def describe_model(model: str, sha256: str, provider: str, activation: str, version: str) -> None:
+    """Publish a served model's identity as the digitnet_model info metric."""
+    MODEL.labels(model).info({"sha256": sha256, "provider": provider, "activation": activation, "version": version})
+
+
+def forget_model(model: str) -> None:
+    """Take an unloaded model out of the digitnet_model info metric."""
+    try:
+        MODEL.remove(model)
+    except KeyError:  # never described
+        pass
 
 
 def configure_logging(level: int = logging.INFO, fmt: LogFormat = "text") -> None:

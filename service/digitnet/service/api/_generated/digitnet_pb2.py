@@ -24,41 +24,41 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x64igitnet/v1/digitnet.proto\x12\x0b\x64igitnet.v1\"i\n\x05Image\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12\x15\n\x0bmnist_uint8\x18\x02 \x01(\x0cH\x00\x12.\n\x0bmnist_float\x18\x03 \x01(\x0b\x32\x17.digitnet.v1.MnistFloatH\x00\x42\x06\n\x04\x64\x61ta\"\x1c\n\nMnistFloat\x12\x0e\n\x06values\x18\x01 \x03(\x02\"p\n\x0f\x43lassifyRequest\x12!\n\x05image\x18\x01 \x01(\x0b\x32\x12.digitnet.v1.Image\x12\x1b\n\x0emin_confidence\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\n\n\x02id\x18\x03 \x01(\tB\x11\n\x0f_min_confidence\"\xa0\x01\n\nPrediction\x12%\n\x07outcome\x18\x01 \x01(\x0e\x32\x14.digitnet.v1.Outcome\x12\r\n\x05label\x18\x02 \x01(\x05\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rprobabilities\x18\x04 \x03(\x02\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12!\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x12.digitnet.v1.Error\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"K\n\x10\x43lassifyResponse\x12+\n\nprediction\x18\x01 \x01(\x0b\x32\x17.digitnet.v1.Prediction\x12\n\n\x02id\x18\x02 \x01(\t\"\x7f\n\x14\x43lassifyBatchRequest\x12\"\n\x06images\x18\x01 \x03(\x0b\x32\x12.digitnet.v1.Image\x12\x1b\n\x0emin_confidence\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x13\n\x0bmnist_uint8\x18\x03 \x01(\x0c\x42\x11\n\x0f_min_confidence\"u\n\x15\x43lassifyBatchResponse\x12,\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x17.digitnet.v1.Prediction\x12.\n\x06packed\x18\x02 \x01(\x0b\x32\x1e.digitnet.v1.PackedPredictions\"O\n\x11PackedPredictions\x12\x0e\n\x06labels\x18\x01 \x03(\x05\x12\x13\n\x0b\x63onfidences\x18\x02 \x03(\x02\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\"o\n\x0f\x45xplainResponse\x12+\n\nprediction\x18\x01 \x01(\x0b\x32\x17.digitnet.v1.Prediction\x12\r\n\x05input\x18\x02 \x03(\x02\x12\x0f\n\x07hidden1\x18\x03 \x03(\x02\x12\x0f\n\x07hidden2\x18\x04 \x03(\x02\",\n\x13GetModelInfoRequest\x12\x15\n\rinclude_model\x18\x01 \x01(\x08\"\xdf\x01\n\tModelInfo\x12\x11\n\tcard_json\x18\x01 \x01(\t\x12\x14\n\x0cmodel_sha256\x18\x02 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x03 \x01(\t\x12\x16\n\x0eserver_version\x18\x04 \x01(\t\x12\x0e\n\x06layers\x18\x05 \x03(\x05\x12\x12\n\nactivation\x18\x06 \x01(\t\x12\x12\n\nparameters\x18\x07 \x01(\x05\x12\x12\n\nmodel_onnx\x18\x08 \x01(\x0c\x12)\n\x06limits\x18\t \x01(\x0b\x32\x19.digitnet.v1.ServerLimits\"\xc7\x01\n\x0cServerLimits\x12\x19\n\x11max_message_bytes\x18\x01 \x01(\x03\x12\x17\n\x0fmax_image_bytes\x18\x02 \x01(\x03\x12\x1a\n\x12max_request_images\x18\x03 \x01(\x05\x12\x18\n\x10max_image_pixels\x18\x04 \x01(\x03\x12\x16\n\x0emax_image_side\x18\x05 \x01(\x05\x12\x18\n\x10max_image_aspect\x18\x06 \x01(\x02\x12\x1b\n\x13max_request_seconds\x18\x07 \x01(\x02*]\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x11\n\rOUTCOME_DIGIT\x10\x01\x12\x13\n\x0fOUTCOME_UNKNOWN\x10\x02\x12\x11\n\rOUTCOME_ERROR\x10\x03\x32\x96\x03\n\x0f\x44igitClassifier\x12G\n\x08\x43lassify\x12\x1c.digitnet.v1.ClassifyRequest\x1a\x1d.digitnet.v1.ClassifyResponse\x12V\n\rClassifyBatch\x12!.digitnet.v1.ClassifyBatchRequest\x1a\".digitnet.v1.ClassifyBatchResponse\x12Q\n\x0e\x43lassifyStream\x12\x1c.digitnet.v1.ClassifyRequest\x1a\x1d.digitnet.v1.ClassifyResponse(\x01\x30\x01\x12\x45\n\x07\x45xplain\x12\x1c.digitnet.v1.ClassifyRequest\x1a\x1c.digitnet.v1.ExplainResponse\x12H\n\x0cGetModelInfo\x12 .digitnet.v1.GetModelInfoRequest\x1a\x16.digitnet.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x64igitnet/v1/digitnet.proto\x12\x0b\x64igitnet.v1\"i\n\x05Image\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12\x15\n\x0bmnist_uint8\x18\x02 \x01(\x0cH\x00\x12.\n\x0bmnist_float\x18\x03 \x01(\x0b\x32\x17.digitnet.v1.MnistFloatH\x00\x42\x06\n\x04\x64\x61ta\"\x1c\n\nMnistFloat\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\x7f\n\x0f\x43lassifyRequest\x12!\n\x05image\x18\x01 \x01(\x0b\x32\x12.digitnet.v1.Image\x12\x1b\n\x0emin_confidence\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\n\n\x02id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\tB\x11\n\x0f_min_confidence\"\xa0\x01\n\nPrediction\x12%\n\x07outcome\x18\x01 \x01(\x0e\x32\x14.digitnet.v1.Outcome\x12\r\n\x05label\x18\x02 \x01(\x05\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rprobabilities\x18\x04 \x03(\x02\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12!\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x12.digitnet.v1.Error\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"Z\n\x10\x43lassifyResponse\x12+\n\nprediction\x18\x01 \x01(\x0b\x32\x17.digitnet.v1.Prediction\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"\x8e\x01\n\x14\x43lassifyBatchRequest\x12\"\n\x06images\x18\x01 \x03(\x0b\x32\x12.digitnet.v1.Image\x12\x1b\n\x0emin_confidence\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x13\n\x0bmnist_uint8\x18\x03 \x01(\x0c\x12\r\n\x05model\x18\x04 \x01(\tB\x11\n\x0f_min_confidence\"\x84\x01\n\x15\x43lassifyBatchResponse\x12,\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x17.digitnet.v1.Prediction\x12.\n\x06packed\x18\x02 \x01(\x0b\x32\x1e.digitnet.v1.PackedPredictions\x12\r\n\x05model\x18\x03 \x01(\t\"O\n\x11PackedPredictions\x12\x0e\n\x06labels\x18\x01 \x03(\x05\x12\x13\n\x0b\x63onfidences\x18\x02 \x03(\x02\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\"~\n\x0f\x45xplainResponse\x12+\n\nprediction\x18\x01 \x01(\x0b\x32\x17.digitnet.v1.Prediction\x12\r\n\x05input\x18\x02 \x03(\x02\x12\x0f\n\x07hidden1\x18\x03 \x03(\x02\x12\x0f\n\x07hidden2\x18\x04 \x03(\x02\x12\r\n\x05model\x18\x05 \x01(\t\";\n\x13GetModelInfoRequest\x12\x15\n\rinclude_model\x18\x01 \x01(\x08\x12\r\n\x05model\x18\x02 \x01(\t\"\xed\x01\n\tModelInfo\x12\x11\n\tcard_json\x18\x01 \x01(\t\x12\x14\n\x0cmodel_sha256\x18\x02 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x03 \x01(\t\x12\x16\n\x0eserver_version\x18\x04 \x01(\t\x12\x0e\n\x06layers\x18\x05 \x03(\x05\x12\x12\n\nactivation\x18\x06 \x01(\t\x12\x12\n\nparameters\x18\x07 \x01(\x05\x12\x12\n\nmodel_onnx\x18\x08 \x01(\x0c\x12)\n\x06limits\x18\t \x01(\x0b\x32\x19.digitnet.v1.ServerLimits\x12\x0c\n\x04name\x18\n \x01(\t\"\xc7\x01\n\x0cServerLimits\x12\x19\n\x11max_message_bytes\x18\x01 \x01(\x03\x12\x17\n\x0fmax_image_bytes\x18\x02 \x01(\x03\x12\x1a\n\x12max_request_images\x18\x03 \x01(\x05\x12\x18\n\x10max_image_pixels\x18\x04 \x01(\x03\x12\x16\n\x0emax_image_side\x18\x05 \x01(\x05\x12\x18\n\x10max_image_aspect\x18\x06 \x01(\x02\x12\x1b\n\x13max_request_seconds\x18\x07 \x01(\x02*]\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x11\n\rOUTCOME_DIGIT\x10\x01\x12\x13\n\x0fOUTCOME_UNKNOWN\x10\x02\x12\x11\n\rOUTCOME_ERROR\x10\x03\x32\x96\x03\n\x0f\x44igitClassifier\x12G\n\x08\x43lassify\x12\x1c.digitnet.v1.ClassifyRequest\x1a\x1d.digitnet.v1.ClassifyResponse\x12V\n\rClassifyBatch\x12!.digitnet.v1.ClassifyBatchRequest\x1a\".digitnet.v1.ClassifyBatchResponse\x12Q\n\x0e\x43lassifyStream\x12\x1c.digitnet.v1.ClassifyRequest\x1a\x1d.digitnet.v1.ClassifyResponse(\x01\x30\x01\x12\x45\n\x07\x45xplain\x12\x1c.digitnet.v1.ClassifyRequest\x1a\x1c.digitnet.v1.ExplainResponse\x12H\n\x0cGetModelInfo\x12 .digitnet.v1.GetModelInfoRequest\x1a\x16.digitnet.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'digitnet.v1.digitnet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTCOME']._serialized_start=1490
-  _globals['_OUTCOME']._serialized_end=1583
+  _globals['_OUTCOME']._serialized_start=1596
+  _globals['_OUTCOME']._serialized_end=1689
   _globals['_IMAGE']._serialized_start=43
   _globals['_IMAGE']._serialized_end=148
   _globals['_MNISTFLOAT']._serialized_start=150
   _globals['_MNISTFLOAT']._serialized_end=178
   _globals['_CLASSIFYREQUEST']._serialized_start=180
-  _globals['_CLASSIFYREQUEST']._serialized_end=292
-  _globals['_PREDICTION']._serialized_start=295
-  _globals['_PREDICTION']._serialized_end=455
-  _globals['_ERROR']._serialized_start=457
-  _globals['_ERROR']._serialized_end=495
-  _globals['_CLASSIFYRESPONSE']._serialized_start=497
-  _globals['_CLASSIFYRESPONSE']._serialized_end=572
-  _globals['_CLASSIFYBATCHREQUEST']._serialized_start=574
-  _globals['_CLASSIFYBATCHREQUEST']._serialized_end=701
-  _globals['_CLASSIFYBATCHRESPONSE']._serialized_start=703
-  _globals['_CLASSIFYBATCHRESPONSE']._serialized_end=820
-  _globals['_PACKEDPREDICTIONS']._serialized_start=822
-  _globals['_PACKEDPREDICTIONS']._serialized_end=901
-  _globals['_EXPLAINRESPONSE']._serialized_start=903
-  _globals['_EXPLAINRESPONSE']._serialized_end=1014
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1016
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1060
-  _globals['_MODELINFO']._serialized_start=1063
-  _globals['_MODELINFO']._serialized_end=1286
-  _globals['_SERVERLIMITS']._serialized_start=1289
-  _globals['_SERVERLIMITS']._serialized_end=1488
-  _globals['_DIGITCLASSIFIER']._serialized_start=1586
-  _globals['_DIGITCLASSIFIER']._serialized_end=1992
+  _globals['_CLASSIFYREQUEST']._serialized_end=307
+  _globals['_PREDICTION']._serialized_start=310
+  _globals['_PREDICTION']._serialized_end=470
+  _globals['_ERROR']._serialized_start=472
+  _globals['_ERROR']._serialized_end=510
+  _globals['_CLASSIFYRESPONSE']._serialized_start=512
+  _globals['_CLASSIFYRESPONSE']._serialized_end=602
+  _globals['_CLASSIFYBATCHREQUEST']._serialized_start=605
+  _globals['_CLASSIFYBATCHREQUEST']._serialized_end=747
+  _globals['_CLASSIFYBATCHRESPONSE']._serialized_start=750
+  _globals['_CLASSIFYBATCHRESPONSE']._serialized_end=882
+  _globals['_PACKEDPREDICTIONS']._serialized_start=884
+  _globals['_PACKEDPREDICTIONS']._serialized_end=963
+  _globals['_EXPLAINRESPONSE']._serialized_start=965
+  _globals['_EXPLAINRESPONSE']._serialized_end=1091
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1093
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1152
+  _globals['_MODELINFO']._serialized_start=1155
+  _globals['_MODELINFO']._serialized_end=1392
+  _globals['_SERVERLIMITS']._serialized_start=1395
+  _globals['_SERVERLIMITS']._serialized_end=1594
+  _globals['_DIGITCLASSIFIER']._serialized_start=1692
+  _globals['_DIGITCLASSIFIER']._serialized_end=2098
 # @@protoc_insertion_point(module_scope)

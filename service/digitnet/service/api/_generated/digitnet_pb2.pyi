@@ -35,14 +35,16 @@ class MnistFloat(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ClassifyRequest(_message.Message):
-    __slots__ = ("image", "min_confidence", "id")
+    __slots__ = ("image", "min_confidence", "id", "model")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     MIN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     image: Image
     min_confidence: float
     id: str
-    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., min_confidence: _Optional[float] = ..., id: _Optional[str] = ...) -> None: ...
+    model: str
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., min_confidence: _Optional[float] = ..., id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class Prediction(_message.Message):
     __slots__ = ("outcome", "label", "confidence", "probabilities", "reason", "error")
@@ -69,30 +71,36 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
-    __slots__ = ("prediction", "id")
+    __slots__ = ("prediction", "id", "model")
     PREDICTION_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     prediction: Prediction
     id: str
-    def __init__(self, prediction: _Optional[_Union[Prediction, _Mapping]] = ..., id: _Optional[str] = ...) -> None: ...
+    model: str
+    def __init__(self, prediction: _Optional[_Union[Prediction, _Mapping]] = ..., id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ClassifyBatchRequest(_message.Message):
-    __slots__ = ("images", "min_confidence", "mnist_uint8")
+    __slots__ = ("images", "min_confidence", "mnist_uint8", "model")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     MIN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     MNIST_UINT8_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[Image]
     min_confidence: float
     mnist_uint8: bytes
-    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., min_confidence: _Optional[float] = ..., mnist_uint8: _Optional[bytes] = ...) -> None: ...
+    model: str
+    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., min_confidence: _Optional[float] = ..., mnist_uint8: _Optional[bytes] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ClassifyBatchResponse(_message.Message):
-    __slots__ = ("predictions", "packed")
+    __slots__ = ("predictions", "packed", "model")
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
     PACKED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     predictions: _containers.RepeatedCompositeFieldContainer[Prediction]
     packed: PackedPredictions
-    def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., packed: _Optional[_Union[PackedPredictions, _Mapping]] = ...) -> None: ...
+    model: str
+    def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., packed: _Optional[_Union[PackedPredictions, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class PackedPredictions(_message.Message):
     __slots__ = ("labels", "confidences", "probabilities")
@@ -105,25 +113,29 @@ class PackedPredictions(_message.Message):
     def __init__(self, labels: _Optional[_Iterable[int]] = ..., confidences: _Optional[_Iterable[float]] = ..., probabilities: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("prediction", "input", "hidden1", "hidden2")
+    __slots__ = ("prediction", "input", "hidden1", "hidden2", "model")
     PREDICTION_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     HIDDEN1_FIELD_NUMBER: _ClassVar[int]
     HIDDEN2_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     prediction: Prediction
     input: _containers.RepeatedScalarFieldContainer[float]
     hidden1: _containers.RepeatedScalarFieldContainer[float]
     hidden2: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, prediction: _Optional[_Union[Prediction, _Mapping]] = ..., input: _Optional[_Iterable[float]] = ..., hidden1: _Optional[_Iterable[float]] = ..., hidden2: _Optional[_Iterable[float]] = ...) -> None: ...
+    model: str
+    def __init__(self, prediction: _Optional[_Union[Prediction, _Mapping]] = ..., input: _Optional[_Iterable[float]] = ..., hidden1: _Optional[_Iterable[float]] = ..., hidden2: _Optional[_Iterable[float]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
-    __slots__ = ("include_model",)
+    __slots__ = ("include_model", "model")
     INCLUDE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     include_model: bool
-    def __init__(self, include_model: _Optional[bool] = ...) -> None: ...
+    model: str
+    def __init__(self, include_model: _Optional[bool] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("card_json", "model_sha256", "execution_provider", "server_version", "layers", "activation", "parameters", "model_onnx", "limits")
+    __slots__ = ("card_json", "model_sha256", "execution_provider", "server_version", "layers", "activation", "parameters", "model_onnx", "limits", "name")
     CARD_JSON_FIELD_NUMBER: _ClassVar[int]
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +145,7 @@ class ModelInfo(_message.Message):
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     MODEL_ONNX_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     card_json: str
     model_sha256: str
     execution_provider: str
@@ -142,7 +155,8 @@ class ModelInfo(_message.Message):
     parameters: int
     model_onnx: bytes
     limits: ServerLimits
-    def __init__(self, card_json: _Optional[str] = ..., model_sha256: _Optional[str] = ..., execution_provider: _Optional[str] = ..., server_version: _Optional[str] = ..., layers: _Optional[_Iterable[int]] = ..., activation: _Optional[str] = ..., parameters: _Optional[int] = ..., model_onnx: _Optional[bytes] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ...) -> None: ...
+    name: str
+    def __init__(self, card_json: _Optional[str] = ..., model_sha256: _Optional[str] = ..., execution_provider: _Optional[str] = ..., server_version: _Optional[str] = ..., layers: _Optional[_Iterable[int]] = ..., activation: _Optional[str] = ..., parameters: _Optional[int] = ..., model_onnx: _Optional[bytes] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ServerLimits(_message.Message):
     __slots__ = ("max_message_bytes", "max_image_bytes", "max_request_images", "max_image_pixels", "max_image_side", "max_image_aspect", "max_request_seconds")
