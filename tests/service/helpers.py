@@ -70,10 +70,11 @@ def install(source: Path, target: Path) -> None:
 class Traffic:
     """Clients calling without pause in background threads, each on its own channel, counting failures."""
 
-    def __init__(self, address: str, threads: int = 4) -> None:
+    def __init__(self, address: str, threads: int = 4, model: str = "") -> None:
         self.stop = threading.Event()
         self.ok = 0
         self.failures: list[str] = []
+        self.model = model  # the server's model the calls ask ("": its default)
         self._threads = [threading.Thread(target=self._run, args=(address, n)) for n in range(threads)]
 
     def call(self, client: DigitClient, rng: random.Random) -> None:
@@ -82,7 +83,7 @@ class Traffic:
 
     def _run(self, address: str, n: int) -> None:
         rng = random.Random(n)
-        with DigitClient(address, timeout=30) as client:
+        with DigitClient(address, timeout=30, model=self.model) as client:
             while not self.stop.is_set():
                 try:
                     self.call(client, rng)

@@ -13,7 +13,7 @@ import pytest
 from digitnet.service.client.digit_client import DigitClient
 from digitnet.service.contract.card import read_card
 
-from ...conftest import DEFAULT_MODEL, GOLDEN, REPO
+from ...conftest import DEFAULT_MODEL, GOLDEN, LOGISTIC_MODEL, RELU, REPO, SIGMOID
 from ..conftest import running_server
 from ..helpers import Traffic, install, serve
 
@@ -43,6 +43,30 @@ def test_failed_reload_keeps_the_old_model(tmp_path: Path) -> None:
         assert traffic.failures == []
         assert client.model_info().model_sha256 == read_card(DEFAULT_MODEL).model_sha256
         assert client.classify(IMAGE).label == 4
+
+
+def test_each_model_reloads_alone_with_clients_of_both_running(tmp_path: Path, small_model: Path) -> None:
+    from ..conftest import write_model_that_fails_to_run
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    install(DEFAULT_MODEL, folder / "default.onnx")
+    install(LOGISTIC_MODEL, folder / "logistic.onnx")
+    broken = write_model_that_fails_to_run(tmp_path / "broken.onnx")
+    with running_server(model_repository=folder, model=[]) as server:
+        relu, sigmoid = DigitClient(server.address, model=RELU), DigitClient(server.address, model=SIGMOID)
+        with Traffic(server.address, threads=2, model=RELU) as relu_traffic, Traffic(server.address, threads=2, model=SIGMOID) as sigmoid_traffic:
+            install(broken, folder / "default.onnx")  # loads, but cannot run: refused, the old ReLU model keeps serving
+            install(small_model, folder / "logistic.onnx")  # a new model in the sigmoid's file: swapped in
+            assert sorted(server.call(server.running.plane.repository.reload_changed())) == [False, True]
+            time.sleep(0.3)
+        assert relu_traffic.failures == [] and sigmoid_traffic.failures == []
+        assert relu_traffic.ok > 20 and sigmoid_traffic.ok > 20
+        assert relu.model_info().model_sha256 == read_card(DEFAULT_MODEL).model_sha256
+        assert sigmoid.model_info().model_sha256 == read_card(small_model).model_sha256
+        assert sigmoid.model_info().name == SIGMOID  # the file's model keeps its name until a restart
+        relu.close()
+        sigmoid.close()
 
 
 def _wait_for_sha(address: str, sha: str, timeout: float = 30) -> bool:
