@@ -11,7 +11,7 @@ import pytest
 
 from digitnet.service.cli.main import main
 from digitnet.service.contract.card import read_card
-from digitnet.service.contract.errors import ConfigurationError, ExportVerificationError
+from digitnet.service.contract.errors import ConfigurationError, ExportVerificationError, InvalidInput
 from digitnet.training import evaluate as evaluate_module
 from digitnet.training import export, pipeline
 from digitnet.training.data import Dataset, write_idx
@@ -23,6 +23,26 @@ def test_failed_verification_writes_nothing(tmp_path: Path, small_dataset: Datas
     monkeypatch.setattr(export, "PROBABILITY_TOLERANCE", -1.0)  # no export can pass
     with pytest.raises(ExportVerificationError, match="nothing written"):
         pipeline.train_and_export("mnist5k", TrainConfig(epochs=1, copies=0), tmp_path / "m.onnx", repeats=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_card_is_named_by_name_else_by_the_file_stem(tmp_path: Path, small_dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "load_dataset", lambda spec, part="train": small_dataset)
+    config = TrainConfig(epochs=1, copies=0)
+    assert pipeline.train_and_export("mnist5k", config, tmp_path / "default.onnx", repeats=0, name="relu").name == "relu"
+    assert read_card(tmp_path / "default.onnx").name == "relu"
+    assert pipeline.train_and_export("mnist5k", config, tmp_path / "stem.onnx", repeats=0).name == "stem"
+
+
+def test_a_bad_model_name_is_refused_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def must_not_load(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the digits were loaded before the name was checked")
+
+    monkeypatch.setattr(pipeline, "load_dataset", must_not_load)
+    with pytest.raises(InvalidInput, match="model name 'a b' is not allowed"):
+        pipeline.train_and_export("mnist5k", TrainConfig(epochs=1, copies=0), tmp_path / "m.onnx", name="a b")
+    with pytest.raises(InvalidInput, match="model name 'my model' is not allowed"):
+        pipeline.train_and_export("mnist5k", TrainConfig(epochs=1, copies=0), tmp_path / "my model.onnx")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -41,6 +41,14 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
         (["score", "x", "--workers", "two"], "argument --workers: expected a whole number, got 'two'"),
         (["predict", "x", "--min-confidence", "2"], "argument --min-confidence: min_confidence must be a number in [0, 1], got 2"),
         (["train", "--heavy-pen", "1.5"], "argument --heavy-pen: must be in [0, 1], got 1.5"),
+        (
+            ["train", "--name", "x y"],
+            "argument --name: model name 'x y' is not allowed: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        ),
+        (
+            ["train", "--name", ""],
+            "argument --name: model name '' is not allowed: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        ),
         (["serve", "--workers", "0"], "--workers (or DIGITNET_WORKERS): Input should be greater than or equal to 1, got '0'"),
         (["serve", "--port", "http"], "--port (or DIGITNET_PORT): Input should be a valid integer, unable to parse string as an integer, got 'http'"),
         (["serve", "--token", "s3cret"], "--token would show the secret to every user of this machine (ps): set DIGITNET_TOKEN instead"),
@@ -196,6 +204,23 @@ def test_train_checks_it_can_write_before_it_trains(tmp_path: Path, capsys: pyte
     code, _, err = _run(capsys, "train", "--out", str(tmp_path / "m.onnx"))
     assert code == 2 and err.count("\n") == 1
     assert f"cannot write {tmp_path / 'm.onnx'}: Permission denied; make {tmp_path} writable" in err and "DIGITNET_UID" in err
+
+
+def test_train_names_the_model_by_name_else_by_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from digitnet.training import pipeline
+
+    names: list[str | None] = []
+
+    def record(*args: object, name: str | None = None, **kwargs: object) -> object:
+        names.append(name)
+        raise KeyboardInterrupt  # no training: only the name it was given matters here
+
+    monkeypatch.setattr(pipeline, "train_and_export", record)
+    assert _run(capsys, "train", "--name", "relu", "--out", str(tmp_path / "default.onnx"))[0] == 130
+    assert _run(capsys, "train", "--out", str(tmp_path / "default.onnx"))[0] == 130
+    assert names == ["relu", None], "None: the pipeline names it by the --out file's stem"
+    code, out, _ = _run(capsys, "train", "--help")
+    assert code == 0 and "the model's name in the server's repository and its card (default: the --out file's stem)" in " ".join(out.split())
 
 
 def test_serve_help_names_the_default_model_file_not_its_factory(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

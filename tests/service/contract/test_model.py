@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitnet.service.contract.card import ModelCard, card_path_for, read_card, sha256_hex
+from digitnet.service.contract.card import ModelCard, card_path_for, check_model_name, read_card, sha256_hex
 from digitnet.service.contract.constants import N_PARAMETERS
-from digitnet.service.contract.errors import ConfigurationError, ModelError
+from digitnet.service.contract.errors import ConfigurationError, InvalidInput, ModelError
 from digitnet.service.contract.input_form import MAX_BLUR
 from digitnet.service.contract.model import Model, choose_providers
 from digitnet.service.contract.pixels import scale_uint8
@@ -108,6 +108,20 @@ def test_model_without_card_is_refused(tmp_path: Path) -> None:
     shutil.copy(DEFAULT_MODEL, copy)
     with pytest.raises(ModelError, match="cannot read the model card"):
         Model.load(copy)
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "m", "0", "relu-v2.1_b", "A" * 64])
+def test_a_model_name_of_letters_digits_and_separators_is_allowed(name: str) -> None:
+    assert check_model_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "x y", "-relu", ".hidden", "_x", "a/b", "a:b", "relu\n", "A" * 65, "r\u00e9lu", "a%2Fb"])
+def test_a_model_name_that_cannot_sit_in_a_url_or_a_metric_label_is_refused(name: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        check_model_name(name)
+    message = str(refused.value)
+    assert message == f"model name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+    assert "\n" not in message
 
 
 def test_malformed_card_is_refused(tmp_path: Path) -> None:

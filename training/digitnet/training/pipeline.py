@@ -30,6 +30,7 @@ from digitnet.service.contract.card import (
     ModelCard,
     SelectiveRow,
     TrainingInfo,
+    check_model_name,
 )
 from digitnet.service.contract.pixels import scale_uint8
 from digitnet.service.contract.results import confusion_matrix
@@ -56,11 +57,15 @@ def train_and_export(
     folds: int = 5,
     repeats: int = 3,
     workers: int = 2,
+    name: str | None = None,
     on_fold: Callable[[FoldDone], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> ModelCard:
     """Estimate a recipe by cross-validation, train the final model on all the digits, calibrate it with the
-    cross-validated predictions, export it to ONNX, verify it against scikit-learn, write model and card."""
+    cross-validated predictions, export it to ONNX, verify it against scikit-learn, write model and card.
+
+    `name` is the model's name in its card (and the server's repository); default: `out`'s stem."""
+    name = check_model_name(out.stem if name is None else name)  # before minutes of training
     dataset = load_dataset(data_spec)
     pixels, labels = scale_uint8(dataset.images), dataset.labels.astype(np.int64)
     cv = None
@@ -78,7 +83,7 @@ def train_and_export(
     inputs = apply_form(config.form, pixels)
     difference = verify_export(onnx_model, fitted.classifier, pixels, inputs)  # raises before anything is written
     card = ModelCard(
-        name=out.stem,
+        name=name,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         architecture=Architecture(activation=config.activation, parameters=count_parameters(fitted.classifier)),
         input=InputContract.of(config.form),

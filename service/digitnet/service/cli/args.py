@@ -68,6 +68,16 @@ def min_confidence(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err) if isinstance(err, InvalidInput) else f"expected a number in [0, 1], got {text!r}") from None
 
 
+def model_name(text: str) -> str:
+    """An argparse type: a model's name (contract.card.check_model_name says what one may be)."""
+    from digitnet.service.contract.card import check_model_name  # here: the card needs pydantic, which --help does not
+
+    try:
+        return check_model_name(text)
+    except InvalidInput as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _command(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, description: str, example: str
 ) -> argparse.ArgumentParser:
@@ -115,7 +125,7 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
         "Estimate the recipe by repeated stratified k-fold cross-validation, train scikit-learn's "
         "MLPClassifier(16, 16) on all the digits, calibrate its confidence with the cross-validated predictions, "
         "export it to ONNX, check the export reproduces scikit-learn, and write the model and its card (.json) atomically.",
-        "digitnet train --data mnist5k --activation relu --seed 0 --out models/default.onnx",
+        "digitnet train --data mnist5k --activation relu --seed 0 --name relu --out models/default.onnx",
     )
     train.add_argument("--data", default="mnist5k", help="'mnist5k' (bundled, offline; default) or 'idx:DIR' (MNIST IDX files)")
     train.add_argument("--activation", choices=ACTIVATIONS, default="relu", help="hidden-layer activation (default: relu)")
@@ -136,6 +146,7 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     )
     train.add_argument("--workers", type=positive_int, default=2, help="processes training cross-validation folds at once (default: 2)")
     train.add_argument("--out", type=Path, help="model path; the card goes beside it as .json (default: models/ACTIVATION.onnx)")
+    train.add_argument("--name", type=model_name, help="the model's name in the server's repository and its card (default: the --out file's stem)")
     train.add_argument("-q", "--quiet", action="store_true", help="no per-fold and per-epoch progress")
 
     evaluate = _command(

@@ -3,7 +3,7 @@
 Each command imports what it needs when it runs, so that a client command does not load the server.
 
 Usage:
-    digitnet train --data mnist5k --activation relu --seed 0 --out models/default.onnx
+    digitnet train --data mnist5k --activation relu --seed 0 --name relu --out models/default.onnx
     digitnet serve --port 50051 --workers 2
     digitnet predict --server localhost:50051 seven.png three.jpg
 """
@@ -65,6 +65,7 @@ def _train(args: argparse.Namespace) -> int:
         folds=args.cv_folds,
         repeats=args.cv_repeats,
         workers=args.workers,
+        name=args.name,
         on_fold=None if args.quiet else fold_done,
         on_epoch=None if args.quiet else epoch_done,
     )

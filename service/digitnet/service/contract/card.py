@@ -36,6 +36,9 @@ from digitnet.service.contract.input_form import MAX_BLUR, InputForm
 #: re-training (minutes) gives a file that every runtime serves alike.
 CARD_VERSION = 4
 READABLE_CARD_VERSIONS = (4,)
+#: What a model's name (its card's `name`) may be: names appear in URLs (/v2/models/NAME) and in metric
+#: labels, so 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit.
+MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 
 
 class _Strict(BaseModel):
@@ -228,13 +231,9 @@ def _card_version(text: str) -> int | None:
     return version if isinstance(version, int) else None
 
 
-#: What a model's name may be: names appear in URLs (/v2/models/NAME) and in metric labels.
-MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
-
-
 def check_model_name(name: str) -> str:
-    """Return `name` if a model may be called that, else raise InvalidInput saying what a name may be."""
-    if not re.fullmatch(MODEL_NAME_PATTERN, name):
+    """Return `name` if it may name a model (MODEL_NAME_PATTERN), else raise InvalidInput saying what may."""
+    if re.fullmatch(MODEL_NAME_PATTERN, name) is None:
         raise InvalidInput(f"model name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
     return name
 
