@@ -26,3 +26,8 @@ def test_committed_model_matches_its_card(path: Path) -> None:
 
 def test_there_is_a_committed_default_model() -> None:
     assert [p.name for p in MODELS if p.name == "default.onnx"]
+
+
+def test_the_committed_models_are_named_by_their_activation() -> None:
+    # The server serves models by their card's name (/v2/models/NAME); the files keep their names.
+    assert {p.name: read_card(p).name for p in MODELS} == {"default.onnx": "relu", "logistic.onnx": "sigmoid"}
