@@ -32,7 +32,7 @@ WORKDIR /app
 COPY --chown=digitnet:digitnet models ./models
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    DIGITNET_MODEL=/app/models/default.onnx \
+    DIGITNET_MODEL_REPOSITORY=/app/models \
     DIGITNET_HOST=0.0.0.0 \
     DIGITNET_PORT=50051 \
     DIGITNET_LOG_FORMAT=json
@@ -45,7 +45,7 @@ CMD ["--help"]
 
 FROM base AS train
 COPY --from=build-train /opt/venv /opt/venv
-CMD ["train", "--out", "/app/models/default.onnx"]
+CMD ["train", "--name", "relu", "--out", "/app/models/default.onnx"]
 
 # Last, so that a plain `docker build .` makes the server.
 FROM base AS runtime

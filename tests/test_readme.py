@@ -64,7 +64,7 @@ def test_blocks_not_run_here_say_where_they_are_tested() -> None:
 
 @pytest.fixture(scope="module")
 def readme_server() -> ServerThread:
-    with running_server(http=True) as server:
+    with running_server(http=True, model=[]) as server:  # every model of the installed folder, as `./dev serve`
         yield server  # type: ignore[misc]
 
 

@@ -36,7 +36,9 @@ def _one_line(text: str | None) -> str:
 def _default(name: str, field: FieldInfo) -> str:
     """How a setting's default reads to a person: sizes in KiB or MiB, big counts with separators, 0 as off."""
     if name == "model":
-        return "`models/default.onnx` (installed with digitnet)"
+        return "none: every model of the repository folder"
+    if name == "model_repository":
+        return "`models/` (installed with digitnet)"
     value = field.get_default(call_default_factory=True)
     if value is None or value is False:
         return "off"

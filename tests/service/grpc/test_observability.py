@@ -13,7 +13,7 @@ from digitnet.service.client.digit_client import DigitClient, RemoteError
 from digitnet.service.contract.card import read_card
 from digitnet.service.telemetry.observability import start_metrics
 
-from ...conftest import DEFAULT_MODEL, GOLDEN, REPO
+from ...conftest import DEFAULT_MODEL, GOLDEN, RELU, REPO
 from ..conftest import ServerThread
 from ..helpers import free_port, scrape
 
@@ -82,10 +82,11 @@ def test_json_logs_show_startup_and_requests_without_payloads(tmp_path: object) 
     finally:
         process.kill()
     assert all({"asctime", "level", "name", "message"} <= line.keys() for line in lines)
-    startup = next(line for line in lines if "sha256" in str(line["message"]))
-    assert "CPUExecutionProvider" in str(startup["message"]) and "worker threads" in str(startup["message"])
+    startup = next(line for line in lines if "sha256" in str(line["message"]))  # a line per model
+    assert str(startup["message"]).startswith(f"model {RELU} (the default") and "CPUExecutionProvider" in str(startup["message"])
+    assert any("worker threads" in str(line["message"]) for line in lines)
     request = next(line for line in lines if str(line["message"]).startswith("rpc Classify OK"))
-    assert request["level"] == "DEBUG" and len(str(request["request_id"])) == 16
+    assert request["level"] == "DEBUG" and len(str(request["request_id"])) == 16 and request["model"] == RELU
     assert not any("PNG" in json.dumps(line) or "encoded" in json.dumps(line) for line in lines), "an image reached the log"
 
 

@@ -34,6 +34,7 @@ from google.protobuf.message import DecodeError
 
 from digitnet.service.contract.errors import DigitnetError, InvalidInput, clip
 from digitnet.service.grpc.servicer import status_for
+from digitnet.service.inference.statistics import ANSWERING
 from digitnet.service.protocol.admission import Admission
 from digitnet.service.telemetry.observability import count_error
 
@@ -83,7 +84,16 @@ class Guard:
             if log.isEnabledFor(logging.DEBUG):
                 metadata = dict(context.invocation_metadata() or ())
                 request_id = metadata.get("x-request-id") or uuid.uuid4().hex[:16]
-                log.debug("rpc %s %s in %.2f ms", rpc, name, elapsed * 1e3, extra={"request_id": request_id, "peer": context.peer()})
+                answering = ANSWERING.get()  # the model that answered, as the metrics count it
+                model = answering.model if answering is not None else ""
+                log.debug(
+                    "rpc %s %s in %.2f ms%s",
+                    rpc,
+                    name,
+                    elapsed * 1e3,
+                    f" by {model}" if model else "",
+                    extra={"request_id": request_id, "peer": context.peer(), "model": model},
+                )
 
         guard = self
 
