@@ -19,8 +19,8 @@ from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.client.digit_client import DigitClient
 from digitnet.service.contract.card import read_card
 
-from ...conftest import CORPUS, DEFAULT_MODEL, GOLDEN, RELU
-from ..conftest import DecodeSpy
+from ...conftest import CORPUS, DEFAULT_MODEL, GOLDEN, RELU, SIGMOID
+from ..conftest import DecodeSpy, running_server
 
 
 def _golden(label: int, form: str = "scan.png") -> bytes:
@@ -272,3 +272,28 @@ def test_each_error_class_declares_the_status_every_transport_answers() -> None:
     assert status_for(errors.TimeLimitExceeded("slow")) is grpc.StatusCode.RESOURCE_EXHAUSTED  # inherits LimitExceeded's
     assert status_for(errors.ExportVerificationError("differs")) is grpc.StatusCode.FAILED_PRECONDITION
     assert status_for(errors.Unavailable("draining")) is grpc.StatusCode.UNAVAILABLE
+
+
+def test_every_digitnet_v1_call_takes_a_model_and_names_the_one_that_answered() -> None:
+    image = pb.Image(encoded=(GOLDEN / "4_scan.jpg").read_bytes())
+    with running_server(model=[]) as server, grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.DigitClassifierStub(channel)
+        for asked, answering in (("", RELU), ("digitnet", RELU), (RELU, RELU), (SIGMOID, SIGMOID)):
+            assert stub.Classify(pb.ClassifyRequest(image=image, model=asked)).model == answering
+            assert stub.ClassifyBatch(pb.ClassifyBatchRequest(images=[image], model=asked)).model == answering
+            assert stub.ClassifyBatch(pb.ClassifyBatchRequest(mnist_uint8=bytes(784), model=asked)).model == answering
+            assert stub.Explain(pb.ClassifyRequest(image=image, model=asked)).model == answering
+            info = stub.GetModelInfo(pb.GetModelInfoRequest(model=asked))
+            assert info.name == answering and info.activation == ("relu" if answering == RELU else "logistic")
+        # A stream's items may each name their own model; an unknown one is that item's error, and the stream goes on.
+        asks = [pb.ClassifyRequest(image=image, model=name, id=name) for name in (SIGMOID, "mnist", RELU)]
+        answers = list(stub.ClassifyStream(iter(asks)))
+        assert [(a.id, a.model, a.prediction.outcome) for a in answers] == [
+            (SIGMOID, SIGMOID, pb.OUTCOME_DIGIT),
+            ("mnist", "", pb.OUTCOME_ERROR),
+            (RELU, RELU, pb.OUTCOME_DIGIT),
+        ]
+        assert answers[1].prediction.error.code == "NOT_FOUND" and "unknown model 'mnist'" in answers[1].prediction.error.message
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Classify(pb.ClassifyRequest(image=image, model="mnist"))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND

@@ -19,7 +19,7 @@ from PIL import Image
 from digitnet.service.client import DigitClient
 from digitnet.service.contract.card import read_card
 
-from ...conftest import DEFAULT_MODEL, GOLDEN
+from ...conftest import DEFAULT_MODEL, GOLDEN, LOGISTIC_MODEL, RELU, SIGMOID
 from ..conftest import ServerThread, running_server
 from ..helpers import install
 
@@ -29,7 +29,7 @@ DIGITS = np.stack([np.asarray(Image.open(GOLDEN / f"{d}_mnist.png"), dtype=np.fl
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerThread]:
-    with running_server(http=True) as running:
+    with running_server(http=True, model=[]) as running:  # both committed models, as `digitnet serve` does
         yield running
 
 
@@ -165,6 +165,28 @@ def test_explain_returns_the_layers_the_model_computed(server: ServerThread) -> 
     assert status == 200 and answer["label"] == 2 and len(answer["input"]) == 784
     np.testing.assert_allclose(answer["hidden1"], expected.hidden1, atol=1e-6)
     np.testing.assert_allclose(answer["hidden2"], expected.hidden2, atol=1e-6)
+
+
+def test_each_route_that_runs_a_model_takes_its_name(server: ServerThread) -> None:
+    image = (GOLDEN / "4_scan.jpg").read_bytes()
+    answers = {name: _json(f"{server.http_url}/v1/classify?model={name}", image) for name in (RELU, SIGMOID, "digitnet")}
+    assert {name: (status, answer["model"]) for name, (status, answer) in answers.items()} == {
+        RELU: (200, RELU),
+        SIGMOID: (200, SIGMOID),
+        "digitnet": (200, RELU),  # the default's other name
+    }
+    with DigitClient(server.address, model=SIGMOID) as sigmoid:  # REST and digitnet.v1 ask the same model
+        np.testing.assert_allclose(answers[SIGMOID][1]["probabilities"], sigmoid.classify(image).probabilities, atol=1e-6)
+    assert not np.allclose(answers[SIGMOID][1]["probabilities"], answers[RELU][1]["probabilities"], atol=1e-3)
+    status, explained = _json(f"{server.http_url}/v1/explain?model={SIGMOID}", image)
+    assert status == 200 and explained["model"] == SIGMOID and 0 < max(explained["hidden1"]) < 1  # a sigmoid squashes into (0, 1)
+    status, network = _json(f"{server.http_url}/v1/network?model={SIGMOID}")
+    card = read_card(LOGISTIC_MODEL)
+    assert (network["name"], network["activation"], network["sha256"]) == (SIGMOID, "logistic", card.model_sha256)
+    assert card.cross_validation is not None and network["accuracy"] == card.cross_validation.accuracy
+    for route, body in (("/v1/classify", image), ("/v1/explain", image), ("/v1/network", None)):
+        status, refused = _json(f"{server.http_url}{route}?model=mnist", body)
+        assert status == 404 and "unknown model 'mnist'" in refused["error"], route
 
 
 def test_openapi_metrics_and_an_unknown_path(server: ServerThread) -> None:

@@ -205,7 +205,7 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
         # A bad item becomes an ERROR response; the stream goes on. Each item gets the server's time limit anew,
         # and may name its own model.
         async for request in requests:
-            name = request.model
+            name = ""  # no model answered an item whose model is not served
             try:
                 served = self.plane.model(request.model)
                 name = served.name
