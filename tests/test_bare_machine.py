@@ -25,12 +25,14 @@ from .docker_daemon import Docker, container, network_options
 REPO = Path(__file__).resolve().parents[1]
 #: What `./dev tools` installs, by the commands the tests run.
 TEST_TOOLS = ("docker", "dockerd", "docker-compose", "debootstrap", "chromium")
-#: Classify a digit through the page's HTTP route, with the container's own python3.
+#: Classify a digit through the page's HTTP route, with the container's own python3, by each served network.
 CLASSIFY = """
 import json, urllib.request
 image = open("tests/golden/9_scan.jpg", "rb").read()
-with urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:8080/v1/classify", image), timeout=30) as answer:
-    print(json.load(answer)["label"])
+for model in ("relu", "sigmoid"):
+    with urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:8080/v1/classify?model=" + model, image), timeout=30) as answer:
+        found = json.load(answer)
+        print(found["model"], found["label"])
 """
 
 
@@ -86,7 +88,7 @@ def test_dev_serve_and_dev_tools_on_a_bare_debian(docker: Docker, bare_image: st
             assert shell("test -e /tmp/serve.rc", check=False).returncode != 0, f"./dev serve exited:\n{log}"
             assert time.monotonic() < deadline, f"./dev serve did not answer health in time:\n{log}"
             time.sleep(2)
-        assert shell(f"python3 -c '{CLASSIFY}'").stdout.strip() == "9"
+        assert shell(f"python3 -c '{CLASSIFY}'").stdout.split() == ["relu", "9", "sigmoid", "9"]  # both networks served
         assert "installing python3-venv" in shell("cat /tmp/serve.log").stdout
 
         # `./dev test` begins with this step; the rest of it is this very test suite.
