@@ -110,6 +110,7 @@ class ModelRepository:
         #: The model `digitnet`, and requests that name none, get: the first one loaded at start.
         self.default_name = models[0].name
         self._lock = asyncio.Lock()  # one change (load, unload, reload) at a time
+        self._names: dict[Path, tuple[Fingerprint, tuple[str, Path, str]]] = {}  # each file's name, by its fingerprint
 
     @classmethod
     def open(cls, settings: ServerSettings) -> ModelRepository:
@@ -259,10 +260,19 @@ class ModelRepository:
             if path.resolve() in seen:
                 continue
             seen.add(path.resolve())
+            yield self._card_name(path)
+
+    def _card_name(self, path: Path) -> tuple[str, Path, str]:
+        # Cards are read again only when their file changes: unknown names (a client's typo, a fuzzer) cost a stat.
+        now = fingerprint(path)
+        known = self._names.get(path)
+        if known is None or known[0] != now:
             try:
-                yield check_model_name(read_card(path).name), path, ""
+                found = (check_model_name(read_card(path).name), path, "")
             except DigitnetError as err:
-                yield path.stem, path, str(err)
+                found = (path.stem, path, str(err))
+            known = self._names[path] = (now, found)
+        return known[1]
 
     def _path_of(self, name: str) -> Path:
         matches = [(path, problem) for found, path, problem in self._candidates() if found == name]
