@@ -2,10 +2,10 @@
 they cannot drift from the code.
 
 Every ```sh and ```python block runs, unless an HTML comment right above it says why it is not run here
-(the block then names where it is tested). `localhost:50051` and `localhost:8080` become the test server's
-gRPC and HTTP addresses, and `./dev run X` the environment's X; shell lines run in a scratch folder that
-sees the checkout's tests/, models/ and samples/. A `print(...)  # text` line in a Python block must print
-that text.
+(the block then names where it is tested). `localhost:50051` and `localhost:8080` become the addresses of the test
+server (gRPC and HTTP; it serves both committed models, as `./dev serve` does), and `./dev run X` the environment's X;
+shell lines run in a scratch folder that sees the checkout's tests/, models/ and samples/. A `print(...)  # text`
+line in a Python block must print that text.
 """
 
 from __future__ import annotations

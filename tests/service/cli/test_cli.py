@@ -10,14 +10,17 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from digitnet.service.cli.args import build_parser
 from digitnet.service.cli.main import HANDLERS, main, server_settings
 
-from ...conftest import DEFAULT_MODEL, GOLDEN, REPO
+from ...conftest import DEFAULT_MODEL, GOLDEN, LOGISTIC_MODEL, RELU, REPO, SIGMOID
+from ..conftest import ServerThread, running_server
 from ..helpers import free_port
 
 COMMAND = [sys.executable, "-m", "digitnet.service.cli"]
@@ -179,7 +182,6 @@ def test_metrics_only_at_metrics_and_debug_logs_only_ours() -> None:
 
 def test_health_says_what_is_probably_wrong_with_tls(tmp_path: Path) -> None:
     from ..certs import make_pki
-    from ..conftest import running_server
 
     pki = make_pki(tmp_path)
     with running_server(tls_cert=pki / "server.pem", tls_key=pki / "server.key") as server:
@@ -230,8 +232,6 @@ def test_serve_help_names_the_default_model_file_not_its_factory(capsys: pytest.
 
 
 def test_health_takes_server_as_predict_and_score_do(capsys: pytest.CaptureFixture[str]) -> None:
-    from ..conftest import running_server
-
     with running_server() as server:
         assert _run(capsys, "health", "--server", server.address) == (0, "SERVING\n", "")
         assert _run(capsys, "health", "--address", server.address)[0] == 0  # the container's HEALTHCHECK spelling
@@ -241,3 +241,87 @@ def test_score_of_a_folder_that_does_not_exist_is_a_bad_option_and_writes_nothin
     out = tmp_path / "scores.csv"
     code, _, err = _run(capsys, "score", str(tmp_path / "scans"), "--out", str(out))
     assert code == 2 and f"no such file or folder: {tmp_path / 'scans'}" in err and not out.exists()
+
+
+# --model-name: a model of a server serving several, by the name its repository lists.
+
+
+@pytest.fixture(scope="module")
+def two_models() -> Iterator[ServerThread]:
+    """A server of both committed models: the ReLU network (the default) and the sigmoid."""
+    with running_server(model=[DEFAULT_MODEL, LOGISTIC_MODEL]) as server:
+        yield server
+
+
+def _probabilities(capsys: pytest.CaptureFixture[str], *args: str) -> list[list[float]]:
+    code, out, err = _run(capsys, "predict", *args)
+    assert code == 0, err
+    return [json.loads(line)["probabilities"] for line in out.splitlines()]
+
+
+def test_predict_asks_the_model_named(two_models: ServerThread, capsys: pytest.CaptureFixture[str]) -> None:
+    images = [str(GOLDEN / "7_scan.jpg"), str(GOLDEN / "2_rgba.png")]
+    sigmoid = _probabilities(capsys, "--server", two_models.address, "--model-name", SIGMOID, *images)
+    np.testing.assert_allclose(sigmoid, _probabilities(capsys, "--model", str(LOGISTIC_MODEL), *images), atol=1e-6)
+    relu = _probabilities(capsys, "--server", two_models.address, "--model-name", RELU, *images)
+    np.testing.assert_allclose(relu, _probabilities(capsys, "--model", str(DEFAULT_MODEL), *images), atol=1e-6)
+    assert np.abs(np.array(sigmoid) - np.array(relu)).max() > 1e-3, "both names were answered by one model"
+    assert _probabilities(capsys, "--server", two_models.address, *images) == relu  # no name: the server's default
+
+
+def test_score_asks_the_model_named(two_models: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for name in ("3_scan.png", "5_rgba.png", "8_scan.jpg"):
+        shutil.copy(GOLDEN / name, folder / name)
+    local, remote = tmp_path / "local.jsonl", tmp_path / "remote.jsonl"
+    assert _run(capsys, "score", str(folder), "--out", str(local), "--model", str(LOGISTIC_MODEL), "--workers", "1", "--quiet")[0] == 0
+    code, _, err = _run(capsys, "score", str(folder), "--out", str(remote), "--server", two_models.address, "--model-name", SIGMOID, "--quiet")
+    assert code == 0, err
+    rows = [[json.loads(line) for line in out.read_text().splitlines()] for out in (local, remote)]
+    assert [list(row) for row in rows[0]] == [list(row) for row in rows[1]]  # the same columns: nothing added
+    assert [row["path"] for row in rows[0]] == [row["path"] for row in rows[1]] and len(rows[1]) == 3
+    np.testing.assert_allclose([row["probabilities"] for row in rows[0]], [row["probabilities"] for row in rows[1]], atol=1e-6)
+
+
+def test_explain_draws_the_model_named_and_says_which(two_models: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    image = str(GOLDEN / "4_scan.jpg")
+    pictures = {name: tmp_path / f"{name}.png" for name in ("local", "sigmoid", "default")}
+    assert _run(capsys, "explain", image, "--model", str(LOGISTIC_MODEL), "-o", str(pictures["local"]))[0] == 0
+    code, out, _ = _run(capsys, "explain", image, "--server", two_models.address, "--model-name", SIGMOID, "-o", str(pictures["sigmoid"]))
+    assert code == 0 and out.startswith(f"{image}: the network says 4 (") and f"; answered by the server's model {SIGMOID!r}; wrote" in out
+    code, out, _ = _run(capsys, "explain", image, "--server", two_models.address, "-o", str(pictures["default"]))
+    assert code == 0 and f"; answered by the server's model {RELU!r}; wrote" in out  # no name: the server's default, named
+    drawn = {name: np.asarray(Image.open(path)) for name, path in pictures.items()}
+    assert np.array_equal(drawn["local"], drawn["sigmoid"]) and not np.array_equal(drawn["sigmoid"], drawn["default"])
+
+
+def test_health_of_a_model_loaded_unloaded_and_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    with running_server(model=[DEFAULT_MODEL, LOGISTIC_MODEL]) as server:  # its own: the test unloads a model
+        assert _run(capsys, "health", "--server", server.address, "--model-name", SIGMOID) == (0, "SERVING\n", "")
+        server.call(server.running.plane.repository.unload(SIGMOID))
+        assert _run(capsys, "health", "--server", server.address, "--model-name", SIGMOID) == (
+            1,
+            f"NOT_SERVING: model {SIGMOID!r} is not loaded\n",
+            "",
+        )
+        assert _run(capsys, "health", "--server", server.address, "--model-name", RELU)[0] == 0
+        assert _run(capsys, "health", "--server", server.address)[0] == 0  # the server itself still serves
+        code, out, err = _run(capsys, "health", "--server", server.address, "--model-name", "nine")
+    assert code == 1 and not err and out.count("\n") == 1
+    assert out.startswith("NOT_FOUND: unknown model 'nine': this server serves ") and repr(RELU) in out
+
+
+@pytest.mark.parametrize("command", [["predict", str(GOLDEN / "1_mnist.png")], ["score", str(GOLDEN)], ["explain", str(GOLDEN / "1_mnist.png")]])
+def test_model_name_needs_a_server_and_a_name_it_serves(
+    command: list[str], two_models: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = ["-o", str(tmp_path / "e.png")] if command[0] == "explain" else []
+    code, _, err = _run(capsys, *command, *out, "--model-name", SIGMOID)
+    assert code == 2 and err.count("\n") == 1
+    assert err.endswith("error: --model-name picks a model of a server (--server); without one, give the file with --model\n")
+    code, stdout, err = _run(capsys, *command, *out, "--server", two_models.address, "--model-name", "nine")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err and not stdout
+    assert err.startswith(f"digitnet {command[0]}: error: NOT_FOUND: unknown model 'nine': this server serves ") and repr(SIGMOID) in err

@@ -72,8 +72,8 @@ def test_local_and_server_pictures_are_the_same(server: ServerThread) -> None:
     image = (GOLDEN / "6_rgba.png").read_bytes()
     pictures = []
     for where in ({"model": DEFAULT_MODEL}, {"server": server.address}):
-        network, explanation = explain_image(image, **where)  # type: ignore[arg-type]
-        pictures.append(_pixels(to_png(draw_network(network, Trace.of(explanation), headline(explanation)))))
+        explained = explain_image(image, **where)  # type: ignore[arg-type]
+        pictures.append(_pixels(to_png(draw_network(explained.network, Trace.of(explained.explanation), headline(explained.explanation)))))
     assert pictures[0].shape == pictures[1].shape and np.array_equal(pictures[0], pictures[1])
 
 

@@ -2,7 +2,7 @@
 
 The work is split into chunks of file paths; a backend turns each chunk into rows:
 - local: N processes, each loading the model once (decoding, preprocessing and inference in batches);
-- server: a running digitnet server, N ClassifyBatch requests in flight;
+- server: a running digitnet server (its default model, or the one named), N ClassifyBatch requests in flight;
 - cluster: a Dask distributed cluster, each worker loading the model once.
 Chunks are consumed in order with a bounded window, so memory stays flat however large the folder.
 
@@ -178,17 +178,19 @@ class ServerBackend:
     """Score through a running digitnet server: files are sent as they are, the server preprocesses them.
 
     Each request thread has a client (a connection) of its own, so that a server running several worker
-    processes (--workers) gets requests on each of them."""
+    processes (--workers) gets requests on each of them. Every request asks the server's model `model_name`
+    (a name in its repository; "": the server's default model)."""
 
     address: str
     workers: int
+    model_name: str = ""
     _pool: Executor = field(init=False)
 
     def __post_init__(self) -> None:
         from digitnet.service.client.digit_client import DigitClient
 
-        self._clients = [DigitClient(self.address, timeout=60) for _ in range(self.workers)]
-        self._clients[0].model_info()  # fail fast: unreachable server, wrong address
+        self._clients = [DigitClient(self.address, timeout=60, model=self.model_name) for _ in range(self.workers)]
+        self._clients[0].model_info()  # fail fast: unreachable server, wrong address, a model it does not serve
         self._idle: Queue[DigitClient] = Queue()
         for client in self._clients:
             self._idle.put(client)

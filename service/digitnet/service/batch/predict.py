@@ -4,6 +4,7 @@ The lines are exactly `digitnet score --format jsonl` rows.
 
 Usage:
     failed = predict_files([Path("a.png")], server="localhost:50051", model=None, min_confidence=0.0, out=sys.stdout)
+    failed = predict_files([Path("a.png")], server="localhost:50051", model=None, min_confidence=None, out=sys.stdout, model_name="sigmoid")
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from digitnet.service.inference.classifier import Classifier
 _CHUNK = 256
 
 
-def predict_files(paths: Sequence[Path], server: str | None, model: Path | None, min_confidence: float | None, out: TextIO) -> int:
-    """Classify files, write one JSON line each, and return how many failed."""
+def predict_files(
+    paths: Sequence[Path], server: str | None, model: Path | None, min_confidence: float | None, out: TextIO, model_name: str = ""
+) -> int:
+    """Classify files with the model file `model`, or the server's model `model_name` ("": its default); write
+    one JSON line each, and return how many failed."""
     names = [str(path) for path in paths]
     if server:
         from digitnet.service.client.digit_client import DigitClient
 
-        with DigitClient(server) as client:
+        with DigitClient(server, model=model_name) as client:
             chunks = (names[i : i + _CHUNK] for i in range(0, len(names), _CHUNK))
             rows = [row for chunk in chunks for row in score_paths(client.classify_batch, chunk, min_confidence, False)]
     else:

@@ -22,6 +22,13 @@ MIN_CONFIDENCE_HELP = (
 )
 #: What --model means when it is not given (DIGITNET_MODEL overrides the packaged default).
 MODEL_HELP = "ONNX model, its card (.json) beside it (default: $DIGITNET_MODEL, else the model installed with digitnet)"
+#: Where the names --model-name takes are listed.
+_SERVED_NAMES = (
+    "names are those the server's repository lists: grpcurl -plaintext HOST:PORT inference.GRPCInferenceService/RepositoryIndex, "
+    "or curl -X POST HOST:8080/v2/repository/index"
+)
+#: What --model-name means for predict, score and explain.
+MODEL_NAME_HELP = f"with --server: the server's model to ask (default: the server's default model); {_SERVED_NAMES}"
 
 
 def non_negative_int(text: str) -> int:
@@ -177,7 +184,8 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
         commands,
         "health",
         "ask a server's gRPC health service; exit 0 if SERVING",
-        "Ask grpc.health.v1 whether the server is SERVING (exit 0) or not (exit 1): the container's HEALTHCHECK.",
+        "Ask grpc.health.v1 whether the server is SERVING (exit 0) or not (exit 1): the container's HEALTHCHECK. "
+        "With --model-name, that model of the server must be loaded and ready too.",
         "digitnet health --address localhost:50051",
     )
     # --server as for predict and score; --address as the container's HEALTHCHECK has always said it.
@@ -186,6 +194,11 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     )
     health.add_argument("--service", default="", help="service to ask about (default: the whole server)")
     health.add_argument("--timeout", type=float, default=2.0, help="seconds to wait (default: 2)")
+    health.add_argument(
+        "--model-name",
+        metavar="NAME",
+        help=f"SERVING only if this model of the server is loaded and ready too (its OIP ModelReady; an unknown name is NOT_FOUND); {_SERVED_NAMES}",
+    )
 
     predict = _command(
         commands,
@@ -198,6 +211,7 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     where = predict.add_mutually_exclusive_group()
     where.add_argument("--server", metavar="HOST:PORT", help="ask a running server (several: a:50051,b:50051)")
     where.add_argument("--model", type=Path, help=MODEL_HELP)
+    predict.add_argument("--model-name", metavar="NAME", help=MODEL_NAME_HELP)
     predict.add_argument("--min-confidence", type=min_confidence, help=MIN_CONFIDENCE_HELP)
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files; - reads one image from standard input")
 
@@ -217,6 +231,7 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     where = score.add_mutually_exclusive_group()
     where.add_argument("--server", metavar="HOST:PORT", help="score through a running digitnet server (several: a:50051,b:50051)")
     where.add_argument("--cluster", metavar="tcp://SCHEDULER:8786", help="score on a Dask distributed cluster")
+    score.add_argument("--model-name", metavar="NAME", help=MODEL_NAME_HELP)
     score.add_argument("--workers", type=positive_int, help="processes (local) or requests in flight (--server); default: the CPUs")
     score.add_argument("--batch-size", type=positive_int, default=64, help="images per model call or request (default: 64)")
     score.add_argument("--labels-from-dirs", action="store_true", help="each file's parent folder is its true digit: report accuracy")
@@ -237,6 +252,7 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     where = explain.add_mutually_exclusive_group()
     where.add_argument("--model", type=Path, help=MODEL_HELP)
     where.add_argument("--server", metavar="HOST:PORT", help="ask a running server (its Explain RPC and its weights)")
+    explain.add_argument("--model-name", metavar="NAME", help=MODEL_NAME_HELP)
     explain.add_argument("-o", "--out", type=Path, default=Path("explain.png"), help="picture to write: PNG, SVG or PDF (default: explain.png)")
     explain.add_argument("--force", action="store_true", help="overwrite an existing picture")
     explain.add_argument("--min-confidence", type=min_confidence, help=MIN_CONFIDENCE_HELP)

@@ -126,17 +126,27 @@ def _serve(args: argparse.Namespace) -> int:
 def _health(args: argparse.Namespace) -> int:
     from digitnet.service.client.digit_client import health_status
 
-    status, details = health_status(args.address, args.service, args.timeout)
+    status, details = health_status(args.address, args.service, args.timeout, model=args.model_name or "")
     print(f"{status}: {details}" if details else status)
     return ExitCode.OK if status == "SERVING" else ExitCode.NOT_SERVING
+
+
+def _model_name(args: argparse.Namespace) -> str:
+    """The server's model that --model-name names ("": the server's default); refused without --server."""
+    if args.model_name is not None and not args.server:
+        raise ConfigurationError("--model-name picks a model of a server (--server); without one, give the file with --model")
+    return args.model_name or ""
 
 
 def _predict(args: argparse.Namespace) -> int:
     from digitnet.service.batch.predict import predict_files
 
+    model_name = _model_name(args)
     if args.server is None:
         args.model = args.model or default_model()
-    failed = predict_files(args.images, server=args.server, model=args.model, min_confidence=args.min_confidence, out=sys.stdout)
+    failed = predict_files(
+        args.images, server=args.server, model=args.model, min_confidence=args.min_confidence, out=sys.stdout, model_name=model_name
+    )
     return ExitCode.SOME_FAILED if failed else ExitCode.OK
 
 
@@ -151,7 +161,8 @@ def _score(args: argparse.Namespace) -> int:
     from digitnet.service.contract.constants import available_cpus
 
     if args.server and args.model:
-        raise ConfigurationError("--model and --server do not go together: the server scores with its own model")
+        raise ConfigurationError("--model and --server do not go together: the server scores with its own model (--model-name picks one)")
+    model_name = _model_name(args)
     missing = [str(root) for root in args.dirs if not os.path.lexists(root)]
     if missing:  # a mistyped input is a bad option: nothing written, not a CSV holding one error row
         raise ConfigurationError(f"no such file or folder: {', '.join(missing)}")
@@ -174,7 +185,7 @@ def _score(args: argparse.Namespace) -> int:
 
         backend = ClusterBackend(args.cluster, model)
     elif args.server:
-        backend = ServerBackend(args.server, workers)
+        backend = ServerBackend(args.server, workers, model_name)
     else:
         backend = LocalBackend(model, workers)
     try:
@@ -204,14 +215,17 @@ def _explain(args: argparse.Namespace) -> int:
     from digitnet.service.cli.outputs import check_writable
     from digitnet.service.visuals.explain import explain_to_file, headline
 
+    model_name = _model_name(args)
     check_writable(args.out, args.force)
     model = None if args.server else args.model or default_model()
     try:
-        explanation = explain_to_file(args.image, args.out, model=model, server=args.server, min_confidence=args.min_confidence)
+        explained = explain_to_file(args.image, args.out, model=model, server=args.server, min_confidence=args.min_confidence, model_name=model_name)
     except (InvalidInput, LimitExceeded) as err:  # a bad image: the same exit status as predict's
         print(f"digitnet explain: {args.image}: {err}", file=sys.stderr)
         return ExitCode.SOME_FAILED
-    print(f"{args.image}: {headline(explanation)}; wrote {args.out}")
+    # Through a server, say which of its models answered: the default, or the one --model-name named.
+    answered_by = f"; answered by the server's model {explained.model!r}" if args.server and explained.model else ""
+    print(f"{args.image}: {headline(explained.explanation)}{answered_by}; wrote {args.out}")
     return ExitCode.OK
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from digitnet.service.api._generated import digitnet_pb2 as pb
 from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
-from digitnet.service.api.names import SERVICE_NAME
+from digitnet.service.api.names import OIP_SERVICE, SERVICE_NAME
 from digitnet.service.api.outcomes import FROM_WIRE
 from digitnet.service.api.tls import read_pem
 from digitnet.service.contract.constants import MESSAGE_OVERHEAD_BYTES, N_CLASSES, N_PIXELS
@@ -339,7 +339,7 @@ def health_status(address: str, service: str = "", timeout: float = 2.0, setting
     Open Inference Protocol's ModelReady); return SERVING, NOT_SERVING, ... or UNREACHABLE, and what grpc said."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from digitnet.service.api._generated import oip_pb2, oip_pb2_grpc
+    from digitnet.service.api._generated import oip_pb2
 
     settings = settings or _settings_from_environment()
     credentials = _channel_credentials(settings)
@@ -351,9 +351,14 @@ def health_status(address: str, service: str = "", timeout: float = 2.0, setting
             if not model or status != "SERVING":
                 return status, ""
             token = settings.token.get_secret_value() if settings.token else None
-            ready = oip_pb2_grpc.GRPCInferenceServiceStub(channel).ModelReady(
-                oip_pb2.ModelReadyRequest(name=model), timeout=timeout, metadata=(("authorization", f"Bearer {token}"),) if token else ()
+            metadata = (("authorization", f"Bearer {token}"),) if token else ()
+            # The server's OIP path (/inference.GRPCInferenceService/), not the generated stub's renamed package.
+            model_ready = channel.unary_unary(
+                f"/{OIP_SERVICE}/ModelReady",
+                request_serializer=oip_pb2.ModelReadyRequest.SerializeToString,
+                response_deserializer=oip_pb2.ModelReadyResponse.FromString,
             )
+            ready = model_ready(oip_pb2.ModelReadyRequest(name=model), timeout=timeout, metadata=metadata)
         except grpc.RpcError as err:
             details = (err.details() or "") + connection_hint(err.details() or "", credentials is not None)
             unreachable = err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)

@@ -15,6 +15,7 @@ import numpy as np
 from google.protobuf import json_format
 
 from digitnet.service.api._generated import oip_pb2 as pb
+from digitnet.service.api.names import OIP_SERVICE
 from digitnet.service.contract.constants import MODEL_VERSION
 from digitnet.service.contract.errors import InvalidInput
 from digitnet.service.grpc.servicer import grpc_errors, status_for, stream_item_error
@@ -32,9 +33,6 @@ from digitnet.service.protocol.tensors import (
     shape_of,
 )
 from digitnet.service.telemetry.observability import count_error
-
-#: The service name tritonclient and KServe clients call (method paths /inference.GRPCInferenceService/...).
-OIP_SERVICE = "inference.GRPCInferenceService"
 
 
 def decode_request(request: pb.ModelInferRequest, check_count: Callable[[int], None]) -> InferRequest:

@@ -18,13 +18,13 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from digitnet.service.api._generated import digitnet_pb2 as pb
 from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
-from digitnet.service.api.names import SERVICE_NAME
+from digitnet.service.api.names import OIP_SERVICE, SERVICE_NAME
 from digitnet.service.api.sockets import claim_port
 from digitnet.service.api.tls import read_pem
 from digitnet.service.contract.errors import ConfigurationError
 from digitnet.service.grpc.health import HealthServicer
 from digitnet.service.grpc.interceptors import Guard
-from digitnet.service.grpc.oip import OIP_SERVICE, OipServicer, add_oip_to_server
+from digitnet.service.grpc.oip import OipServicer, add_oip_to_server
 from digitnet.service.grpc.reflection import reflection_pool
 from digitnet.service.grpc.servicer import DigitClassifierServicer
 from digitnet.service.protocol.admission import Admission

@@ -5,10 +5,12 @@ the model returned, through the same weights, fetched from the server when remot
 
 Usage:
     explain_to_file(Path("seven.png"), Path("picture.png"), model=Path("models/default.onnx"))
+    explain_to_file(Path("seven.png"), Path("picture.png"), server="localhost:50051", model_name="sigmoid")
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from digitnet.service.contract.errors import DigitnetError
@@ -19,20 +21,32 @@ from digitnet.service.inference.classifier import Classifier
 from digitnet.service.visuals.drawing import draw_network, draw_weights, save
 
 
+@dataclass(frozen=True)
+class Explained:
+    """One image explained: the weights of the network that answered, what it saw, and which model it is."""
+
+    network: Network
+    explanation: Explanation
+    #: The model that answered: its name on the server (ModelInfo.name; "" from a server too old to say), or the file.
+    model: str
+
+
 def explain_image(
-    image: bytes, model: Path | None = None, server: str | None = None, min_confidence: float | None = None
-) -> tuple[Network, Explanation]:
-    """Classify one image locally or on a server; return the network's weights and the explanation."""
+    image: bytes, model: Path | None = None, server: str | None = None, min_confidence: float | None = None, model_name: str = ""
+) -> Explained:
+    """Classify one image locally (`model`) or on a server (its model `model_name`, "": its default); return
+    the network's weights and the explanation."""
     if server:
         from digitnet.service.client.digit_client import DigitClient
 
-        with DigitClient(server) as client:
-            network = Network.from_bytes(client.model_info(include_model=True).model_onnx, f"the model served at {server}")
-            return network, client.explain(image, min_confidence)
+        with DigitClient(server, model=model_name) as client:
+            info = client.model_info(include_model=True)
+            served = f"model {info.name or model_name or 'digitnet'!r} served at {server}"
+            return Explained(Network.from_bytes(info.model_onnx, served), client.explain(image, min_confidence), info.name)
     if model is None:
         raise DigitnetError("explain needs --model or --server")
     loaded = Model.load(model, threads=1)
-    return Network.from_bytes(loaded.data, str(model)), Classifier(loaded).explain(image, min_confidence)
+    return Explained(Network.from_bytes(loaded.data, str(model)), Classifier(loaded).explain(image, min_confidence), str(model))
 
 
 def headline(explanation: Explanation) -> str:
@@ -44,16 +58,16 @@ def headline(explanation: Explanation) -> str:
 
 
 def explain_to_file(
-    image_path: Path, out: Path, model: Path | None = None, server: str | None = None, min_confidence: float | None = None
-) -> Explanation:
+    image_path: Path, out: Path, model: Path | None = None, server: str | None = None, min_confidence: float | None = None, model_name: str = ""
+) -> Explained:
     """Draw one image's trip through the network into `out` (PNG, SVG or PDF by suffix)."""
     try:
         image = image_path.read_bytes()
     except OSError as err:
         raise DigitnetError(f"cannot read {image_path}: {err.strerror}") from err
-    network, explanation = explain_image(image, model, server, min_confidence)
-    save(draw_network(network, Trace.of(explanation), headline(explanation)), out)
-    return explanation
+    explained = explain_image(image, model, server, min_confidence, model_name)
+    save(draw_network(explained.network, Trace.of(explained.explanation), headline(explained.explanation)), out)
+    return explained
 
 
 def weights_to_file(model: Path, out: Path) -> None:
