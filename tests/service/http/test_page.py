@@ -1,5 +1,6 @@
 """The draw-a-digit page in a real browser (Chromium through Playwright): strokes drawn with the mouse,
-an upload, an example, the network picture, the keyboard; no console errors, no failed requests."""
+an upload, an example, the network picture, the keyboard, the networks compared; no console errors, no failed
+requests. The server serves both committed networks, as `digitnet serve` does by default."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import math
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Page, Route, sync_playwright
+from playwright.sync_api import Page, Request, Route, sync_playwright
 
 from digitnet.service.contract.picture_style import HOLDS_DOWN, PUSHES_UP, STRONGEST
 
-from ...conftest import GOLDEN, REPO
+from ...conftest import DEFAULT_MODEL, GOLDEN, LOGISTIC_MODEL, RELU, REPO, SIGMOID
 from ..conftest import ServerThread, running_server
 
 #: Screenshots the tests leave for people to look at (not committed).
@@ -28,12 +31,15 @@ STROKES = {
     "4": [[(17, 4), (8, 17), (22, 17)], [(17, 8), (17, 24)]],
 }
 
+#: The networks the server serves, the default first (as the page lists them).
+NETWORKS = (RELU, SIGMOID)
+
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerThread]:
-    with running_server(http=True) as running:
+    with running_server(http=True, model=[DEFAULT_MODEL, LOGISTIC_MODEL]) as running:
         yield running
 
 
@@ -44,8 +50,10 @@ def problems() -> list[str]:
     return []
 
 
-@pytest.fixture()
-def page(server: ServerThread, problems: list[str]) -> Iterator[Page]:
+@contextmanager
+def _browser(url: str, problems: list[str]) -> Iterator[Page]:
+    """Chromium showing the page at `url`, once it knows the networks (or says why not); what goes wrong in
+    it is added to `problems`."""
     chromium = shutil.which("chromium")
     assert chromium, "the browser tests need Debian's chromium (apt-get install chromium; .ci/run installs it)"
     with sync_playwright() as playwright:
@@ -55,10 +63,20 @@ def page(server: ServerThread, problems: list[str]) -> Iterator[Page]:
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
         page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url}"))
         page.on("response", lambda response: problems.append(f"{response.status} {response.url}") if response.status >= 400 else None)
-        page.goto(f"{server.http_url}/")
-        page.wait_for_function("document.querySelector('#pad') !== null")
+        page.goto(url)
+        _loaded(page)
         yield page
         browser.close()
+
+
+def _loaded(page: Page) -> None:
+    page.wait_for_function("document.getElementById('about').textContent !== '' || document.getElementById('status').textContent !== ''")
+
+
+@pytest.fixture()
+def page(server: ServerThread, problems: list[str]) -> Iterator[Page]:
+    with _browser(f"{server.http_url}/", problems) as page:
+        yield page
     assert problems == []
 
 
@@ -103,8 +121,12 @@ def test_the_network_lights_up_differently_for_two_digits(page: Page) -> None:
     page.screenshot(path=str(ARTIFACTS / "page-drawn-0.png"))
 
 
+def _channels(hex_colour: str) -> list[int]:
+    return [int(hex_colour[at : at + 2], 16) for at in (1, 3, 5)]
+
+
 def _rgb(hex_colour: str) -> str:
-    return "rgb({}, {}, {})".format(*(int(hex_colour[at : at + 2], 16) for at in (1, 3, 5)))
+    return "rgb({}, {}, {})".format(*_channels(hex_colour))
 
 
 def test_the_page_draws_connections_as_the_pictures_do(page: Page) -> None:
@@ -150,7 +172,7 @@ def test_a_hidden_neuron_shows_its_weights_on_hover_and_on_focus(page: Page) -> 
     assert page.locator("#pattern").get_attribute("data-shown") == "1:5"
     assert "28 x 28" in page.locator("#pattern-caption").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "page-neuron.png"))
+    page.screenshot(path=str(ARTIFACTS / "page-neuron.png"), full_page=True)  # the networks' rows, the picture and the neuron's panel
 
 
 def test_the_unknown_answer_is_shown_honestly(page: Page) -> None:
@@ -177,11 +199,51 @@ def test_every_asset_comes_from_the_server(page: Page, server: ServerThread) -> 
     assert Path(REPO / "service" / "digitnet" / "service" / "http" / "page" / "app.js").stat().st_size < 50_000
 
 
+def _model_of(url: str) -> str:
+    """The network a request to the page's server names (?model=)."""
+    return parse_qs(urlsplit(url).query).get("model", [""])[0]
+
+
+class _Explains:
+    """The explain requests the page makes from now on: their URLs, each network's last answer (by the model
+    that answered), and a wait until none is on its way."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.sent: list[str] = []
+        self.answers: dict[str, dict[str, object]] = {}
+        self._open: set[Request] = set()
+        page.on("request", self._asked)
+        page.on("requestfinished", self._answered)
+        page.on("requestfailed", lambda request: self._open.discard(request))
+
+    def _asked(self, request: Request) -> None:
+        if "/v1/explain" in request.url:
+            self.sent.append(request.url)
+            self._open.add(request)
+
+    def _answered(self, request: Request) -> None:
+        response = request.response() if request in self._open else None
+        if response is not None and response.ok:
+            body = response.json()
+            self.answers[body["model"]] = body
+        self._open.discard(request)
+
+    def settle(self) -> None:
+        """Wait until every request has its answer, and long enough that the page sends nothing more (it waits
+        150 ms after a stroke) and has shown the answers."""
+        quiet = 0
+        for _ in range(300):
+            self.page.wait_for_timeout(50)
+            quiet = 0 if self._open else quiet + 1
+            if quiet == 8:
+                return
+        raise AssertionError(f"explain requests still open: {[r.url for r in self._open]}")
+
+
 def _explain_requests(page: Page) -> list[str]:
     """Collect the URL of every explain request the page makes from now on."""
-    sent: list[str] = []
-    page.on("request", lambda request: sent.append(request.url) if "/v1/explain" in request.url else None)
-    return sent
+    return _Explains(page).sent
 
 
 def _at_rest(page: Page) -> dict[str, object]:
@@ -204,20 +266,21 @@ def _at_rest(page: Page) -> dict[str, object]:
 def test_an_answer_that_arrives_after_clear_is_dropped(page: Page, how: str) -> None:
     resting = _at_rest(page)
     held: list[Route] = []
-    page.route("**/v1/explain*", lambda route: held.append(route))  # the server is slow: the answer is held until after Clear
+    page.route("**/v1/explain*", lambda route: held.append(route))  # the server is slow: the answers are held until after Clear
     _draw(page, "7")
     for _ in range(500):
-        if held:
+        if len(held) == len(NETWORKS):
             break
         page.wait_for_timeout(20)
-    assert held, "the page asked nothing about the drawing"
+    assert sorted(_model_of(route.request.url) for route in held) == sorted(NETWORKS), "the page did not ask every network about the drawing"
     if how == "Clear":
         page.locator("#clear").click()
     else:
         page.keyboard.press("Escape")
-    with page.expect_response("**/v1/explain*") as late:
-        held.pop(0).continue_()
-    late.value.finished()
+    for route in held:
+        with page.expect_response(lambda response, url=route.request.url: response.url == url) as late:
+            route.continue_()
+        late.value.finished()
     page.wait_for_timeout(300)  # time for the page to show the answer, if it were to
     assert _at_rest(page) == resting
 
@@ -236,7 +299,7 @@ def test_moving_the_threshold_asks_again_about_the_image_shown(page: Page, sourc
     sent = _explain_requests(page)
     page.locator("#confidence").fill("1")  # answer only when certain
     page.wait_for_function("document.getElementById('answer').dataset.status === 'unknown'", timeout=15_000)
-    assert sent and sent[-1].endswith("?min_confidence=1")
+    assert {_model_of(url) for url in sent if url.endswith("min_confidence=1")} == set(NETWORKS)  # every network, asked again
     assert page.locator("#answer").inner_text().startswith("No answer: confidence")
 
 
@@ -248,7 +311,7 @@ def test_the_same_file_can_be_uploaded_twice(page: Page) -> None:
         chooser.value.set_files(str(GOLDEN / "2_scan.png"))
         _answered(page, "2")
         page.keyboard.press("Escape")
-    assert len(sent) == 2
+    assert len(sent) == 2 * len(NETWORKS)
     assert page.locator("#file").evaluate("input => input.value") == ""  # else choosing the same file again is no change
 
 
@@ -271,9 +334,9 @@ def test_escape_clears_what_clear_clears(page: Page, problems: list[str], tmp_pa
         _draw(page, "1")
         _answered(page, "1")
         page.locator("circle.neuron[data-layer='2'][data-neuron='3']").hover()
-    # The unreadable file's answer, on purpose: its response, and the browser's console line about it.
+    # The unreadable file's answer from each network, on purpose: its response, and the browser's console line about it.
     on_purpose = [p for p in problems if p.startswith("400 ") and "/v1/explain" in p or "status of 400 (Bad Request)" in p]
-    assert len(on_purpose) == 2
+    assert len(on_purpose) == 2 * len(NETWORKS)
     problems[:] = [p for p in problems if p not in on_purpose]
 
 
@@ -293,10 +356,12 @@ def test_a_confidence_just_under_the_threshold_reads_as_under_it(page: Page) -> 
     asked: list[float] = []
 
     def just_above(route: Route) -> None:
-        # A threshold a hair above this image's confidence, the same to 3 decimals.
-        url = route.request.url.split("?")[0]
-        asked.append(route.fetch(url=f"{url}?min_confidence=0").json()["confidence"] + 1e-5)
-        route.continue_(url=f"{url}?min_confidence={asked[-1]!r}")
+        # A threshold a hair above this image's confidence (by the network shown), the same to 3 decimals.
+        url, model = route.request.url.split("?")[0], _model_of(route.request.url)
+        confidence = route.fetch(url=f"{url}?model={model}&min_confidence=0").json()["confidence"] + 1e-5
+        if model == RELU:
+            asked.append(confidence)
+        route.continue_(url=f"{url}?model={model}&min_confidence={confidence!r}")
 
     _draw(page, "4")
     _answered(page, "4")
@@ -319,8 +384,8 @@ def _squish(activation: str, z: float) -> float:
     return max(z, 0.0) if activation == "relu" else 1.0 / (1.0 + math.exp(-z))
 
 
-def _served_network(page: Page) -> dict[str, object]:
-    return page.evaluate("fetch('v1/network').then((r) => r.json())")
+def _served_network(page: Page, model: str = "") -> dict[str, object]:
+    return page.evaluate("(model) => fetch(model ? `v1/network?model=${model}` : 'v1/network').then((r) => r.json())", model)
 
 
 def test_the_network_is_drawn_at_rest_before_any_drawing_and_after_clear(page: Page) -> None:
@@ -351,9 +416,9 @@ def test_a_chosen_neuron_shows_its_activation_bias_weighted_sum_and_squish(page:
 
     page.route("**/v1/explain*", keep)
     activation = str(_served_network(page)["activation"])
-    page.set_input_files("#file", str(GOLDEN / "2_scan.png"))  # one image, one answer (a drawing asks while drawn)
+    page.set_input_files("#file", str(GOLDEN / "2_scan.png"))  # one image, one answer each (a drawing asks while drawn)
     _answered(page, "2")
-    [shown] = served
+    [shown] = [answer for answer in served if answer["model"] == RELU]  # the network shown first: the default
     for layer, neuron in ((1, 5), (2, 3), (2, 11)):
         value = float(shown[f"hidden{layer}"][neuron])  # type: ignore[index]
         # Beside the neuron, small: its activation.
@@ -415,8 +480,7 @@ def test_a_second_layer_neuron_shows_the_pixel_pattern_it_responds_to(page: Page
         }""",
         strongest,
     )
-    expected = PUSHES_UP if product[strongest] > 0 else HOLDS_DOWN
-    assert pixel == [int(expected[at : at + 2], 16) for at in (1, 3, 5)]
+    assert pixel == _channels(PUSHES_UP if product[strongest] > 0 else HOLDS_DOWN)
 
 
 def test_on_a_phone_the_network_is_big_enough_to_tap(page: Page) -> None:
@@ -428,6 +492,8 @@ def test_on_a_phone_the_network_is_big_enough_to_tap(page: Page) -> None:
     assert len(boxes) == NEURONS
     small = [box for box in boxes if min(box) < 24]
     assert small == [], f"{len(small)} neurons are under 24 px to tap, e.g. {small[0]}"
+    switches = page.eval_on_selector_all(".model-row", sizes)  # each row is its radio button's label: all of it taps
+    assert len(switches) == len(NETWORKS) and min(min(box) for box in switches) >= 24, switches
     width = page.locator("#net").bounding_box()
     assert width is not None and width["width"] >= 390 - 2 * 16 - 2
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
@@ -448,7 +514,152 @@ def test_a_logistic_network_is_called_a_sigmoid_network(page: Page) -> None:
         response = route.fetch()
         route.fulfill(response=response, json={**response.json(), "activation": "logistic"})
 
-    page.route("**/v1/network", logistic)
+    page.route("**/v1/network*", logistic)
     page.reload()
     page.wait_for_function("document.getElementById('about').textContent !== ''")
     assert "sigmoid network" in page.locator("#about").inner_text()
+
+
+# The networks compared: every network reads each drawing; a switch chooses the one drawn, at once.
+
+
+def _rows(page: Page) -> list[dict[str, str]]:
+    return page.eval_on_selector_all(
+        "#model-rows .model-row",
+        """rows => rows.map((r) => ({ model: r.dataset.model, status: r.dataset.status, label: r.dataset.label,
+                                      says: r.querySelector('.model-says').textContent, kind: r.querySelector('.model-kind').textContent }))""",
+    )
+
+
+def _pattern_pixels(page: Page) -> list[list[int]]:
+    """The 28 x 28 pixels of the chosen neuron's picture, each [r, g, b]."""
+    return page.evaluate(
+        """() => {
+            const c = document.getElementById('pattern');
+            const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            return Array.from({ length: 784 }, (_, p) => {
+                const at = 4 * (Math.floor((Math.floor(p / 28) + 0.5) * c.height / 28) * c.width + Math.floor((p % 28 + 0.5) * c.width / 28));
+                return Array.from(data.slice(at, at + 3));
+            });
+        }"""
+    )
+
+
+def _shows_weights(pixels: list[list[int]], weights: list[float]) -> bool:
+    """Whether the picture is these weights, as the page draws them: black to full colour with each weight's size."""
+    largest = max(abs(w) for w in weights)
+    up, down = _channels(PUSHES_UP), _channels(HOLDS_DOWN)
+    drawn = [[c * abs(w) / largest for c in (up if w > 0 else down)] for w in weights]
+    return all(abs(got - want) <= 1 for pixel, colour in zip(pixels, drawn) for got, want in zip(pixel, colour))
+
+
+def _first_layer_weights(network: dict[str, object], neuron: int) -> list[float]:
+    return [row[neuron] for row in network["weights"][0]]  # type: ignore[index]
+
+
+def test_a_drawn_digit_gets_an_answer_from_each_network(page: Page) -> None:
+    explains = _Explains(page)
+    _draw(page, "7")
+    _answered(page, "7")
+    explains.settle()
+    rows = _rows(page)
+    assert [row["model"] for row in rows] == list(NETWORKS)  # the default first
+    assert [row["kind"] for row in rows] == ["ReLU", "sigmoid (logistic)"]
+    for row in rows:
+        assert row["status"] == "digit" and re.fullmatch(r"says \d \(\d+% sure\)", row["says"]), row
+        answer = explains.answers[row["model"]]
+        assert row["label"] == str(answer["label"]) and f"({100 * float(answer['confidence']):.0f}% sure)" in row["says"]  # type: ignore[arg-type]
+    assert {_model_of(url) for url in explains.sent} == set(NETWORKS)
+    assert page.locator("#answer").inner_text().startswith(f"The {RELU} network says 7")
+    assert page.locator("#models").is_visible()
+
+
+def test_the_switch_draws_the_other_network_from_its_last_answer(page: Page) -> None:
+    relu, sigmoid = _served_network(page, RELU), _served_network(page, SIGMOID)
+    explains = _Explains(page)
+    _draw(page, "1")
+    _answered(page, "1")
+    explains.settle()
+    answers, asked = explains.answers, len(explains.sent)
+    page.locator("circle.neuron[data-layer='1'][data-neuron='5']").hover()
+    assert _shows_weights(_pattern_pixels(page), _first_layer_weights(relu, 5))
+    page.locator(f".model-row[data-model='{SIGMOID}'] input").check()
+    # The header names the other network; the picture is its answer, at once and without asking again.
+    about = page.locator("#about").inner_text()
+    assert about.startswith(f"{SIGMOID}: sigmoid network") and str(sigmoid["sha256"])[:12] in about and str(relu["sha256"])[:12] not in about
+    assert page.locator(".model-row.pictured").get_attribute("data-model") == SIGMOID
+    beside = page.eval_on_selector_all("#net text.activation[data-layer='1']", "texts => texts.map((t) => t.textContent)")
+    assert beside == [f"{value:.2f}" for value in answers[SIGMOID]["hidden1"]]  # type: ignore[attr-defined]
+    assert beside != [f"{value:.2f}" for value in answers[RELU]["hidden1"]]  # type: ignore[attr-defined]
+    assert page.locator("#answer").get_attribute("data-label") == str(answers[SIGMOID]["label"])
+    # The chosen neuron stays chosen, with the other network's weights and arithmetic.
+    assert page.locator("#pattern").get_attribute("data-shown") == "1:5"
+    assert _shows_weights(_pattern_pixels(page), _first_layer_weights(sigmoid, 5))
+    assert not _shows_weights(_pattern_pixels(page), _first_layer_weights(relu, 5))
+    page.locator("circle.neuron[data-layer='1'][data-neuron='2']").hover()
+    assert _shows_weights(_pattern_pixels(page), _first_layer_weights(sigmoid, 2))
+    maths = page.locator("#neuron-maths").inner_text()
+    assert f"bias b = {sigmoid['biases'][0][2]:.3f}" in maths and "sigmoid(z) = 1 / (1 + e^-z)" in maths  # type: ignore[index]
+    assert len(explains.sent) == asked  # no new request
+    assert page.evaluate("location.search") == f"?model={SIGMOID}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-switched.png"))
+    # The switch from the keyboard: arrow keys move between the networks.
+    page.locator(f".model-row[data-model='{SIGMOID}'] input").focus()
+    page.keyboard.press("ArrowUp")
+    assert page.locator("#about").inner_text().startswith(f"{RELU}: ReLU network")
+    assert _shows_weights(_pattern_pixels(page), _first_layer_weights(relu, 2))
+    assert len(explains.sent) == asked
+
+
+def test_a_line_says_how_the_networks_differ(page: Page) -> None:
+    line = page.locator("#differences").inner_text()
+    for name, words, formula in ((RELU, "ReLU", "max(0, z)"), (SIGMOID, "sigmoid (logistic)", "1 / (1 + e^-z)")):
+        accuracy = _served_network(page, name)["accuracy"]
+        assert isinstance(accuracy, float)
+        assert f"{name}: {words}, {formula}, {100 * accuracy:.1f}% cross-validated" in line, line
+    assert "the squish" in line
+
+
+def test_the_url_chooses_the_network_drawn_first(page: Page, server: ServerThread) -> None:
+    page.goto(f"{server.http_url}/?model={SIGMOID}")
+    _loaded(page)
+    assert page.locator("#about").inner_text().startswith(f"{SIGMOID}: sigmoid network")
+    assert page.locator(f".model-row[data-model='{SIGMOID}'] input").is_checked()
+    _draw(page, "7")
+    _answered(page, "7")
+    assert page.locator("#answer").inner_text().startswith(f"The {SIGMOID} network says")
+
+
+def test_a_network_unloaded_meanwhile_says_so_in_its_row_and_the_others_answer(problems: list[str]) -> None:
+    with running_server(http=True, model=[DEFAULT_MODEL, LOGISTIC_MODEL]) as server, _browser(f"{server.http_url}/", problems) as page:
+        unloaded = page.evaluate(f"fetch('v2/repository/models/{SIGMOID}/unload', {{ method: 'POST' }}).then((r) => r.status)")
+        assert unloaded == 200
+        explains = _Explains(page)
+        _draw(page, "7")
+        _answered(page, "7")
+        explains.settle()
+        relu, sigmoid = _rows(page)
+        assert relu["status"] == "digit" and relu["label"] == "7"
+        assert sigmoid["status"] == "unavailable" and sigmoid["says"].startswith(f"no answer: model '{SIGMOID}' is not loaded"), sigmoid
+        assert page.locator("#status").inner_text() == ""  # the network shown answered
+        page.locator(f".model-row[data-model='{SIGMOID}'] input").check()  # its weights came before it was unloaded
+        assert "is not loaded" in page.locator("#status").inner_text()
+        assert page.locator("#net text.activation").count() == 0  # nothing to show: at rest
+        # The unloaded network's answers, on purpose: each response, and the browser's console line about it.
+        on_purpose = [p for p in problems if p.startswith("404 ") and f"model={SIGMOID}" in p or "status of 404 (Not Found)" in p]
+        assert on_purpose and len(on_purpose) % 2 == 0
+        problems[:] = [p for p in problems if p not in on_purpose]
+    assert problems == []
+
+
+def test_with_one_network_the_page_has_no_switch(problems: list[str]) -> None:
+    with running_server(http=True) as server, _browser(f"{server.http_url}/", problems) as page:
+        sent = _explain_requests(page)
+        assert page.locator("#models").is_hidden()
+        assert page.locator("#about").inner_text().startswith(f"{RELU}: ReLU network")
+        page.set_input_files("#file", str(GOLDEN / "2_scan.png"))
+        _answered(page, "2")
+        assert page.locator("#answer").inner_text().startswith("The network says 2")
+        assert [_model_of(url) for url in sent] == [RELU]
+    assert problems == []

@@ -1,6 +1,9 @@
-// digitnet's page: draw a digit, send it to POST v1/explain, and draw the network's answer as 3Blue1Brown
-// draws it: the input as the model saw it, two layers of 16 neurons lit by activation, ten outputs, and the
-// strongest connections coloured by contribution (weight x activation). Weights come once from GET v1/network.
+// digitnet's page: draw a digit, send it to POST v1/explain of every network the server serves (in parallel),
+// and draw one network's answer as 3Blue1Brown draws it: the input as the model saw it, two layers of 16
+// neurons lit by activation, ten outputs, and the strongest connections coloured by contribution (weight x
+// activation). With several networks, a row per network gives its answer, and a switch chooses the one drawn:
+// the picture is redrawn from that network's last answer, without asking again. Each network's weights come
+// once from GET v1/network; the READY networks from POST v2/repository/index.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -14,10 +17,18 @@ const pattern = document.getElementById("pattern");
 const caption = document.getElementById("pattern-caption");
 const maths = document.getElementById("neuron-maths");
 const about = document.getElementById("about");
+const metadata = document.getElementById("metadata");
+const rows = document.getElementById("model-rows");
+const differences = document.getElementById("differences");
 const X = { input: 20, hidden1: 330, hidden2: 500, output: 670 };  // layer columns in the SVG
 
-let network = null;   // {activation, weights: [W1 784x16, W2 16x16, W3 16x10], biases, strongest: {layer: count}}
-let inFlight = false; // one request at a time ...
+// Each network: its name, its weights (GET v1/network: {name, activation, weights: [W1 784x16, W2 16x16,
+// W3 16x10], biases, sha256, accuracy, strongest: {layer: count}}), its answer to the image shown, the problem
+// that kept it from answering, and its row. Until the weights come: the default network, by no name.
+let models = [{ name: "", network: null, result: null, problem: "", row: null }];
+let pictured = models[0];  // the network the picture shows
+let network = null;        // its weights
+let inFlight = false; // one image at a time (each network asked about it at once) ...
 let pending = null;   // ... and the latest image waiting behind it
 let current = null;   // the image last sent (drawn, example or upload): a new threshold asks about it again
 let generation = 0;   // bumped by Clear: an answer about an image from before it is not shown
@@ -81,28 +92,56 @@ async function send(image, asked = generation) {
   if (inFlight) { pending = image; return; }
   inFlight = true;
   try {
-    const url = `v1/explain?min_confidence=${confidence.value}`;
-    const response = await fetch(url, { method: "POST", body: image, headers: { "Content-Type": image.type || "application/octet-stream" } });
-    const result = await response.json();
-    if (asked !== generation) return;  // the pad was cleared while the server worked: this answer is about nothing shown
-    if (!response.ok) {
-      status.textContent = result.error || `the server answered ${response.status}`;
-      if (result.status !== "error") return;
-    } else {
-      status.textContent = resting.status;
-    }
-    show(result);
-  } catch (error) {
-    if (asked === generation) status.textContent = `cannot reach the server: ${error.message}`;
+    await Promise.all(models.map((model) => ask(model, image, asked)));  // every network at once
   } finally {
     inFlight = false;
     if (pending) { const next = pending; pending = null; send(next); }
   }
 }
 
+async function ask(model, image, asked) {
+  // One network's answer about the image: its row says it, and the picture shows it if it is the one drawn.
+  const which = model.name ? `model=${encodeURIComponent(model.name)}&` : "";
+  let result = null;
+  let problem = "";
+  try {
+    const response = await fetch(`v1/explain?${which}min_confidence=${confidence.value}`,
+                                 { method: "POST", body: image, headers: { "Content-Type": image.type || "application/octet-stream" } });
+    const body = await response.json();
+    if (!response.ok) problem = body.error || `the server answered ${response.status}`;
+    if (response.ok || body.status === "error") result = body;  // an image it cannot read is an answer too
+  } catch (error) {
+    problem = `cannot reach the server: ${error.message}`;
+  }
+  if (asked !== generation) return;  // the pad was cleared while the server worked: this answer is about nothing shown
+  model.result = result;
+  model.problem = problem;
+  showRow(model);
+  if (model === pictured) showPictured();
+}
+
+function showPictured(switched = false) {
+  // The pictured network's answer, its problem in the status line; a network that could not answer leaves the
+  // picture as it was, unless the switch just chose it (then the picture is at rest: it has nothing to show).
+  status.textContent = pictured.problem || resting.status;
+  if (pictured.result) {
+    show(pictured.result);
+  } else if (switched) {
+    answer.textContent = current ? `The ${pictured.name} network has no answer.` : resting.answer;
+    answer.dataset.label = answer.dataset.status = "";
+    drawNetwork(REST);
+  }
+}
+
+function saying(who, result) {
+  // "<who>says 7 (98% sure)", the digit stressed: the answer, and each network's row.
+  const label = Object.assign(document.createElement("strong"), { textContent: String(result.label) });
+  return [`${who}says `, label, ` (${(100 * result.confidence).toFixed(0)}% sure)`];
+}
+
 function show(result) {
   if (result.status === "digit") {
-    answer.innerHTML = `The network says <strong>${result.label}</strong> (${(100 * result.confidence).toFixed(0)}% sure)`;
+    answer.replaceChildren(...saying(models.length > 1 ? `The ${pictured.name} network ` : "The network ", result));
   } else if (result.status === "unknown") {
     answer.textContent = `No answer: ${result.reason}`;
   } else {
@@ -238,10 +277,13 @@ function choose(layer, neuron) {
   showMaths(layer, neuron);
 }
 
-function squish(z) {
-  // The hidden layers' activation function, as the served network applies it (contract/network.py squash).
-  return network.activation === "relu" ? Math.max(0, z) : 1 / (1 + Math.exp(-z));
-}
+// The hidden layers' activation functions, as the served networks apply them (contract/network.py squash):
+// its name, in words, as a formula, and the function. scikit-learn calls the sigmoid "logistic".
+const SQUISHES = {
+  relu: { name: "ReLU", words: "ReLU", formula: "max(0, z)", apply: (z) => Math.max(0, z) },
+  logistic: { name: "sigmoid", words: "sigmoid (logistic)", formula: "1 / (1 + e^-z)", apply: (z) => 1 / (1 + Math.exp(-z)) },
+};
+const squishOf = (activation) => SQUISHES[activation] || SQUISHES.logistic;
 
 function showMaths(layer, neuron) {
   // The video's core idea for one neuron: weighted sum of the layer below plus bias, squished. Computed here
@@ -254,11 +296,10 @@ function showMaths(layer, neuron) {
   if (shown && shown !== REST) {
     const inputs = layer === 1 ? shown.input : shown.hidden1;
     const z = network.weights[layer - 1].reduce((sum, row, i) => sum + row[neuron] * inputs[i], bias);
-    const name = network.activation === "relu" ? "ReLU" : "sigmoid";
-    const formula = network.activation === "relu" ? "max(0, z)" : "1 / (1 + e^-z)";
+    const { name, formula, apply } = squishOf(network.activation);
     const served = shown[`hidden${layer}`][neuron];
     lines.push(`weighted sum z = w · a + b = ${z.toFixed(3)} (its ${network.weights[layer - 1].length} weights x the ${below}, plus b)`,
-               `${name}(z) = ${formula} = ${squish(z).toFixed(3)}: its activation (the network's own: ${served.toFixed(3)})`);
+               `${name}(z) = ${formula} = ${apply(z).toFixed(3)}: its activation (the network's own: ${served.toFixed(3)})`);
     maths.dataset.sum = String(z);
   } else {
     lines.push(`Draw a digit to see its weighted sum of the ${below} and the squish that makes it an activation.`);
@@ -327,6 +368,11 @@ function clearAll() {
   answer.textContent = resting.answer;
   answer.dataset.label = answer.dataset.status = "";
   status.textContent = resting.status;
+  for (const model of models) {
+    model.result = null;
+    model.problem = "";
+    showRow(model);
+  }
   chosen = null;
   drawNetwork(REST);
   maths.textContent = resting.maths;
@@ -370,18 +416,103 @@ clearPad();
 setPen();
 drawNetwork(REST);
 phone.addEventListener("change", () => drawNetwork(shown));  // a phone turned, a window narrowed: the other layout
-fetch("v1/network").then(async (response) => {
+async function json(url, options) {
+  const response = await fetch(url, options);
   const body = await response.json();
   if (!response.ok) throw new Error(body.error || `the server answered ${response.status}`);
-  network = body;
-  // Which network the picture shows: scikit-learn calls the sigmoid "logistic".
-  const names = { relu: "ReLU", logistic: "sigmoid" };
-  about.textContent = `${names[body.activation] || body.activation} network · sha256 ${body.sha256.slice(0, 12)}`;
-  about.title = `sha256 ${body.sha256}`;
-  const before = confidence.value;
-  confidence.value = body.min_confidence;  // the server's default threshold, as an API call without one gets
+  return body;
+}
+
+async function loadNetworks() {
+  // The default network (what a call that names none gets), then every other network the repository has READY.
+  const [main, index] = await Promise.allSettled([json("v1/network"), json("v2/repository/index", { method: "POST" })]);
+  const first = main.status === "fulfilled" ? [main.value] : [];
+  const ready = index.status === "fulfilled" ? index.value.filter((entry) => entry.state === "READY").map((entry) => entry.name) : [];
+  const others = await Promise.all(ready.filter((name) => !first.some((n) => n.name === name)).map(
+    (name) => json(`v1/network?model=${encodeURIComponent(name)}`).then(
+      (network) => ({ name, network, problem: "" }), (error) => ({ name, network: null, problem: `no weights: ${error.message}` }))));
+  const loaded = [...first.map((network) => ({ name: network.name, network, problem: "" })), ...others];
+  if (!loaded.some((model) => model.network)) throw main.status === "rejected" ? main.reason : new Error("no network is ready");
+  return loaded.map((model) => ({ ...model, result: null, row: null }));
+}
+
+function span(className, text) {
+  return Object.assign(document.createElement("span"), { className, textContent: text });
+}
+
+function listModels() {
+  // A row per network, its answer and a radio button to draw it; the line that says how they differ.
+  rows.replaceChildren(...models.map((model) => {
+    const row = document.createElement("label");
+    row.className = "model-row";
+    row.dataset.model = model.name;
+    const radio = Object.assign(document.createElement("input"),
+                                { type: "radio", name: "pictured", value: model.name, checked: model === pictured, disabled: !model.network });
+    radio.addEventListener("change", () => {
+      picture(model);
+      showPictured(true);  // at once, from its last answer: no new request
+      history.replaceState(null, "", `?model=${encodeURIComponent(model.name)}`);  // a reload, a link: this network
+    });
+    row.append(radio, span("model-name", model.name), span("model-kind", model.network ? squishOf(model.network.activation).words : ""),
+               span("model-says", ""));
+    model.row = row;
+    showRow(model);
+    return row;
+  }));
+  document.getElementById("models").hidden = models.length < 2;
+  const known = models.filter((model) => model.network);
+  const kinds = new Set(known.map((model) => model.network.activation));
+  differences.textContent = `Same 784-16-16-10 layers; what differs is ${kinds.size > 1 ? "the squish, and the weights learnt with it" : "the weights"}: `
+    + known.map(({ name, network: { activation, accuracy } }) => {
+      const { words, formula } = squishOf(activation);
+      const score = accuracy === null ? "no cross-validated accuracy on its card" : `${(100 * accuracy).toFixed(1)}% cross-validated`;
+      return `${name}: ${words}, ${formula}, ${score}`;
+    }).join(" · ");
+}
+
+function showRow(model) {
+  // One network's answer, in its row: the digit and how sure, no answer and why, or why it could not answer.
+  const row = model.row;
+  if (!row) return;
+  const says = row.querySelector(".model-says");
+  const result = model.result;
+  row.dataset.label = result && result.status === "digit" ? String(result.label) : "";
+  row.dataset.status = model.problem && !result ? "unavailable" : result ? result.status : "";
+  if (model.problem && !result) {
+    says.textContent = `no answer: ${model.problem}`;
+  } else if (!result) {
+    says.textContent = "";
+  } else if (result.status === "digit") {
+    says.replaceChildren(...saying("", result));
+  } else if (result.status === "unknown") {
+    says.textContent = `no answer: ${result.reason}`;
+  } else {
+    says.textContent = `cannot read it: ${result.error}`;
+  }
+}
+
+function picture(model) {
+  // The network to draw: its name in the header, its weights for the lines and the chosen neuron's panel.
+  pictured = model;
+  network = model.network;
+  for (const each of models) each.row?.classList.toggle("pictured", each === model);
+  const sha256 = network.sha256;
+  about.textContent = `${model.name}: ${squishOf(network.activation).name} network · sha256 ${sha256.slice(0, 12)}`;
+  about.title = `sha256 ${sha256}`;
+  metadata.href = `v2/models/${encodeURIComponent(model.name)}`;
+}
+
+loadNetworks().then((loaded) => {
+  models = loaded;
+  const wanted = new URLSearchParams(location.search).get("model");  // ?model=NAME: the network drawn first
+  const drawable = models.filter((model) => model.network);
+  pictured = drawable.find((model) => model.name === wanted) || drawable[0];
+  listModels();
+  picture(pictured);
+  if (wanted && pictured.name !== wanted) status.textContent = `no network ${wanted} is ready here: the picture shows ${pictured.name}`;
+  confidence.value = network.min_confidence;  // the server's default threshold, as an API call without one gets
   showThreshold();
-  if (confidence.value !== before && current) send(current);
+  if (current) send(current);  // an image sent before the networks were known: every network reads it now
 }).catch((error) => {
   resting.status = `no weights (${error.message}): the picture shows activations only`;  // true until a reload: Clear keeps it
   status.textContent = resting.status;
