@@ -20,7 +20,6 @@ const about = document.getElementById("about");
 const metadata = document.getElementById("metadata");
 const rows = document.getElementById("model-rows");
 const differences = document.getElementById("differences");
-const X = { input: 20, hidden1: 330, hidden2: 500, output: 670 };  // layer columns in the SVG
 
 // Each network: its name, its weights (GET v1/network: {name, activation, weights: [W1 784x16, W2 16x16,
 // W3 16x10], biases, sha256, accuracy, strongest: {layer: count}}), its answer to the image shown, the problem
