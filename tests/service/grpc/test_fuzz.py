@@ -6,6 +6,11 @@ inserted and repeated bytes) and sends it through one RPC. Every call must end w
 INTERNAL or UNKNOWN (and every batch or stream item likewise), the server must stay SERVING, and a good
 image must still be read right afterwards. `pytest --fuzz-cases 30000` runs a longer campaign;
 `--fuzz-seed` picks another sequence. The status table is printed at the end.
+
+Model names: every call that names a model (ModelInfer, ModelMetadata, ModelReady, ModelConfig,
+ModelStatistics, RepositoryModelLoad and RepositoryModelUnload) gets names no server of two models serves,
+hostile ones and hypothesis's; each must be NOT_FOUND (INVALID_ARGUMENT where the message cannot be read),
+and both models must still serve afterwards.
 """
 
 from __future__ import annotations
@@ -19,14 +24,19 @@ from concurrent import futures
 import grpc
 import numpy as np
 import pytest
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from digitnet.service.api._generated import digitnet_pb2 as pb
 from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.api._generated import oip_pb2 as oip
+from digitnet.service.contract.constants import MODEL_NAME
 
-from ...conftest import CORPUS, DEFAULT_MODEL, GOLDEN
-from ..helpers import serve
+from ...conftest import CORPUS, DEFAULT_MODEL, GOLDEN, RELU, SIGMOID
+from ..conftest import ServerThread, running_server
+from ..helpers import serve, two_models
 
 SEEDS = [p.read_bytes() for p in sorted((CORPUS).iterdir()) if p.is_file() and p.suffix != ".py"]
 SEEDS += [p.read_bytes() for p in sorted(GOLDEN.glob("*_*.*")) if p.suffix != ".py"]
@@ -203,3 +213,118 @@ def test_the_corpus_covers_formats_and_modes() -> None:
     assert len(names) >= 100
     for needle in ("png_", "jpeg_", "gif_", "tiff_", "bmp_", "webp_", "LAB", "CMYK", "16bit", "tiff_F", "exif", "multiframe", "trunc", "ihdr"):
         assert any(needle.lower() in name.lower() for name in names), needle
+
+
+#: Names no server of the two committed models serves: empty, huge, unicode, path-like, with NUL, near misses.
+HOSTILE_NAMES = [
+    "",
+    "x" * 100_000,
+    "ünïcödé-名前-😀",
+    "../x",
+    "../../models/default",
+    "/etc/passwd",
+    "digitnet/1",
+    f"{RELU}/1",
+    f"{RELU}/../{SIGMOID}",
+    "a\x00b",
+    "\x00",
+    f"{MODEL_NAME}\x00",
+    f"{RELU}\x00",
+    f" {RELU}",
+    MODEL_NAME.upper(),
+    "default.onnx",
+    "logistic.json",
+    "%2e%2e%2fx",
+    "\u202e" + RELU,
+    "\ufeff",
+    "\n",
+]
+#: A name hypothesis makes: anything (unicode, control characters), a served name with something added, or huge.
+NAMES = st.one_of(
+    st.sampled_from(HOSTILE_NAMES),
+    st.text(max_size=80),
+    st.builds(
+        lambda near, joint, tail: near + joint + tail,
+        st.sampled_from([RELU, SIGMOID, MODEL_NAME, "..", ""]),
+        st.sampled_from(["/", "/1", "\x00", "/../", " ", "\t", ".onnx", "%00", "\\"]),
+        st.text(max_size=8),
+    ),
+    st.integers(1_000, 200_000).map(lambda size: "y" * size),
+).filter(lambda name: name not in (RELU, SIGMOID, MODEL_NAME))
+#: Each call that names a model: its response message and the request field that holds the name.
+NAMED_CALLS: dict[str, tuple[type[Message], type[Message], str]] = {
+    "ModelInfer": (oip.ModelInferRequest, oip.ModelInferResponse, "model_name"),
+    "ModelMetadata": (oip.ModelMetadataRequest, oip.ModelMetadataResponse, "name"),
+    "ModelReady": (oip.ModelReadyRequest, oip.ModelReadyResponse, "name"),
+    "ModelConfig": (oip.ModelConfigRequest, oip.ModelConfigResponse, "name"),
+    "ModelStatistics": (oip.ModelStatisticsRequest, oip.ModelStatisticsResponse, "name"),
+    "RepositoryModelLoad": (oip.RepositoryModelLoadRequest, oip.RepositoryModelLoadResponse, "model_name"),
+    "RepositoryModelUnload": (oip.RepositoryModelUnloadRequest, oip.RepositoryModelUnloadResponse, "model_name"),
+}
+#: The calls for which an empty name means the default model (or, for statistics, every model).
+DEFAULT_WHEN_EMPTY = {"ModelInfer", "ModelMetadata", "ModelReady", "ModelConfig", "ModelStatistics"}
+
+
+@pytest.fixture(scope="module")
+def repository_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """A server of both committed models (copies: a load or unload it is tricked into changes nothing else)."""
+    with running_server(model=[], model_repository=two_models(tmp_path_factory.mktemp("repository"))) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def repository_channel(repository_server: ServerThread) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(repository_server.address) as channel:
+        yield channel
+
+
+def _call_naming(channel: grpc.Channel, method: str, name: str | bytes) -> str:
+    """Call `method` with a request naming `name` (bytes: sent as they are, valid UTF-8 or not); its status name."""
+    request_type, response_type, field = NAMED_CALLS[method]
+    if isinstance(name, bytes):  # the name field alone, by hand: protobuf refuses to write a string that is not UTF-8
+        number = request_type.DESCRIPTOR.fields_by_name[field].number
+        payload = bytes([number << 3 | 2, len(name)]) + name
+    else:
+        request = request_type(**{field: name})
+        if isinstance(request, oip.ModelInferRequest):
+            request.inputs.add(name="pixels", datatype="UINT8", shape=[1, 784])
+            request.raw_input_contents.append(bytes(784))
+        payload = request.SerializeToString()
+    call = channel.unary_unary(f"/inference.GRPCInferenceService/{method}", lambda raw: raw, response_type.FromString)
+    try:
+        call(payload, timeout=30)
+    except grpc.RpcError as err:
+        return str(err.code().name)
+    return "OK"
+
+
+def _check_both_models_serve(channel: grpc.Channel) -> None:
+    index = channel.unary_unary(
+        "/inference.GRPCInferenceService/RepositoryIndex", oip.RepositoryIndexRequest.SerializeToString, oip.RepositoryIndexResponse.FromString
+    )(oip.RepositoryIndexRequest(), timeout=10)
+    assert [(model.name, model.state) for model in index.models] == [(RELU, "READY"), (SIGMOID, "READY")]
+    for name in (RELU, SIGMOID, MODEL_NAME):
+        assert _call_naming(channel, "ModelInfer", name) == "OK", name
+    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=NAMES)
+def test_a_model_name_the_server_does_not_serve_is_not_found_on_every_call(repository_channel: grpc.Channel, name: str) -> None:
+    for method in NAMED_CALLS:
+        allowed = {"NOT_FOUND", "INVALID_ARGUMENT"} | ({"OK"} if name == "" and method in DEFAULT_WHEN_EMPTY else set())
+        code = _call_naming(repository_channel, method, name)
+        assert code in allowed, f"{method} naming {name[:80]!r} ({len(name)} characters) answered {code}"
+
+
+@pytest.mark.parametrize("method", NAMED_CALLS)
+def test_a_model_name_that_is_not_utf8_is_invalid_argument(repository_channel: grpc.Channel, method: str) -> None:
+    assert _call_naming(repository_channel, method, b"\xff\xfe" + RELU.encode()) == "INVALID_ARGUMENT"
+
+
+def test_both_models_serve_after_the_hostile_names(repository_channel: grpc.Channel) -> None:
+    for name in HOSTILE_NAMES:  # the listed ones at least, whatever hypothesis drew
+        for method in ("RepositoryModelUnload", "RepositoryModelLoad"):
+            assert _call_naming(repository_channel, method, name) == "NOT_FOUND", (method, name[:80])
+    _check_both_models_serve(repository_channel)

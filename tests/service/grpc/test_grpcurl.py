@@ -5,24 +5,19 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from ...conftest import GOLDEN, RELU, REPO
 from ..conftest import ServerThread, running_server
+from ..helpers import GRPCURL, grpcurl
 
-GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
 DIGIT = base64.b64encode((GOLDEN / "4_scan.png").read_bytes()).decode()
 
 
 def _call(server: ServerThread, method: str, data: str = "{}") -> dict[str, object]:
-    result = subprocess.run([GRPCURL, "-plaintext", "-d", data, server.address, method], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout) if result.stdout.strip() else {}
+    return grpcurl(server.address, method, data)
 
 
 def _list(server: ServerThread, symbol: str = "") -> list[str]:

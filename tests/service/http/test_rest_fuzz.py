@@ -1,18 +1,31 @@
 """Hostile REST requests: mutated OIP infer bodies (wrong types, shapes, sizes, cut short, bad binary headers)
-must each be answered 200 or with the protocol's JSON error, never a 5xx, and the server must keep serving."""
+must each be answered 200 or with the protocol's JSON error, never a 5xx, and the server must keep serving.
+Model names no server of two models serves, in every route's path and in /v1's ?model=, must be 404 (400
+where malformed; 431 where the request line is over the header limit), and both models must still serve."""
 
 from __future__ import annotations
 
 import copy
+import http.client
 import json
 import random
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
-from ..conftest import running_server
+from digitnet.service.contract.constants import MODEL_NAME
+from digitnet.service.settings.server import ServerSettings
+
+from ...conftest import GOLDEN, RELU, SIGMOID
+from ..conftest import ServerThread, running_server
+from ..grpc.test_fuzz import HOSTILE_NAMES, NAMES
+from ..helpers import two_models
 
 BASE: dict[str, Any] = {
     "id": "x",
@@ -69,3 +82,91 @@ def test_mutated_infer_requests_never_get_a_5xx() -> None:
         with urllib.request.urlopen(f"{server.http_url}/v2/health/ready", timeout=10) as ready:
             assert ready.status == 200
     assert failures == []
+
+
+IMAGE = (GOLDEN / "4_mnist.png").read_bytes()
+INFER_BODY = json.dumps({"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "UINT8", "data": [0] * 784}]}).encode()
+#: Every route that names a model: method, path ({} for the name, URL-quoted) and body.
+NAMED_ROUTES = [
+    ("GET", "/v2/models/{}", b""),
+    ("GET", "/v2/models/{}/versions/1", b""),
+    ("GET", "/v2/models/{}/ready", b""),
+    ("GET", "/v2/models/{}/versions/1/ready", b""),
+    ("GET", "/v2/models/{}/config", b""),
+    ("GET", "/v2/models/{}/stats", b""),
+    ("POST", "/v2/models/{}/infer", INFER_BODY),
+    ("POST", "/v2/models/{}/versions/1/infer", INFER_BODY),
+    ("POST", "/v2/repository/models/{}/load", b""),
+    ("POST", "/v2/repository/models/{}/unload", b""),
+    ("POST", "/v1/classify?model={}", IMAGE),
+    ("POST", "/v1/explain?model={}", IMAGE),
+    ("GET", "/v1/network?model={}", b""),
+]
+
+
+@pytest.fixture(scope="module")
+def repository_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """A server of both committed models over HTTP (copies: a load or unload it is tricked into changes nothing else)."""
+    folder: Path = two_models(tmp_path_factory.mktemp("repository"))
+    with running_server(http=True, model=[], model_repository=folder) as server:
+        yield server
+
+
+#: The longest request line and headers the server reads: a longer one is answered 431 and the connection closed at
+#: once (a flood is cut off, not read), so a client still sending its body may see the connection reset instead.
+MAX_HEADER_BYTES = ServerSettings().http_max_header_bytes
+RESET = 0
+
+
+def _ask(server: ServerThread, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+    """One request on a connection of its own, the path sent exactly as given; RESET if the server closed it first."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.http.port, timeout=30)  # type: ignore[union-attr]
+    try:
+        connection.request(method, path, body=body)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    except ConnectionError:
+        return RESET, b""
+    finally:
+        connection.close()
+
+
+def _statuses_allowed(route: str, name: str) -> set[int]:
+    """What a route may answer for a name no model has: 404, 400 for a malformed request, 431 (or a reset) for a
+    request line over the header limit; the default's answer where an empty ?model= asks for it. A '/' in a name,
+    sent %2F-quoted, is a '/' of the path once decoded (ASGI paths are): the request is another route's (or a
+    redirect that drops a trailing '/'), anything but 5xx."""
+    if len(route) + len(urllib.parse.quote(name, safe="")) > MAX_HEADER_BYTES:
+        return {431, RESET}
+    if "/" in name and "?" not in route:
+        return set(range(200, 500))
+    if name == "" and "?" in route:
+        return {200}
+    if name == "stats" and route == "/v2/models/{}":
+        return {200}  # Triton's statistics of every model, not a model named "stats"
+    return {400, 404, 431}
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=NAMES)
+def test_a_model_name_the_server_does_not_serve_is_404_on_every_route(repository_server: ServerThread, name: str) -> None:
+    quoted = urllib.parse.quote(name, safe="")
+    for method, route, body in NAMED_ROUTES:
+        status, text = _ask(repository_server, method, route.format(quoted), body)
+        assert status in _statuses_allowed(route, name), f"{method} {route} naming {name[:80]!r} ({len(name)} characters): {status} {text[:200]!r}"
+        if status >= 400:
+            assert text.startswith(b"{") and set(json.loads(text)) == {"error"}, f"{method} {route} naming {name[:80]!r}: {status} {text[:200]!r}"
+
+
+def test_both_models_serve_after_the_hostile_names(repository_server: ServerThread) -> None:
+    for name in HOSTILE_NAMES:  # the listed ones at least, whatever hypothesis drew
+        for action in ("unload", "load"):
+            status, _ = _ask(repository_server, "POST", f"/v2/repository/models/{urllib.parse.quote(name, safe='')}/{action}", b"")
+            assert status in _statuses_allowed("/v2/repository/models/{}/load", name) - {200, 307}, (action, name[:80])
+    status, text = _ask(repository_server, "POST", "/v2/repository/index", b"")
+    assert status == 200 and [(model["name"], model["state"]) for model in json.loads(text)] == [(RELU, "READY"), (SIGMOID, "READY")]
+    for name in (RELU, SIGMOID, MODEL_NAME):
+        status, text = _ask(repository_server, "POST", f"/v1/classify?model={name}", IMAGE)
+        assert status == 200 and json.loads(text)["label"] == 4, name
+        status, _ = _ask(repository_server, "POST", f"/v2/models/{name}/infer", INFER_BODY)
+        assert status == 200, name

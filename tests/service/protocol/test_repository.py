@@ -19,7 +19,7 @@ from digitnet.service.settings.server import ServerSettings
 
 from ...conftest import DEFAULT_MODEL, LOGISTIC_MODEL
 from ..conftest import write_model_that_fails_to_run, write_named_copy
-from ..helpers import install
+from ..helpers import install, two_models
 
 RELU, SIGMOID = read_card(DEFAULT_MODEL).name, read_card(LOGISTIC_MODEL).name
 
@@ -27,11 +27,7 @@ RELU, SIGMOID = read_card(DEFAULT_MODEL).name, read_card(LOGISTIC_MODEL).name
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """A repository folder holding the two committed models."""
-    folder = tmp_path / "models"
-    folder.mkdir()
-    install(DEFAULT_MODEL, folder / "default.onnx")
-    install(LOGISTIC_MODEL, folder / "logistic.onnx")
-    return folder
+    return two_models(tmp_path / "models")
 
 
 def _open(folder: Path, *models: Path, **settings: object) -> ModelRepository:

@@ -84,6 +84,11 @@ class Routes:
         """Triton's statistics extension: the ModelStatistics gRPC answers, as JSON."""
         return as_record(self.plane.model_statistics(name, ""))
 
+    async def all_stats(self) -> dict[str, Any]:
+        """Triton's statistics extension for every loaded model (GET /v2/models/stats: what tritonclient asks when
+        it names no model)."""
+        return as_record(self.plane.model_statistics("", ""))
+
     async def repository_index(self, request: Request) -> list[dict[str, Any]]:
         """Triton's model repository extension: every model and its state (the body may ask {"ready": true})."""
         asked = await self.body_of(request)
@@ -231,6 +236,7 @@ ROUTES = (
     Route("/v2/health/ready", "ready", tags=OIP),
     Route("/v2/health/ready", "ready", ("HEAD",)),
     Route("/v2", "server_metadata", tags=OIP),
+    Route("/v2/models/stats", "all_stats", tags=OIP),  # before /v2/models/{name}, as in Triton: not a model named "stats"
     Route("/v2/models/{name}/versions/{version}", "model_version_metadata", tags=OIP),
     Route("/v2/models/{name}", "model_metadata", tags=OIP),
     Route("/v2/models/{name}/versions/{version}/ready", "model_version_ready", tags=OIP),

@@ -287,7 +287,7 @@ class ModelRepository:
 
     def _not_served(self, name: str) -> str:
         served = ", ".join(f"{n!r} (the default, also {MODEL_NAME!r})" if n == self.default_name else repr(n) for n in sorted(self._served))
-        if name in ("", MODEL_NAME):
+        if name in ("", MODEL_NAME) and self.default_name not in self._served:  # not for load/unload(""): no model is named ""
             return f"the default model {self.default_name!r} (`{MODEL_NAME}`) is unloaded: load it again, or name one of: {served}"
         if any(found == name for found, _, _ in self._candidates()):
             return f"model {name!r} is not loaded: load it (RepositoryModelLoad, or POST /v2/repository/models/{name}/load), or name one of: {served}"
