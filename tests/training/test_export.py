@@ -13,6 +13,7 @@ import pytest
 from onnx import numpy_helper
 from sklearn.neural_network import MLPClassifier
 
+from digitnet.service.contract import files
 from digitnet.service.contract.card import read_card
 from digitnet.service.contract.constants import CARD_METADATA_KEY, INPUT_NAME, N_PARAMETERS, OUTPUT_FORMED, OUTPUT_HIDDEN
 from digitnet.service.contract.errors import ExportVerificationError
@@ -118,9 +119,9 @@ def test_atomic_write_keeps_old_file_on_interrupt(tmp_path: Path, monkeypatch: p
     def interrupted(fd: int) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(export.os, "fsync", interrupted)
+    monkeypatch.setattr(files.os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        export.atomic_write(target, b"new model, half written")
+        export.atomic_write(target, b"new model, half written")  # the contract's, as export writes models
     assert target.read_bytes() == b"old model"
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"], "the temporary file was left behind"
 

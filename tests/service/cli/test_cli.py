@@ -42,6 +42,10 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
         (["score", "x", "--batch-size", "-5"], "argument --batch-size: must be at least 1, got -5"),
         (["score", "x", "--workers", "-1"], "argument --workers: must be at least 1, got -1"),
         (["score", "x", "--workers", "two"], "argument --workers: expected a whole number, got 'two'"),
+        (["score", "x", "--shard", "3/3"], "argument --shard: K counts from 0 and must be less than N, got '3/3'"),
+        (["score", "x", "--shard", "0/0"], "argument --shard: N must be at least 1, got '0/0'"),
+        (["score", "x", "--shard=-1/3"], "argument --shard: expected K/N, shard K of N with 0 <= K < N, got '-1/3'"),
+        (["score", "x", "--shard", "1"], "argument --shard: expected K/N, shard K of N with 0 <= K < N, got '1'"),
         (["predict", "x", "--min-confidence", "2"], "argument --min-confidence: min_confidence must be a number in [0, 1], got 2"),
         (["train", "--heavy-pen", "1.5"], "argument --heavy-pen: must be in [0, 1], got 1.5"),
         (
@@ -241,6 +245,21 @@ def test_score_of_a_folder_that_does_not_exist_is_a_bad_option_and_writes_nothin
     out = tmp_path / "scores.csv"
     code, _, err = _run(capsys, "score", str(tmp_path / "scans"), "--out", str(out))
     assert code == 2 and f"no such file or folder: {tmp_path / 'scans'}" in err and not out.exists()
+
+
+def test_score_in_shards_then_merged_as_one_run_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    samples, whole = str(REPO / "samples"), tmp_path / "whole.jsonl"
+    assert _run(capsys, "score", samples, "--out", str(whole), "--workers", "1", "--quiet")[0] == 0
+    parts = [tmp_path / f"part-{index}.jsonl" for index in range(2)]
+    for index, part in enumerate(parts):
+        code, _, err = _run(capsys, "score", samples, "--shard", f"{index}/2", "--out", str(part), "--workers", "1")
+        rows = part.read_text().count("\n")
+        assert code == 0 and err.startswith(f"{rows} files: {rows} digit, 0 unknown, 0 error; scored {rows} now")  # its own files
+    code, _, err = _run(capsys, "score", samples, "--out", str(tmp_path / "merged.jsonl"), "--merge", *map(str, parts))
+    assert code == 0 and err.startswith("20 files: 20 digit, 0 unknown, 0 error; merged from 2 shard outputs in ")
+    assert (tmp_path / "merged.jsonl").read_bytes() == whole.read_bytes()
+    _, out, _ = _run(capsys, "score", "--help")
+    assert "JOB_COMPLETION_INDEX" in out and "--merge SHARD_OUT [SHARD_OUT ...]" in out
 
 
 # --model-name: a model of a server serving several, by the name its repository lists.

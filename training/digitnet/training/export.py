@@ -8,8 +8,6 @@ Usage:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ from digitnet.service.contract.constants import (
     OUTPUT_PROBABILITIES,
 )
 from digitnet.service.contract.errors import ExportVerificationError
+from digitnet.service.contract.files import atomic_write
 from digitnet.service.contract.input_form import InputForm
 from digitnet.service.contract.model import Model, flush_subnormals
 from digitnet.training.form_graph import attach_form
@@ -110,18 +109,3 @@ def write_artifact(model: onnx.ModelProto, card: ModelCard, path: Path) -> Model
     atomic_write(path, data)
     atomic_write(card_path_for(path), final_card.to_json().encode())
     return final_card
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write a file so readers see the old or the new content, never a partial one (temp file + rename)."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp creates 0600; an artifact is meant to be read by others (e.g. a container user)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:  # including KeyboardInterrupt: never leave the temporary file behind
-        Path(temp).unlink(missing_ok=True)
-        raise

@@ -26,6 +26,7 @@ from queue import Queue
 from typing import Protocol
 
 from digitnet.service.batch.rows import Format, Row, ScoredChunk, to_row
+from digitnet.service.batch.shards import Shard, key_of
 from digitnet.service.contract.errors import DigitnetError
 from digitnet.service.contract.model import Model
 from digitnet.service.contract.results import ImageInput, Outcome, Prediction, answer_in_place
@@ -33,24 +34,41 @@ from digitnet.service.inference.classifier import Classifier
 from digitnet.service.inference.processes import ignore_interrupts, terminate_with_parent
 
 
-def walk(roots: Sequence[Path]) -> Iterator[str | Row]:
-    """Yield the path of every non-hidden file under the roots in a deterministic order; unlistable folders
-    as error rows."""
+def walk(roots: Sequence[Path], shard: Shard | None = None) -> Iterator[str | Row]:
+    """Yield the path of every non-hidden file under the roots in a deterministic order, unlistable folders as
+    error rows; with `shard`, only the items of that shard, in the same order."""
+    if shard is None:
+        for root in roots:
+            yield from _walk_root(root)
+        return
+    for item, key in listing(roots):
+        if shard.holds(key):
+            yield item
+
+
+def listing(roots: Sequence[Path]) -> Iterator[tuple[str | Row, str]]:
+    """walk's items, each with its shard key (shards.key_of)."""
     for root in roots:
-        if root.is_file():
-            yield str(root)
-            continue
-        if not root.is_dir():
-            yield Row(str(root), Outcome.ERROR, error=f"no such file or folder: {root}")
-            continue
-        failures: list[OSError] = []  # os.walk reports a folder it cannot list here, and goes on
-        for folder, subfolders, files in os.walk(root, onerror=failures.append):
-            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-            yield from _unlistable(failures)
-            for name in sorted(files):
-                if not name.startswith("."):
-                    yield os.path.join(folder, name)  # strings: a Path per file costs more than scoring it
-        yield from _unlistable(failures)  # the root itself, or the last folder visited
+        top = os.fspath(root)
+        for item in _walk_root(root):
+            yield item, key_of(item.path if isinstance(item, Row) else item, top)
+
+
+def _walk_root(root: Path) -> Iterator[str | Row]:
+    if root.is_file():
+        yield str(root)
+        return
+    if not root.is_dir():
+        yield Row(str(root), Outcome.ERROR, error=f"no such file or folder: {root}")
+        return
+    failures: list[OSError] = []  # os.walk reports a folder it cannot list here, and goes on
+    for folder, subfolders, files in os.walk(root, onerror=failures.append):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        yield from _unlistable(failures)
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield os.path.join(folder, name)  # strings: a Path per file costs more than scoring it
+    yield from _unlistable(failures)  # the root itself, or the last folder visited
 
 
 def _unlistable(failures: list[OSError]) -> Iterator[Row]:

@@ -11,10 +11,10 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import BinaryIO, Literal, TextIO
 
 import numpy as np
 
@@ -71,9 +71,14 @@ _PROBABILITY_COLUMNS = [f"p{label}" for label in LABELS]
 _EXTENSIONS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
+def implied_format(path: Path) -> Format | None:
+    """The format a file's extension names, if any."""
+    return _EXTENSIONS.get(path.suffix.lower())
+
+
 def format_for(out: Path | None, given: Format | None) -> Format:
     """The output format: as given, else from --out's extension, else CSV; a conflict between the two is refused."""
-    implied = _EXTENSIONS.get(out.suffix.lower()) if out is not None else None
+    implied = implied_format(out) if out is not None else None
     if given and implied and given != implied:
         raise ConfigurationError(f"--format {given} does not match {out}: name it {out.with_suffix('.' + given) if out else ''} or drop --format")
     return given or implied or "csv"
@@ -177,29 +182,73 @@ def _header_difference(header: list[str] | None, expected: list[str]) -> str:
 
 def parse_rows(path: Path, fmt: Format, labels_from_dirs: bool) -> Iterator[Row]:
     """Read back the rows of an existing output (for --resume), checking it is the format asked for."""
-    with path.open(newline="", encoding="utf-8", errors=PATH_ERRORS) as handle:
-        if fmt == "jsonl":
-            for number, line in enumerate(handle, 1):
-                try:
-                    record = json.loads(line)
-                    yield Row(record["path"], _outcome(record["status"]), record.get("label"), true_label=record.get("true_label"))
-                except (ValueError, KeyError, TypeError) as err:
-                    raise ConfigurationError(f"{path}:{number}: not a digitnet JSON Lines row ({err}); is --format right?") from err
-            return
-        reader = csv.reader(handle)
-        header, expected = next(reader, None), columns(labels_from_dirs)
-        if header != expected:
-            raise ConfigurationError(
-                f"{path}: its header is not this run's: {_header_difference(header, expected)} (check --format and --labels-from-dirs)"
-            )
-        for values in reader:
-            try:
-                if len(values) != len(header):
-                    raise ValueError(f"{len(values)} fields, expected {len(header)}")
-                record = dict(zip(header, values))
-                yield Row(record["path"], _outcome(record["status"]), _int(record["label"]), true_label=_int(record.get("true_label", "")))
-            except ValueError as err:
-                raise ConfigurationError(f"{path}:{reader.line_num}: not a digitnet CSV row ({err})") from err
+    for _, row in read_rows(path, fmt, labels_from_dirs):
+        yield row
+
+
+def read_rows(path: Path, fmt: Format, labels_from_dirs: bool) -> Generator[tuple[bytes, Row], None, None]:
+    """Read back an output's rows, each with its exact bytes (`score --merge` copies them), checking it is this
+    run's format and columns; a torn last row is refused (drop_torn_row cuts it off)."""
+    with path.open("rb") as handle:
+        records, line = _records(handle, fmt), 1
+        if fmt == "csv":
+            raw_header = next(records, b"")
+            header, expected = (_csv_values(raw_header) if raw_header.endswith(b"\n") else None), columns(labels_from_dirs)
+            if header != expected:
+                raise ConfigurationError(
+                    f"{path}: its header is not this run's: {_header_difference(header, expected)} (check --format and --labels-from-dirs)"
+                )
+            line += 1
+        for record in records:
+            if not record.endswith(b"\n"):
+                raise ConfigurationError(f"{path}:{line}: its last row is torn (the run was killed mid-write): finish it with --resume")
+            yield record, _parse_record(path, line, record, fmt, labels_from_dirs)
+            line += record.count(b"\n")
+
+
+def _records(handle: BinaryIO, fmt: Format) -> Iterator[bytes]:
+    """Split an output into its rows' bytes: a line each, or in a CSV as many lines as a quoted name holding
+    newlines spans (as in _whole_rows_length: a row ends at a newline after an even number of quotes)."""
+    if fmt == "jsonl":
+        yield from handle
+        return
+    pending: list[bytes] = []
+    quotes = 0
+    for line in handle:
+        pending.append(line)
+        quotes += line.count(b'"')
+        if quotes % 2 == 0:
+            yield b"".join(pending)
+            pending.clear()
+    if pending:
+        yield b"".join(pending)  # torn inside a quoted name
+
+
+def _csv_values(record: bytes) -> list[str]:
+    return next(csv.reader([record.decode("utf-8", PATH_ERRORS)]), [])
+
+
+def _parse_record(path: Path, line: int, record: bytes, fmt: Format, labels_from_dirs: bool) -> Row:
+    """One row of an output, as much of it as --resume and the summary need."""
+    if fmt == "jsonl":
+        try:
+            fields = json.loads(record)
+            row = Row(fields["path"], _outcome(fields["status"]), fields.get("label"), true_label=fields.get("true_label"))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ConfigurationError(f"{path}:{line}: not a digitnet JSON Lines row ({err}); is --format right?") from err
+        if ("true_label" in fields) != labels_from_dirs:  # the CSV's header says as much; a JSON row says it in each row
+            has = "lacks true_label" if labels_from_dirs else "has true_label, which this run does not write"
+            raise ConfigurationError(f"{path}:{line}: its row {has} (check --labels-from-dirs)")
+        return row
+    names = columns(labels_from_dirs)
+    try:
+        values = _csv_values(record)
+        if len(values) != len(names):
+            raise ValueError(f"{len(values)} fields, expected {len(names)}")
+        fields = dict(zip(names, values))
+        return Row(fields["path"], _outcome(fields["status"]), _int(fields["label"]), true_label=_int(fields.get("true_label", "")))
+    except ValueError as err:
+        raise ConfigurationError(f"{path}:{line}: not a digitnet CSV row ({err})") from err
 
 
 def _outcome(word: str) -> Outcome:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from digitnet.service.batch.job import Backend, ScoreRequest, walk
 from digitnet.service.batch.rows import Format, Row, RowWriter, ScoredChunk, drop_torn_row, parse_rows
+from digitnet.service.batch.shards import Shard
 from digitnet.service.contract.constants import LABELS, N_CLASSES
 from digitnet.service.contract.errors import ConfigurationError, ExitCode
 from digitnet.service.contract.results import NO_LABEL, Outcome, confusion_matrix
@@ -37,6 +38,7 @@ class ScoreJob:
     batch_size: int = 64
     min_confidence: float | None = None
     labels_from_dirs: bool = False
+    shard: Shard | None = None  # None: every file
     resume: bool = False
     force: bool = False
     quiet: bool = False
@@ -49,6 +51,7 @@ class Summary:
     files: int = 0
     outcomes: Counter[Outcome] = field(default_factory=Counter)  # rows by outcome
     scored_now: int = 0
+    merged: int = 0  # shard outputs merged (score --merge), instead of scoring
     seconds: float = 0.0
     confusion: np.ndarray = field(default_factory=lambda: np.zeros((N_CLASSES, N_CLASSES + 1), dtype=np.int64))
 
@@ -95,10 +98,12 @@ class Summary:
     def text(self, labels_from_dirs: bool) -> str:
         """The human summary printed at the end."""
         rate = self.scored_now / self.seconds if self.seconds else 0.0
-        lines = [
-            f"{self.files} files: " + ", ".join(f"{self.outcomes[outcome]} {outcome.value}" for outcome in Outcome) + "; "
-            f"scored {self.scored_now} now in {self.seconds:.1f} s ({rate:,.0f} images/s)"
-        ]
+        done = (
+            f"merged from {self.merged} shard outputs in {self.seconds:.1f} s"
+            if self.merged
+            else f"scored {self.scored_now} now in {self.seconds:.1f} s ({rate:,.0f} images/s)"
+        )
+        lines = [f"{self.files} files: " + ", ".join(f"{self.outcomes[outcome]} {outcome.value}" for outcome in Outcome) + "; " + done]
         report = self.report()
         if labels_from_dirs and report["labelled"]:
             lines.append(f"accuracy {report['accuracy']:.4f} on {report['labelled']} labelled files (unknown counts as wrong)")
@@ -111,6 +116,12 @@ class Summary:
 def report_path(out: Path) -> Path:
     """Where the JSON accuracy report goes: beside the output."""
     return out.with_name(out.name + ".report.json")
+
+
+def write_report(job: ScoreJob, summary: Summary) -> None:
+    """Write the JSON accuracy report beside the output, for --labels-from-dirs into a file."""
+    if job.labels_from_dirs and job.out is not None:
+        report_path(job.out).write_text(json.dumps(summary.report(), indent=2) + "\n")
 
 
 def _chunks(paths: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -137,7 +148,17 @@ def run_job(job: ScoreJob, backend: Backend, stderr: TextIO | None = None, stdou
         raise ConfigurationError("--resume needs --out FILE")
 
     # Count first (paths only, nothing kept) so that the progress bar can show an ETA.
-    total = sum(1 for item in walk(job.roots) if (item.path if isinstance(item, Row) else item) not in done)
+    total = listed_done = 0
+    for item in walk(job.roots, job.shard):
+        if (item.path if isinstance(item, Row) else item) in done:
+            listed_done += 1
+        else:
+            total += 1
+    if job.shard is not None and listed_done < len(done):  # most likely resumed with another shard's --shard
+        raise ConfigurationError(
+            f"{job.out} has rows of {len(done) - listed_done} files that are not in shard {job.shard} of this listing: "
+            f"another shard's output, or files removed since (--force starts this shard afresh)"
+        )
     request = ScoreRequest(job.min_confidence, job.fmt, job.labels_from_dirs)
     writer = RowWriter(job.out, job.fmt, job.labels_from_dirs, append, stdout)
     started = time.perf_counter()
@@ -145,7 +166,7 @@ def run_job(job: ScoreJob, backend: Backend, stderr: TextIO | None = None, stdou
         with tqdm(total=total, unit="img", disable=True if job.quiet else None, file=stderr, dynamic_ncols=True) as progress:
 
             def todo() -> Iterator[str]:
-                for item in walk(job.roots):
+                for item in walk(job.roots, job.shard):
                     if isinstance(item, Row):  # an unlistable folder: report it, nothing to score
                         if item.path not in done:
                             writer.write(ScoredChunk.of([item], job.fmt, job.labels_from_dirs))
@@ -162,6 +183,5 @@ def run_job(job: ScoreJob, backend: Backend, stderr: TextIO | None = None, stdou
     finally:
         summary.seconds = time.perf_counter() - started
         writer.close()
-    if job.labels_from_dirs and job.out is not None:
-        report_path(job.out).write_text(json.dumps(summary.report(), indent=2) + "\n")
+    write_report(job, summary)
     return summary

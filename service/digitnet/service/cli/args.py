@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from digitnet.service import __version__
+from digitnet.service.batch.shards import Shard
 from digitnet.service.contract.constants import ACTIVATIONS, DEFAULT_MIN_CONFIDENCE
 from digitnet.service.contract.errors import InvalidInput
 from digitnet.service.contract.results import check_min_confidence
@@ -73,6 +74,14 @@ def min_confidence(text: str) -> float:
         return check_min_confidence(float(text))
     except (ValueError, InvalidInput) as err:
         raise argparse.ArgumentTypeError(str(err) if isinstance(err, InvalidInput) else f"expected a number in [0, 1], got {text!r}") from None
+
+
+def shard(text: str) -> Shard:
+    """An argparse type: `K/N`, shard K of N (batch.shards.Shard)."""
+    try:
+        return Shard.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def model_name(text: str) -> str:
@@ -235,7 +244,22 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     score.add_argument("--workers", type=positive_int, help="processes (local) or requests in flight (--server); default: the CPUs")
     score.add_argument("--batch-size", type=positive_int, default=64, help="images per model call or request (default: 64)")
     score.add_argument("--labels-from-dirs", action="store_true", help="each file's parent folder is its true digit: report accuracy")
-    score.add_argument("--resume", action="store_true", help="finish an interrupted job: skip files already in --out")
+    score.add_argument(
+        "--shard",
+        type=shard,
+        metavar="K/N",
+        help="score only shard K of N (0 <= K < N): the files whose path under their DIR hashes to K, whatever the other files; "
+        "N runs, K = 0..N-1 (the pods of a Kubernetes Indexed Job: K is JOB_COMPLETION_INDEX), score every file once",
+    )
+    score.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="SHARD_OUT",
+        help="instead of scoring, write to --out what this command without --shard writes, from every shard's output "
+        "(N: how many are given; same DIRs, --format and --labels-from-dirs as the shards)",
+    )
+    score.add_argument("--resume", action="store_true", help="finish an interrupted job: skip files already in --out (a shard: with its --shard)")
     score.add_argument("--force", action="store_true", help="overwrite an existing --out")
     score.add_argument("--min-confidence", type=min_confidence, help=MIN_CONFIDENCE_HELP)
     score.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary (errors still reported)")

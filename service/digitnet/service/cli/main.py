@@ -32,6 +32,7 @@ from digitnet.service.contract.errors import (
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
+    from digitnet.service.batch.score import ScoreJob, Summary
     from digitnet.service.settings.server import ServerSettings
 
 
@@ -173,10 +174,13 @@ def _score(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         min_confidence=args.min_confidence,
         labels_from_dirs=args.labels_from_dirs,
+        shard=args.shard,
         resume=args.resume,
         force=args.force,
         quiet=args.quiet,
     )
+    if args.merge:
+        return _merge(args, job)
     model = args.model or default_model()
     workers = args.workers or available_cpus()
     backend: Backend
@@ -200,6 +204,24 @@ def _score(args: argparse.Namespace) -> int:
         return ExitCode.RUN_FAILED
     finally:
         backend.close()
+    return _summarize(args, summary)
+
+
+def _merge(args: argparse.Namespace, job: ScoreJob) -> int:
+    """`score --merge`: one output from the shards' outputs, as one run scoring every file writes it."""
+    from digitnet.service.batch.merge import merge_shards
+    from digitnet.service.cli.outputs import check_writable
+
+    if args.shard or args.resume:
+        raise ConfigurationError("--merge writes the whole run from its shards' outputs: it takes no --shard or --resume")
+    if job.out is None:
+        raise ConfigurationError("--merge needs --out FILE (written whole, or not at all)")
+    check_writable(job.out, args.force)
+    return _summarize(args, merge_shards(job, args.merge))
+
+
+def _summarize(args: argparse.Namespace, summary: Summary) -> int:
+    """Print score's summary (unless --quiet, and some rows are errors); return its exit status."""
     if not args.quiet or summary.errors:
         print(summary.text(args.labels_from_dirs), file=sys.stderr)
     return summary.exit_code
