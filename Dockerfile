@@ -27,16 +27,20 @@ FROM build-viz AS build-train
 RUN --mount=type=secret,id=pip-ca,required=false sh install-venv.sh viz,train
 
 FROM python:3.11-slim AS base
-RUN useradd --create-home --uid 10001 digitnet
+RUN groupadd --gid 10001 digitnet && useradd --create-home --uid 10001 --gid 10001 digitnet
 WORKDIR /app
 COPY --chown=digitnet:digitnet models ./models
+# Nothing is written outside /tmp, so that the images run on a read-only root filesystem with an emptyDir (or a
+# tmpfs) at /tmp; matplotlib (viz and train) would otherwise write its cache to ~/.config, or fail without /tmp.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    MPLCONFIGDIR=/tmp/matplotlib \
     DIGITNET_MODEL_REPOSITORY=/app/models \
     DIGITNET_HOST=0.0.0.0 \
     DIGITNET_PORT=50051 \
     DIGITNET_LOG_FORMAT=json
-USER digitnet
+# Numeric, so that Kubernetes' runAsNonRoot can verify it is not root: with a name the kubelet refuses to start it.
+USER 10001:10001
 ENTRYPOINT ["digitnet"]
 
 FROM base AS viz

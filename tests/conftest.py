@@ -169,3 +169,16 @@ def base_image(docker: docker_daemon.Docker, request: pytest.FixtureRequest) -> 
         yield base
     finally:
         docker("rmi", base, check=False)  # the tag only: the Debian image goes with its own fixture
+
+
+@pytest.fixture(scope="session")
+def server_image(docker: docker_daemon.Docker, base_image: str) -> Iterator[str]:
+    """The server image, a plain build of the Dockerfile (its last stage), built once for the deployment tests
+    (tests/test_docker.py, tests/test_kubernetes_pod.py); yields its name. Removed after, with the build cache."""
+    image = f"digitnet:e2e-{uuid.uuid4().hex[:8]}"
+    try:
+        docker_daemon.build(docker, REPO, image)
+        yield image
+    finally:
+        docker("rmi", "-f", image, check=False)
+        docker("builder", "prune", "-af", check=False)

@@ -151,6 +151,15 @@ def debian_image(docker: Docker) -> Iterator[str]:
         docker("rmi", tag, check=False)
 
 
+def build(docker: Docker, context: Path, tag: str, target: str | None = None) -> None:
+    """Build a stage of the Dockerfile in `context` (the last, as a plain `docker build` does, if no target) under a tag,
+    with BuildKit; behind a TLS-intercepting proxy pip trusts the host's CA bundle, given as the pip-ca build secret."""
+    cafile = host_ca_bundle()
+    secret = ["--secret", f"id=pip-ca,src={cafile}"] if cafile else []
+    stage = ["--target", target] if target else []
+    run(docker.cli, "build", *secret, *stage, "-t", tag, str(context), env={**docker.env, "DOCKER_BUILDKIT": "1"})
+
+
 @contextmanager
 def container(docker: Docker, image: str, *args: str) -> Iterator[str]:
     """A container running `image` detached (args: options of `docker run` before the image); removed after."""

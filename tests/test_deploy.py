@@ -28,7 +28,7 @@ def test_a_plain_build_makes_the_server() -> None:
     last = list(stages)[-1]
     assert last == "runtime" and 'CMD ["serve"]' in stages[last] and "HEALTHCHECK" in stages[last]
     assert re.search(r"^FROM base AS runtime$", DOCKERFILE, re.MULTILINE) and re.search(r"^FROM base AS train$", DOCKERFILE, re.MULTILINE)
-    assert "USER digitnet" in stages["base"] and "DIGITNET_HOST=0.0.0.0" in stages["base"] and 'ENTRYPOINT ["digitnet"]' in stages["base"]
+    assert "USER 10001:10001" in stages["base"] and "DIGITNET_HOST=0.0.0.0" in stages["base"] and 'ENTRYPOINT ["digitnet"]' in stages["base"]
 
 
 def test_compose_and_dockerfile_agree() -> None:

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from digitnet.service.client.digit_client import DigitClient
 from digitnet.service.contract.card import read_card
 
 from .conftest import GOLDEN
-from .docker_daemon import Docker, host_ca_bundle
+from .docker_daemon import Docker, build
 from .docker_daemon import run as _run
 from .service.helpers import free_port
 
@@ -34,20 +33,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def images(docker: Docker, base_image: str) -> Iterator[str]:
-    """Build the server (a plain build: the Dockerfile's last stage), the train and the viz images; yield their tag."""
-    tag = f"e2e-{uuid.uuid4().hex[:8]}"
-    cafile = host_ca_bundle()  # a TLS-intercepting proxy's CA lives in the host's bundle
-    secret = ["--secret", f"id=pip-ca,src={cafile}"] if cafile else []
-    env = {**docker.env, "DOCKER_BUILDKIT": "1"}
+def images(docker: Docker, server_image: str) -> Iterator[str]:
+    """The server image (tests/conftest.py builds it, a plain build), and the train and viz images built beside it
+    under the same tag; yield the tag."""
+    tag = server_image.split(":", 1)[1]
     try:
-        _run(docker.cli, "build", *secret, "-t", f"digitnet:{tag}", str(REPO), env=env)
         for target in ("train", "viz"):  # viz is on the way to train: built second, it adds one layer
-            _run(docker.cli, "build", *secret, "--target", target, "-t", f"digitnet-{target}:{tag}", str(REPO), env=env)
+            build(docker, REPO, f"digitnet-{target}:{tag}", target)
         yield tag
     finally:
-        docker("rmi", "-f", f"digitnet:{tag}", f"digitnet-train:{tag}", f"digitnet-viz:{tag}", check=False)
-        docker("builder", "prune", "-af", check=False)
+        docker("rmi", "-f", f"digitnet-train:{tag}", f"digitnet-viz:{tag}", check=False)
 
 
 @pytest.mark.slow
@@ -138,6 +133,11 @@ def test_pictures_are_the_viz_images_and_the_server_image_says_so(docker: Docker
     explain = "digitnet explain /golden/7_scan.png -o /tmp/7.png && test -s /tmp/7.png"
     drawn = docker("run", "--rm", *golden, "--entrypoint", "sh", f"digitnet-viz:{images}", "-c", explain)
     assert "the network says 7" in drawn.stdout
+    # On a read-only root with only /tmp writable (a Kubernetes Job's securityContext and emptyDir), matplotlib
+    # wrote its cache to a temporary folder with a warning, until the image pointed MPLCONFIGDIR into /tmp.
+    locked = ["--read-only", "--tmpfs", "/tmp:rw,mode=1777", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    drawn = docker("run", "--rm", *locked, *golden, "--entrypoint", "sh", f"digitnet-viz:{images}", "-c", explain)
+    assert "the network says 7" in drawn.stdout and "Matplotlib" not in drawn.stderr, drawn.stderr
     refused = docker("run", "--rm", *golden, f"digitnet:{images}", "explain", "/golden/7_scan.png", "-o", "/tmp/7.png", check=False)
     assert refused.returncode == 2 and refused.stderr.strip().endswith("or the digitnet-viz image"), refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1

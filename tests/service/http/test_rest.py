@@ -141,6 +141,25 @@ def test_curl_classifies_a_file_sent_as_the_body_or_as_a_form(server: ServerThre
     assert (three["path"], three["status"], three["label"]) == ("3_scan.png", "digit", 3)
 
 
+def test_a_form_over_1_mib_needs_no_temporary_folder(server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Starlette spilled a form's file over 1 MiB to a temporary file: where none can be written (a read-only root
+    # filesystem without an emptyDir at /tmp) the upload was answered 500.
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "missing"))  # this very process serves the request
+    big = Image.open(GOLDEN / "7_scan.png").convert("L").resize((1200, 1200))
+    big.save(tmp_path / "7.tiff")  # uncompressed: 1.4 MB
+    assert (tmp_path / "7.tiff").stat().st_size > 2**20
+    boundary = "digitnet-test"
+    body = b"".join(
+        [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="7.tiff"\r\nContent-Type: image/tiff\r\n\r\n'.encode(),
+            (tmp_path / "7.tiff").read_bytes(),
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+    status, answer = _json(f"{server.http_url}/v1/classify", body, **{"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 200 and (answer["path"], answer["label"]) == ("7.tiff", 7), answer
+
+
 def test_classify_answers_as_predict_does_for_every_golden_image(server: ServerThread) -> None:
     with DigitClient(server.address) as client:
         for path in sorted(GOLDEN.glob("[0-9]_*.*")):

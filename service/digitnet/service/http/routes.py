@@ -8,7 +8,8 @@ Explain; the rest serve the page, its colours and the network's weights, and Pro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from fastapi import Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from digitnet.service.contract.errors import Cancelled, DigitnetError, InternalError, InvalidInput, LimitExceeded, echo
@@ -290,14 +293,25 @@ def _ready_only(body: bytes) -> bool:
     return ready
 
 
+class _FormInMemory(MultiPartParser):
+    """Starlette's multipart parser, keeping an uploaded file in memory however large: the body is in memory already,
+    bounded by the message limit, and spilling a file over 1 MiB to a temporary file (Starlette's default) failed
+    where no temporary folder is writable, as on a read-only root filesystem (HTTP 500)."""
+
+    spool_max_size = sys.maxsize
+
+
 async def _image_of(request: Request, body: bytes, max_bytes: int) -> tuple[str, bytes]:
     """The uploaded image and its name: a multipart form's one file, else the body itself ("-")."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
 
-        async def receive() -> dict[str, Any]:  # the body is read already (and bounded): parse it from memory
-            return {"type": "http.request", "body": body, "more_body": False}
+        async def parts() -> AsyncGenerator[bytes, None]:  # the body is read already (and bounded): parse it from memory
+            yield body
 
-        form = await Request(request.scope, receive).form(max_files=1, max_fields=8, max_part_size=max_bytes)
+        try:
+            form = await _FormInMemory(request.headers, parts(), max_files=1, max_fields=8, max_part_size=max_bytes).parse()
+        except MultiPartException as err:
+            raise HTTPException(400, err.message) from err  # as Starlette's request.form() refuses a malformed form
         files = [value for value in form.values() if isinstance(value, UploadFile)]
         if len(files) != 1:
             raise InvalidInput(f"a multipart request needs exactly one file, got {len(files)}")
