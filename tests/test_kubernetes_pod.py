@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import GOLDEN
+from .conftest import GOLDEN, load_tool
 from .docker_daemon import Docker
 from .kube_pod import Obj, PodPlan, Unsupported, plan_pod, pod_template_spec, run_pod
 
@@ -82,22 +82,18 @@ POD_SPEC: dict[str, Any] = {
 
 
 def deployment_pod() -> tuple[Obj, list[Obj]]:
-    """The pod spec under test, and the ConfigMaps and Secrets it names.
-
-    Today POD_SPEC and its objects, written as a good chart renders them. To test the Helm chart instead, render it
-    and hand over its Deployment's pod spec and the objects, e.g.:
-
-        from helm_python import Chart
-        rendered = Chart.load(REPO / "deploy/helm/digitnet").render(values={...}, name="digitnet", namespace="default")
-        documents = [d for text in rendered.values() for d in yaml.safe_load_all(text) if d]
-        deployment = next(d for d in documents if d["kind"] == "Deployment")
-        return pod_template_spec(deployment), [d for d in documents if d["kind"] in ("ConfigMap", "Secret")]
+    """The pod spec under test, and the ConfigMaps and Secrets it names: the Helm chart's Deployment, rendered by
+    Helm (tools/render_manifests.py) with a token from a created Secret, so that the test also proves the chart's
+    settings, token wiring, securityContext and probes work together.
 
     The test replaces the image with the one it built, reads the token (if any) from the resolved DIGITNET_TOKEN,
     the health check's port and service from the readiness probe, the HTTP port from the port named "http" and
     the grace period from terminationGracePeriodSeconds; kube_pod refuses any field it would not carry out.
     """
-    return POD_SPEC, [CONFIG_MAP, SECRET]
+    manifests = load_tool("render_manifests")
+    documents = manifests.objects(manifests.render({"token": {"enabled": True, "value": TOKEN}}))
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    return pod_template_spec(deployment), [d for d in documents if d["kind"] in ("ConfigMap", "Secret")]
 
 
 def _plan(spec: Obj, tmp_path: Path, objects: list[Obj] | None = None, image_user: str = "10001:10001") -> PodPlan:

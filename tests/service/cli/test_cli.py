@@ -66,6 +66,12 @@ def test_bad_options_are_one_clear_line_and_exit_2(capsys: pytest.CaptureFixture
     assert code == 2 and err.strip().splitlines()[-1].endswith(message) and "Traceback" not in err
 
 
+def test_a_port_set_by_kubernetes_service_links_says_so(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGITNET_PORT", "tcp://10.0.0.7:50051")  # what a Service named digitnet gives every pod
+    code, _, err = _run(capsys, "serve")
+    assert code == 2 and "got 'tcp://10.0.0.7:50051'; Kubernetes sets that for a Service named digitnet" in err.strip().splitlines()[-1]
+
+
 def test_serving_on_a_busy_port_is_one_clear_line() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

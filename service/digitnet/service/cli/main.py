@@ -97,7 +97,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _setting_problem(error: ErrorDetails) -> str:
     """One refused setting, named as the user may have given it: flag or environment variable."""
     name = ".".join(map(str, error["loc"])) or "setting"
-    return f"--{name.replace('_', '-')} (or DIGITNET_{name.upper()}): {error['msg']}, got {error['input']!r}"
+    problem = f"--{name.replace('_', '-')} (or DIGITNET_{name.upper()}): {error['msg']}, got {error['input']!r}"
+    if str(error["input"]).startswith("tcp://"):  # what Kubernetes' service links set for a Service named digitnet
+        problem += "; Kubernetes sets that for a Service named digitnet: set enableServiceLinks: false in the pod, or the variable itself"
+    return problem
 
 
 def server_settings(args: argparse.Namespace) -> ServerSettings:
