@@ -15,11 +15,13 @@ and both models must still serve afterwards.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -36,7 +38,7 @@ from digitnet.service.contract.constants import MODEL_NAME
 
 from ...conftest import CORPUS, DEFAULT_MODEL, GOLDEN, RELU, SIGMOID
 from ..conftest import ServerThread, running_server
-from ..helpers import serve, two_models
+from ..helpers import free_port, serve, two_models
 
 SEEDS = [p.read_bytes() for p in sorted((CORPUS).iterdir()) if p.is_file() and p.suffix != ".py"]
 SEEDS += [p.read_bytes() for p in sorted(GOLDEN.glob("*_*.*")) if p.suffix != ".py"]
@@ -178,9 +180,12 @@ class _Campaign:
 
 
 @pytest.mark.slow
-def test_fuzzed_requests_never_break_the_server(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> None:
+def test_fuzzed_requests_never_break_the_server(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     cases, seed = request.config.getoption("fuzz_cases"), request.config.getoption("fuzz_seed")
-    process, port = serve(DEFAULT_MODEL)
+    # The payload log on, every call recorded and posted to a sink that is down: hostile input goes through it too.
+    payloads = tmp_path / "payloads.jsonl"
+    sink = f"http://127.0.0.1:{free_port()}/"
+    process, port = serve(DEFAULT_MODEL, "--payload-log", str(payloads), "--payload-log-sample", "1", "--payload-log-url", sink)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             campaign = _Campaign(channel, seed)
@@ -195,6 +200,8 @@ def test_fuzzed_requests_never_break_the_server(request: pytest.FixtureRequest, 
     finally:
         process.kill()
         process.wait()
+    whole = payloads.read_bytes().rsplit(b"\n", 1)[0].splitlines()  # killed: a last line may be cut short
+    assert whole and all(json.loads(line)["call"] in {"Classify", "ClassifyBatch", "Explain", "ModelInfer"} for line in whole)
     with capsys.disabled():
         print(f"\nfuzz: {cases} cases (seed {seed}), {sum(campaign.codes.values())} calls and items:")
         for key, count in sorted(campaign.codes.items()):

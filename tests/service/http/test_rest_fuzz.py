@@ -56,10 +56,12 @@ def _mutate(rng: random.Random, value: Any) -> None:
 
 
 @pytest.mark.slow
-def test_mutated_infer_requests_never_get_a_5xx() -> None:
+def test_mutated_infer_requests_never_get_a_5xx(tmp_path: Path) -> None:
     rng = random.Random(0)
     failures: list[str] = []
-    with running_server(http=True) as server:
+    statuses: list[str] = []
+    # With the payload log on (every call): each answer, hostile or not, is recorded with the status the client got.
+    with running_server(http=True, payload_log=tmp_path / "payloads.jsonl", payload_log_sample=1.0) as server:
         url = f"{server.http_url}/v2/models/digitnet/infer"
         for _ in range(600):
             body = copy.deepcopy(BASE)
@@ -77,11 +79,14 @@ def test_mutated_infer_requests_never_get_a_5xx() -> None:
                     status, text = answer.status, answer.read()
             except urllib.error.HTTPError as error:
                 status, text = error.code, error.read()
+            statuses.append(str(status))
             if status >= 500 or (status != 200 and set(json.loads(text)) != {"error"}):
                 failures.append(f"{status} {text[:200]!r} for {raw[:200]!r}")
         with urllib.request.urlopen(f"{server.http_url}/v2/health/ready", timeout=10) as ready:
             assert ready.status == 200
+        assert server.running.plane.payloads is not None and server.running.plane.payloads.flush()
     assert failures == []
+    assert [json.loads(line)["status"] for line in (tmp_path / "payloads.jsonl").read_text().splitlines()] == statuses
 
 
 IMAGE = (GOLDEN / "4_mnist.png").read_bytes()

@@ -304,6 +304,20 @@ def build_parser(handlers: Mapping[str, Handler], serve_flags: bool = False) -> 
     report.add_argument("-o", "--out", type=Path, default=Path("report.html"), help="page to write (default: report.html)")
     report.add_argument("--force", action="store_true", help="overwrite an existing page")
 
+    payloads = _command(
+        commands,
+        "payloads",
+        "read a payload log back as images to label, or labelled images as a training set",
+        "With LOG files (a payload log and its rotated files) and --out DIR: write each recorded image into "
+        "DIR/unlabelled/ (28x28 PNGs of the pixels the model saw, or the original bytes) and DIR/manifest.csv (what "
+        "the server answered). Move each file into DIR/0 ... DIR/9 to label it, then --dataset DIR writes DIR/idx/, "
+        "MNIST IDX files for `digitnet train --data idx:DIR/idx`.",
+        "digitnet payloads payloads.jsonl* --out review && digitnet payloads --dataset review",
+    )
+    payloads.add_argument("logs", nargs="*", type=Path, metavar="LOG", help="payload log files (JSON Lines)")
+    payloads.add_argument("--out", type=Path, help="folder to write the images and manifest.csv into")
+    payloads.add_argument("--dataset", type=Path, metavar="DIR", help="a labelled folder (DIR/0 ... DIR/9): write DIR/idx/ from it")
+
     for name, subparser in commands.choices.items():
         subparser.set_defaults(handler=handlers[name])
     return parser

@@ -1,4 +1,4 @@
-"""The `digitnet` command: train, evaluate, serve, health, predict, score, explain, weights, report.
+"""The `digitnet` command: train, evaluate, serve, health, predict, score, explain, weights, report, payloads.
 
 Each command imports what it needs when it runs, so that a client command does not load the server.
 
@@ -283,6 +283,22 @@ def _report(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _payloads(args: argparse.Namespace) -> int:
+    from digitnet.service.batch.payloads import export_payloads, labelled_to_idx
+
+    if args.dataset is not None:
+        if args.logs or args.out:
+            raise InvalidInput("--dataset takes a labelled folder only: no LOG files, no --out")
+        count = labelled_to_idx(args.dataset)
+        print(f"wrote {args.dataset / 'idx'}: {count} labelled images (digitnet train --data idx:{args.dataset / 'idx'})")
+        return ExitCode.OK
+    if not args.logs or args.out is None:
+        raise InvalidInput("give payload LOG files and --out DIR (or --dataset DIR for a labelled folder)")
+    count = export_payloads(args.logs, args.out)
+    print(f"wrote {count} images into {args.out / 'unlabelled'} and {args.out / 'manifest.csv'}: move each into {args.out}/0 ... 9 to label it")
+    return ExitCode.OK
+
+
 HANDLERS = {
     "train": _train,
     "evaluate": _evaluate,
@@ -293,6 +309,7 @@ HANDLERS = {
     "explain": _explain,
     "weights": _weights,
     "report": _report,
+    "payloads": _payloads,
 }
 
 

@@ -76,11 +76,12 @@ class Guard:
         is_open = method.startswith(OPEN_PREFIXES)
         is_stream = handler.request_streaming
 
-        def record(context: grpc.aio.ServicerContext, started: float, failed: bool) -> None:
-            code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
+        def record(context: grpc.aio.ServicerContext, started: float, failed: bool, refused: grpc.StatusCode | None = None) -> None:
+            # A refusal is recorded before its abort sets the call's code: it says its own.
+            code = refused or context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
             name = code.name if isinstance(code, grpc.StatusCode) else str(code)
             elapsed = time.perf_counter() - started
-            Admission.record(rpc, rpc, name, name == "OK", elapsed, cancelled=name == "CANCELLED")
+            self._admission.finish(rpc, rpc, name, name == "OK", elapsed, cancelled=name == "CANCELLED")
             if log.isEnabledFor(logging.DEBUG):
                 metadata = dict(context.invocation_metadata() or ())
                 request_id = metadata.get("x-request-id") or uuid.uuid4().hex[:16]
@@ -104,13 +105,13 @@ class Guard:
                 self.context, self.started, self.admitted = context, time.perf_counter(), False
 
             async def __aenter__(self) -> None:
-                Admission.begin()
+                guard._admission.start(lambda: _metadata(self.context, "x-request-id"))
                 try:
                     if not is_open:
                         guard._admit(self.context, is_stream)
                         self.admitted = True
                 except DigitnetError as refused:
-                    record(self.context, self.started, True)
+                    record(self.context, self.started, True, status_for(refused))
                     await self.context.abort(status_for(refused), str(refused))
 
             async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> None:
@@ -187,6 +188,11 @@ class _GuardedHandlers(grpc.GenericRpcHandler):
                 return None  # grpc answers UNIMPLEMENTED
             wrapped = self._wrapped[details.method] = self._guard._wrap(details.method, handler)
         return wrapped
+
+
+def _metadata(context: grpc.aio.ServicerContext, key: str) -> str | None:
+    """The first value of a call's metadata key (text), or None."""
+    return next((str(value) for name, value in context.invocation_metadata() or () if name == key), None)
 
 
 @contextmanager

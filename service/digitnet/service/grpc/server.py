@@ -45,7 +45,7 @@ def create_grpc_server(settings: ServerSettings, plane: DataPlane, health: Healt
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],
     )
-    Guard(Admission.from_settings(settings, plane.readiness)).install(server)  # first: every service goes through it
+    Guard(Admission.from_settings(settings, plane.readiness, plane.payloads)).install(server)  # first: every service goes through it
     pb_grpc.add_DigitClassifierServicer_to_server(DigitClassifierServicer(plane, executor, server_limits(settings)), server)
     add_oip_to_server(OipServicer(plane), server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

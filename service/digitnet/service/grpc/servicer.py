@@ -37,6 +37,7 @@ from digitnet.service.inference.image_header import sniff
 from digitnet.service.protocol.dataplane import DataPlane
 from digitnet.service.protocol.repository import ServedModel
 from digitnet.service.telemetry.observability import count_answers, count_error, count_prediction
+from digitnet.service.telemetry.payloads import note_answers, note_inputs
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +170,12 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
     async def Classify(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext) -> pb.ClassifyResponse:
         served = self.plane.model(request.model)
         prediction = await self._classify_one(served.classifier, request, deadline_of(context, self._request_seconds))
+        note_answers([prediction])
         return pb.ClassifyResponse(prediction=encode_prediction(prediction, served.name), id=request.id, model=served.name)
 
     async def _classify_one(self, classifier: Classifier, request: pb.ClassifyRequest, deadline: Deadline) -> Prediction:
         image = _require(decode_image(request.image))
+        note_inputs([image])
         if isinstance(image, bytes) and not _small(image):
             return await self._offload(deadline, classifier.classify_one, image, requested_min_confidence(request), deadline)
         return classifier.classify_one(image, requested_min_confidence(request), deadline)  # small: inline
@@ -191,12 +194,16 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
     # On the thread pool: unpacking the protos and packing the answers grow with the request, as the classifying does.
 
     def _classify_packed(self, served: ServedModel, request: pb.ClassifyBatchRequest) -> pb.ClassifyBatchResponse:
+        note_inputs(np.frombuffer(request.mnist_uint8, dtype=np.uint8).reshape(-1, N_PIXELS) if len(request.mnist_uint8) % N_PIXELS == 0 else [])
         packed = served.classifier.classify_packed(request.mnist_uint8, requested_min_confidence(request))
+        note_answers(packed)
         return pb.ClassifyBatchResponse(packed=encode_packed(packed, served.name), model=served.name)
 
     def _classify_batch(self, served: ServedModel, request: pb.ClassifyBatchRequest, deadline: Deadline) -> pb.ClassifyBatchResponse:
         images = [_decode_or_error(image) for image in request.images]
+        note_inputs([image if not isinstance(image, DigitnetError) else b"" for image in images])
         predictions = answer_in_place(images, lambda decoded: served.classifier.classify(decoded, requested_min_confidence(request), deadline))
+        note_answers(predictions)
         return pb.ClassifyBatchResponse(predictions=[encode_prediction(p, served.name) for p in predictions], model=served.name)
 
     async def ClassifyStream(
@@ -219,7 +226,9 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
         deadline = deadline_of(context, self._request_seconds)
         served = self.plane.model(request.model)
         image = _require(decode_image(request.image))
+        note_inputs([image])
         explanation = await self._offload(deadline, served.classifier.explain, image, requested_min_confidence(request), deadline)
+        note_answers([explanation.prediction])
         return pb.ExplainResponse(
             prediction=encode_prediction(explanation.prediction, served.name),
             input=explanation.input.tolist(),

@@ -34,7 +34,7 @@ def create_app(plane: DataPlane, executor: Executor, settings: ServerSettings) -
     app = FastAPI(
         title="digitnet", version=__version__, description="Handwritten digits with the 784-16-16-10 network.", docs_url=None, redoc_url=None
     )
-    app.add_middleware(Guard, admission=Admission.from_settings(settings, plane.readiness))
+    app.add_middleware(Guard, admission=Admission.from_settings(settings, plane.readiness, plane.payloads))
     app.exception_handler(DigitnetError)(_digitnet_error)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(RequestValidationError)(_invalid_parameters)

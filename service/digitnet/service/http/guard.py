@@ -36,7 +36,7 @@ class Guard:
             await send(message)
 
         admitted = False
-        Admission.begin()
+        self.admission.start(lambda: _header(scope, b"x-request-id"))
         try:
             if not (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)):
                 try:
@@ -52,7 +52,12 @@ class Guard:
             call = _call_name(path)
             # A client that left before its request arrived ran nothing: not an inference in the statistics.
             cancelled = status[0] == HTTP_STATUS[Cancelled.code]
-            self.admission.record(call, f"http {call}", str(status[0]), status[0] == 200, time.perf_counter() - started, cancelled)
+            self.admission.finish(call, f"http {call}", str(status[0]), status[0] == 200, time.perf_counter() - started, cancelled)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a request header, or None."""
+    return next((value.decode("latin-1") for key, value in scope["headers"] if key == name), None)
 
 
 def _call_name(path: str) -> str:

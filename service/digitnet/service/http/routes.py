@@ -37,6 +37,7 @@ from digitnet.service.protocol.dataplane import DataPlane
 from digitnet.service.protocol.tensors import OutputTensor
 from digitnet.service.settings.server import ServerSettings
 from digitnet.service.telemetry.observability import count_prediction
+from digitnet.service.telemetry.payloads import note_answers, note_inputs
 
 T = TypeVar("T")
 #: The page and its assets, served from the package (no CDN: it works offline).
@@ -132,10 +133,12 @@ class Routes:
         served = self.plane.model(model)
         threshold = served.classifier.threshold(min_confidence)
         name, image = await _image_of(request, await self.body_of(request), self._max_body_bytes)
+        note_inputs([image])
         # An encoded image: decoding it goes to the pool, whatever its size.
         deadline = self.plane.deadline()
         [prediction] = await self.work(deadline, served.classifier.classify, [image], threshold, deadline)
         count_prediction(prediction, served.name)
+        note_answers([prediction])
         if prediction.error is not None:  # the same row as predict's, with the error's HTTP status
             return JSONResponse({"path": name, **prediction.record(), "model": served.name}, status_code=HTTP_STATUS[prediction.error.code])
         return {"path": name, **prediction.record(), "model": served.name}
@@ -146,9 +149,11 @@ class Routes:
         served = self.plane.model(model)
         threshold = served.classifier.threshold(min_confidence)
         name, image = await _image_of(request, await self.body_of(request), self._max_body_bytes)
+        note_inputs([image])
         deadline = self.plane.deadline()
         explanation = await self.work(deadline, served.classifier.explain, image, threshold, deadline)
         count_prediction(explanation.prediction, served.name)
+        note_answers([explanation.prediction])
         return {
             "path": name,
             "model": served.name,

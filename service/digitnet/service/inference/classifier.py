@@ -11,6 +11,7 @@ Usage:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -118,7 +119,9 @@ NO_DEADLINE = Deadline()
 async def offload(executor: Executor, deadline: Deadline, function: Callable[..., _T], *args: object) -> _T:
     """Run request work on the thread pool; if the call is cancelled meanwhile, stop that work at its next check."""
     try:
-        return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(function, *args))
+        # In a copy of the call's context: what the work notes for the call (the payload log's capture) reaches it.
+        work = functools.partial(contextvars.copy_context().run, function, *args)
+        return await asyncio.get_running_loop().run_in_executor(executor, work)
     except asyncio.CancelledError:
         deadline.cancel()
         raise

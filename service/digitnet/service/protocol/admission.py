@@ -6,7 +6,8 @@ drains, a bound on calls in flight (streams counted apart, so that open streams 
 calls). Health checks, liveness, readiness and reflection are never guarded: each transport says which of
 its calls those are. Every call is then counted the same way: requests by status and by the model that answered
 (the repository marks it: inference.statistics.ANSWERING), latency, and, for the calls that run a model, that
-model's Open Inference Protocol statistics.
+model's Open Inference Protocol statistics, and, when the payload log is on (telemetry/payloads.py), what the
+inference calls were given and answered: a guard opens each call with `start` and closes it with `finish`.
 """
 
 from __future__ import annotations
@@ -20,31 +21,52 @@ from digitnet.service.inference.statistics import ANSWERING
 from digitnet.service.protocol.dataplane import Readiness
 from digitnet.service.settings.server import ServerSettings
 from digitnet.service.telemetry.observability import IN_FLIGHT, LATENCY, REQUESTS, count_error
+from digitnet.service.telemetry.payloads import PayloadLog
 
 #: The calls that run the model, whatever the transport (HTTP's /v1/classify is Classify): counted in the OIP's
 #: ModelStatistics.
 INFERENCE_CALLS = frozenset({"Classify", "ClassifyBatch", "ClassifyStream", "Explain", "ModelInfer", "ModelStreamInfer"})
+#: The calls the payload log records, one record a call (streams are not recorded: a record is one request and its answer).
+LOGGED_CALLS = frozenset({"Classify", "ClassifyBatch", "Explain", "ModelInfer"})
 
 
 #: The request counter and latency histogram of each (call label, status, model) seen: few, as the labels are.
 _SERIES: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
 
+def open_payload_log(settings: ServerSettings) -> PayloadLog | None:
+    """The payload log the settings describe (DIGITNET_PAYLOAD_LOG and friends), or None when it is off."""
+    if settings.payload_log is None:
+        return None
+    return PayloadLog(
+        settings.payload_log,
+        sample=settings.payload_log_sample,
+        input_form=settings.payload_log_input,
+        max_image_bytes=settings.payload_log_max_image_bytes,
+        max_bytes=settings.payload_log_max_bytes,
+        backups=settings.payload_log_backups,
+        sink_url=settings.payload_log_url,
+        limits=settings.limits,
+    )
+
+
 class Admission:
     """Admit or refuse a call from its metadata; count what every call did."""
 
-    def __init__(self, readiness: Readiness, token: str | None = None, max_in_flight: int = 0) -> None:
+    def __init__(self, readiness: Readiness, token: str | None = None, max_in_flight: int = 0, payloads: PayloadLog | None = None) -> None:
         self._readiness = readiness
+        self.payloads = payloads
         self._expected = f"Bearer {token}".encode() if token else None
         self._max_in_flight = max_in_flight
         # Single calls and streams are bounded apart, so that open streams (idle ones too) never lock out single calls.
         self._in_flight = {False: 0, True: 0}  # one event loop: no lock needed
 
     @classmethod
-    def from_settings(cls, settings: ServerSettings, readiness: Readiness) -> Admission:
-        """The policy the settings describe: DIGITNET_TOKEN and DIGITNET_MAX_CONCURRENT_RPCS."""
+    def from_settings(cls, settings: ServerSettings, readiness: Readiness, payloads: PayloadLog | None = None) -> Admission:
+        """The policy the settings describe: DIGITNET_TOKEN and DIGITNET_MAX_CONCURRENT_RPCS; calls recorded in
+        `payloads` (the server's one payload log, shared by both transports), if given."""
         token = settings.token.get_secret_value() if settings.token is not None else None
-        return cls(readiness, token, settings.max_concurrent_rpcs)
+        return cls(readiness, token, settings.max_concurrent_rpcs, payloads)
 
     def refusal(self, authorization: Callable[[], Sequence[bytes]], stream: bool = False) -> DigitnetError | None:
         """Why this call may not start, or None: `authorization` gives every authorization value the call carries
@@ -74,6 +96,19 @@ class Admission:
         """Give back the slot an admitted call took."""
         self._in_flight[stream] -= 1
         IN_FLIGHT.dec()
+
+    def start(self, request_id: Callable[[], str | None]) -> None:
+        """Start a call (see `begin`), and its payload capture when the payload log is on: `request_id` gives the
+        x-request-id the client sent, if any (asked only then)."""
+        Admission.begin()
+        if self.payloads is not None:
+            self.payloads.begin(request_id)
+
+    def finish(self, call: str, label: str, status: str, ok: bool, elapsed: float, cancelled: bool = False) -> None:
+        """Count a finished call (see `record`), and queue its payload record if it is one the log keeps."""
+        Admission.record(call, label, status, ok, elapsed, cancelled)
+        if self.payloads is not None and call in LOGGED_CALLS:
+            self.payloads.finish(call, "http" if label.startswith("http ") else "grpc", status, ok, elapsed)
 
     @staticmethod
     def begin() -> None:

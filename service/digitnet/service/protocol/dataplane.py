@@ -32,6 +32,7 @@ from digitnet.service.protocol.catalog import metadata_record, model_config, mod
 from digitnet.service.protocol.repository import ModelRepository, ServedModel
 from digitnet.service.protocol.tensors import INLINE_IMAGES, OutputTensor, output_tensors
 from digitnet.service.telemetry.observability import count_answers
+from digitnet.service.telemetry.payloads import PayloadLog, note_answers, note_inputs
 
 Answer = TypeVar("Answer")
 Request = TypeVar("Request", bound="InferRequest")
@@ -60,8 +61,18 @@ class InferRequest:
 class DataPlane:
     """The Open Inference Protocol over the model repository: what both transports call."""
 
-    def __init__(self, repository: ModelRepository, executor: Executor, readiness: Readiness, *, request_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        executor: Executor,
+        readiness: Readiness,
+        *,
+        request_seconds: float | None = None,
+        payloads: PayloadLog | None = None,
+    ) -> None:
         self.repository = repository
+        #: The server's payload log (None: off), which both transports' guards record into.
+        self.payloads = payloads
         self.readiness = readiness
         self.request_seconds = request_seconds
         self._executor = executor
@@ -156,6 +167,7 @@ class DataPlane:
             if not small:
                 return await self._offload(deadline, self._decode_and_answer, served, decode, encode, deadline)
             request = decode()
+            note_inputs(request.pixels)
             if len(request.pixels) > INLINE_IMAGES:
                 return await self._offload(deadline, self._answer_now, served, request, encode, deadline)
             if served.batcher is None:
@@ -171,7 +183,9 @@ class DataPlane:
     def _decode_and_answer(
         self, served: ServedModel, decode: Callable[[], Request], encode: Callable[[Request, list[OutputTensor]], Answer], deadline: Deadline
     ) -> Answer:
-        return self._answer_now(served, decode(), encode, deadline)
+        request = decode()
+        note_inputs(request.pixels)
+        return self._answer_now(served, request, encode, deadline)
 
     def _answer_now(
         self, served: ServedModel, request: Request, encode: Callable[[Request, list[OutputTensor]], Answer], deadline: Deadline
@@ -189,6 +203,7 @@ class DataPlane:
         encode: Callable[[Request, list[OutputTensor]], Answer],
     ) -> Answer:
         count_answers(answers, served.name)
+        note_answers(answers)
         return encode(request, output_tensors(output, answers, request.outputs))
 
     async def _offload(self, deadline: Deadline, function: Callable[..., Answer], *args: Any) -> Answer:

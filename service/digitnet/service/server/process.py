@@ -26,6 +26,7 @@ from digitnet.service.contract.constants import MODEL_NAME
 from digitnet.service.grpc.server import create_grpc_server, tls_credentials
 from digitnet.service.http.front import HttpFront, start_http
 from digitnet.service.inference.processes import terminate_with_parent
+from digitnet.service.protocol.admission import open_payload_log
 from digitnet.service.protocol.dataplane import DataPlane
 from digitnet.service.protocol.repository import ModelRepository
 from digitnet.service.server.reload import ModelReloader
@@ -64,7 +65,7 @@ class Server:
         # One pool for both transports, so that DIGITNET_THREADS bounds every decoding thread (and the memory they hold).
         executor = futures.ThreadPoolExecutor(settings.thread_count, thread_name_prefix="digitnet-work")
         state = ServingState()
-        plane = DataPlane(repository, executor, state, request_seconds=settings.max_request_seconds)
+        plane = DataPlane(repository, executor, state, request_seconds=settings.max_request_seconds, payloads=open_payload_log(settings))
         grpc_server, port = create_grpc_server(settings, plane, state.health, executor)
         server = cls(settings, state, plane, grpc_server, port)
         if http_port is not None or settings.http_port:
@@ -103,6 +104,8 @@ class Server:
         """Stop both transports; in-flight calls get up to `grace` seconds (default: the settings') to finish."""
         grace = self.settings.grace_seconds if grace is None else grace
         await asyncio.gather(self.grpc.stop(grace), *([self.http.stop()] if self.http else []))
+        if self.plane.payloads is not None:  # after the calls: their records are written before the file closes
+            await asyncio.to_thread(self.plane.payloads.close)
 
 
 def serve(settings: ServerSettings) -> int:
@@ -178,5 +181,8 @@ def _serve_workers(settings: ServerSettings) -> int:
 
 def _worker_main(settings: ServerSettings, worker: int) -> None:
     terminate_with_parent()  # a killed parent leaves no worker serving on its own: each drains and exits
+    if settings.payload_log is not None:  # one file per worker: two writers would rotate each other's file away
+        path = settings.payload_log
+        settings = settings.model_copy(update={"payload_log": path.with_name(f"{path.stem}.{worker}{path.suffix}")})
     configure_logging(getattr(logging, settings.log_level.upper()), settings.log_format)
     raise SystemExit(asyncio.run(_serve_one(settings, worker)))

@@ -106,6 +106,23 @@ class ServerSettings(BaseSettings):
     # Environment only: a flag would show the secret to every user of the machine (ps, /proc/PID/cmdline).
     token: CliSuppress[SecretStr | None] = None
     """Bearer token every call must carry (metadata authorization: Bearer TOKEN); health checks stay open."""
+    payload_log: Path | None = None
+    """Payload log: write a JSON Lines record of sampled inference calls here (request id, time, model, input, answers,
+    status, latency; never a header or the token); empty = off (docs/operations.md, "Payload log")."""
+    payload_log_sample: float = Field(0.01, ge=0, le=1)
+    """Share of successful inference calls the payload log records (1 = all); failed calls are always recorded."""
+    payload_log_input: Literal["pixels", "original"] = "pixels"
+    """What the payload log keeps of each image: pixels (the 784 the model saw) or original (the bytes sent, up to
+    payload_log_max_image_bytes; pixels sent as pixels stay pixels)."""
+    payload_log_max_image_bytes: int = Field(64 * 1024, ge=0)
+    """Largest original image the payload log keeps; a larger one is recorded by its size only."""
+    payload_log_max_bytes: int = Field(100 * 1024 * 1024, ge=0)
+    """Size at which the payload log is rotated (renamed to .1, .1 to .2, ...); 0 = never."""
+    payload_log_backups: int = Field(5, ge=0)
+    """Rotated payload log files kept (0: a full file is removed)."""
+    payload_log_url: str = ""
+    """Also POST each payload record, as KServe's logger does, as CloudEvents (request and response) to this HTTP
+    URL; a slow or down sink drops records (counted), never slows a request."""
     watch: bool = False
     """Reload the model when its file or card changes (as SIGHUP does)."""
     watch_seconds: float = Field(2.0, gt=0)
@@ -127,7 +144,14 @@ class ServerSettings(BaseSettings):
             return [part.strip() for part in str(value).split(",") if part.strip()]
         return value
 
-    @field_validator("token", "tls_cert", "tls_key", "tls_client_ca", mode="before")
+    @field_validator("payload_log_url")
+    @classmethod
+    def _sink_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"payload_log_url must be an http:// or https:// URL, got {value!r}")
+        return value
+
+    @field_validator("token", "tls_cert", "tls_key", "tls_client_ca", "payload_log", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # DIGITNET_TOKEN= (as compose writes ${DIGITNET_TOKEN:-}) means "no token", not "the empty token".
