@@ -9,6 +9,7 @@ import copy
 import http.client
 import json
 import random
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -84,9 +85,12 @@ def test_mutated_infer_requests_never_get_a_5xx(tmp_path: Path) -> None:
                 failures.append(f"{status} {text[:200]!r} for {raw[:200]!r}")
         with urllib.request.urlopen(f"{server.http_url}/v2/health/ready", timeout=10) as ready:
             assert ready.status == 200
+        log, deadline = tmp_path / "payloads.jsonl", time.monotonic() + 10
+        while len(log.read_text().splitlines()) < len(statuses) and time.monotonic() < deadline:  # the last is recorded as it is answered
+            time.sleep(0.02)
         assert server.running.plane.payloads is not None and server.running.plane.payloads.flush()
     assert failures == []
-    assert [json.loads(line)["status"] for line in (tmp_path / "payloads.jsonl").read_text().splitlines()] == statuses
+    assert [json.loads(line)["status"] for line in log.read_text().splitlines()] == statuses
 
 
 IMAGE = (GOLDEN / "4_mnist.png").read_bytes()

@@ -30,7 +30,7 @@ from digitnet.service.contract.results import Outcome, Prediction
 from digitnet.service.telemetry.payloads import REQUEST_EVENT, RESPONSE_EVENT, PayloadLog, RotatingLines, note_answers, note_inputs
 
 from ...conftest import GOLDEN, RELU
-from ..conftest import running_server
+from ..conftest import ServerThread, running_server
 from ..helpers import free_port
 
 SEVEN = (GOLDEN / "7_scan.png").read_bytes()
@@ -40,6 +40,18 @@ OIP_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 def records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def settled(server: ServerThread, count: int) -> list[dict[str, Any]]:
+    """The log's records once it holds `count` (a guard records a call just after its client has the answer) and
+    the sink has what was queued."""
+    payloads = server.running.plane.payloads
+    assert payloads is not None and payloads.path.exists()
+    deadline = time.monotonic() + 10
+    while len(payloads.path.read_text().splitlines()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert payloads.flush()
+    return records(payloads.path)
 
 
 def by_id(path: Path) -> dict[str, dict[str, Any]]:
@@ -86,8 +98,7 @@ def test_records_match_what_grpc_and_rest_clients_got_errors_included(tmp_path: 
         body = json.dumps({"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": [1, 784], "data": SEVEN_PIXELS.tolist()}]}).encode()
         rest_oip = _post(f"{server.http_url}/v2/models/{MODEL_NAME}/infer", body, {**headers, "x-request-id": "h-oip"})
         unknown_rest = _post(f"{server.http_url}/v2/models/nope/infer", body, {**headers, "x-request-id": "h-unknown"})
-        assert server.running.plane.payloads is not None and server.running.plane.payloads.flush()
-        logged = by_id(log)
+        logged = {record["id"]: record for record in settled(server, 10)}
 
     # digitnet.v1 Classify: the answer the client got, and the pixels the model saw (the scan, preprocessed).
     record = logged["g-classify"]
@@ -192,7 +203,7 @@ def test_the_cloudevents_sink_receives_a_request_and_a_response_event_per_record
     with running_server(payload_log=log, payload_log_sample=1.0, payload_log_url=sink) as server:
         with grpc.insecure_channel(server.address) as channel:
             pb_grpc.DigitClassifierStub(channel).Classify(pb.ClassifyRequest(image=pb.Image(encoded=SEVEN)), metadata=(("x-request-id", "ce-1"),))
-        assert server.running.plane.payloads is not None and server.running.plane.payloads.flush()
+        settled(server, 1)
     assert [headers["ce-type"] for headers, _ in _Sink.received] == [REQUEST_EVENT, RESPONSE_EVENT]
     for headers, body in _Sink.received:
         # CloudEvents' required attributes, in binary mode (KServe's logger's way), and the JSON data.
@@ -211,9 +222,8 @@ def test_a_dead_sink_drops_and_counts_without_failing_a_request(tmp_path: Path) 
             stub = pb_grpc.DigitClassifierStub(channel)
             for _ in range(5):
                 assert stub.Classify(pb.ClassifyRequest(image=pb.Image(encoded=SEVEN)), timeout=10).prediction.label == 7
-        assert server.running.plane.payloads is not None and server.running.plane.payloads.flush()
+        assert len(settled(server, 5)) == 5  # the file has every record all the same
     assert dropped("sink_failed") - before == 5
-    assert len(records(tmp_path / "p.jsonl")) == 5  # the file has every record all the same
 
 
 def test_a_sink_that_never_answers_drops_and_counts_and_never_blocks(tmp_path: Path) -> None:
@@ -244,3 +254,19 @@ def test_original_images_are_kept_up_to_the_cap(tmp_path: Path) -> None:
     kept, over = records(tmp_path / "p.jsonl")
     assert base64.b64decode(kept["inputs"][0]["original"]) == SEVEN and kept["input_form"] == "original"
     assert over["inputs"][0] == {"original": None, "bytes": len(SEVEN) + 1}
+
+
+def test_the_settings_refuse_what_cannot_work_in_one_line(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from digitnet.service.contract.errors import ConfigurationError
+    from digitnet.service.protocol.admission import open_payload_log
+    from digitnet.service.settings.server import ServerSettings
+
+    assert open_payload_log(ServerSettings()) is None  # off by default
+    for bad in ({"payload_log_sample": 1.5}, {"payload_log_url": "ftp://sink"}, {"payload_log_input": "both"}):
+        with pytest.raises(ValidationError):
+            ServerSettings(**bad)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigurationError, match="cannot write the payload log"):
+        open_payload_log(ServerSettings(payload_log=tmp_path / "file" / "p.jsonl"))

@@ -16,7 +16,7 @@ import hmac
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from digitnet.service.contract.errors import DigitnetError, Unauthenticated, Unavailable
+from digitnet.service.contract.errors import ConfigurationError, DigitnetError, Unauthenticated, Unavailable
 from digitnet.service.inference.statistics import ANSWERING
 from digitnet.service.protocol.dataplane import Readiness
 from digitnet.service.settings.server import ServerSettings
@@ -38,16 +38,19 @@ def open_payload_log(settings: ServerSettings) -> PayloadLog | None:
     """The payload log the settings describe (DIGITNET_PAYLOAD_LOG and friends), or None when it is off."""
     if settings.payload_log is None:
         return None
-    return PayloadLog(
-        settings.payload_log,
-        sample=settings.payload_log_sample,
-        input_form=settings.payload_log_input,
-        max_image_bytes=settings.payload_log_max_image_bytes,
-        max_bytes=settings.payload_log_max_bytes,
-        backups=settings.payload_log_backups,
-        sink_url=settings.payload_log_url,
-        limits=settings.limits,
-    )
+    try:
+        return PayloadLog(
+            settings.payload_log,
+            sample=settings.payload_log_sample,
+            input_form=settings.payload_log_input,
+            max_image_bytes=settings.payload_log_max_image_bytes,
+            max_bytes=settings.payload_log_max_bytes,
+            backups=settings.payload_log_backups,
+            sink_url=settings.payload_log_url,
+            limits=settings.limits,
+        )
+    except OSError as err:  # a folder that cannot be made, a file that cannot be written: one line at start-up
+        raise ConfigurationError(f"cannot write the payload log {settings.payload_log}: {err.strerror or err}") from err
 
 
 class Admission:

@@ -61,11 +61,12 @@ class Server:
         """Load, verify and warm the models, build the data plane and bind gRPC; `http_port` overrides the settings'
         (0: any free port). Readiness and health report SERVING once this returns."""
         tls_credentials(settings)  # bad TLS files fail before a model is even read
+        payloads = open_payload_log(settings)  # as does a payload log that cannot be written
         repository = ModelRepository.open(settings)
         # One pool for both transports, so that DIGITNET_THREADS bounds every decoding thread (and the memory they hold).
         executor = futures.ThreadPoolExecutor(settings.thread_count, thread_name_prefix="digitnet-work")
         state = ServingState()
-        plane = DataPlane(repository, executor, state, request_seconds=settings.max_request_seconds, payloads=open_payload_log(settings))
+        plane = DataPlane(repository, executor, state, request_seconds=settings.max_request_seconds, payloads=payloads)
         grpc_server, port = create_grpc_server(settings, plane, state.health, executor)
         server = cls(settings, state, plane, grpc_server, port)
         if http_port is not None or settings.http_port:

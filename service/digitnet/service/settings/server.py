@@ -148,7 +148,7 @@ class ServerSettings(BaseSettings):
     @classmethod
     def _sink_url(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
-            raise ValueError(f"payload_log_url must be an http:// or https:// URL, got {value!r}")
+            raise ValueError("payload_log_url must be an http:// or https:// URL")
         return value
 
     @field_validator("token", "tls_cert", "tls_key", "tls_client_ca", "payload_log", mode="before")
