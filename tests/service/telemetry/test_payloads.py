@@ -82,6 +82,8 @@ def test_records_match_what_grpc_and_rest_clients_got_errors_included(tmp_path: 
                 stub.Classify(pb.ClassifyRequest(image=pb.Image(encoded=SEVEN)), metadata=(("x-request-id", "g-refused"),))
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
             batch = stub.ClassifyBatch(pb.ClassifyBatchRequest(mnist_uint8=SEVEN_PIXELS.tobytes() * 2), metadata=(*auth, ("x-request-id", "g-batch")))
+            images = [pb.Image(encoded=SEVEN), pb.Image(encoded=b"not an image")]
+            mixed = stub.ClassifyBatch(pb.ClassifyBatchRequest(images=images), metadata=(*auth, ("x-request-id", "g-mixed")))
             infer = channel.unary_unary(OIP_INFER, oip.ModelInferRequest.SerializeToString, oip.ModelInferResponse.FromString)
             answer = infer(
                 oip.ModelInferRequest(
@@ -98,7 +100,7 @@ def test_records_match_what_grpc_and_rest_clients_got_errors_included(tmp_path: 
         body = json.dumps({"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": [1, 784], "data": SEVEN_PIXELS.tolist()}]}).encode()
         rest_oip = _post(f"{server.http_url}/v2/models/{MODEL_NAME}/infer", body, {**headers, "x-request-id": "h-oip"})
         unknown_rest = _post(f"{server.http_url}/v2/models/nope/infer", body, {**headers, "x-request-id": "h-unknown"})
-        logged = {record["id"]: record for record in settled(server, 10)}
+        logged = {record["id"]: record for record in settled(server, 11)}
 
     # digitnet.v1 Classify: the answer the client got, and the pixels the model saw (the scan, preprocessed).
     record = logged["g-classify"]
@@ -115,6 +117,9 @@ def test_records_match_what_grpc_and_rest_clients_got_errors_included(tmp_path: 
     # The packed batch and the OIP: the pixels as sent, the labels as answered.
     assert [a["label"] for a in logged["g-batch"]["answers"]] == list(batch.packed.labels) == [7, 7]
     assert all((pixels_of(i) == SEVEN_PIXELS).all() for i in logged["g-batch"]["inputs"])
+    # A batch with a bad image: answered in place, recorded in place.
+    assert [a["status"] for a in logged["g-mixed"]["answers"]] == ["digit", "error"]
+    assert logged["g-mixed"]["answers"][0]["label"] == mixed.predictions[0].label == 7 and logged["g-mixed"]["inputs"][1]["pixels"] is None
     oip_label = int(np.frombuffer(answer.raw_output_contents[0], dtype="<i8")[0])
     assert logged["g-oip"]["call"] == "ModelInfer" and logged["g-oip"]["answers"][0]["label"] == oip_label == 7
     assert (pixels_of(logged["g-oip"]["inputs"][0]) == SEVEN_PIXELS).all()

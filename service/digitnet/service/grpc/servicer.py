@@ -37,7 +37,7 @@ from digitnet.service.inference.image_header import sniff
 from digitnet.service.protocol.dataplane import DataPlane
 from digitnet.service.protocol.repository import ServedModel
 from digitnet.service.telemetry.observability import count_answers, count_error, count_prediction
-from digitnet.service.telemetry.payloads import note_answers, note_inputs
+from digitnet.service.telemetry.payloads import capturing, note_answers, note_inputs
 
 log = logging.getLogger(__name__)
 
@@ -194,14 +194,16 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
     # On the thread pool: unpacking the protos and packing the answers grow with the request, as the classifying does.
 
     def _classify_packed(self, served: ServedModel, request: pb.ClassifyBatchRequest) -> pb.ClassifyBatchResponse:
-        note_inputs(np.frombuffer(request.mnist_uint8, dtype=np.uint8).reshape(-1, N_PIXELS) if len(request.mnist_uint8) % N_PIXELS == 0 else [])
+        if capturing() and len(request.mnist_uint8) % N_PIXELS == 0:  # a view of the request's bytes, only when the payload log wants it
+            note_inputs(np.frombuffer(request.mnist_uint8, dtype=np.uint8).reshape(-1, N_PIXELS))
         packed = served.classifier.classify_packed(request.mnist_uint8, requested_min_confidence(request))
         note_answers(packed)
         return pb.ClassifyBatchResponse(packed=encode_packed(packed, served.name), model=served.name)
 
     def _classify_batch(self, served: ServedModel, request: pb.ClassifyBatchRequest, deadline: Deadline) -> pb.ClassifyBatchResponse:
         images = [_decode_or_error(image) for image in request.images]
-        note_inputs([image if not isinstance(image, DigitnetError) else b"" for image in images])
+        if capturing():
+            note_inputs([image if not isinstance(image, DigitnetError) else b"" for image in images])
         predictions = answer_in_place(images, lambda decoded: served.classifier.classify(decoded, requested_min_confidence(request), deadline))
         note_answers(predictions)
         return pb.ClassifyBatchResponse(predictions=[encode_prediction(p, served.name) for p in predictions], model=served.name)

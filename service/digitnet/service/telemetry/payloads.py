@@ -81,6 +81,11 @@ class Capture:
 CAPTURE: ContextVar[Capture | None] = ContextVar("digitnet_payload_capture", default=None)
 
 
+def capturing() -> bool:
+    """Whether the current call is being captured (for notes that cost something to make)."""
+    return CAPTURE.get() is not None
+
+
 def note_inputs(inputs: np.ndarray | Sequence[ImageInput]) -> None:
     """Note the current call's input: MNIST-form pixels [N, 784], or one input per image (encoded bytes or pixels)."""
     capture = CAPTURE.get()
