@@ -25,6 +25,9 @@ from pathlib import Path
 from queue import Queue
 from typing import Protocol
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
 from digitnet.service.batch.rows import Format, Row, ScoredChunk, to_row
 from digitnet.service.batch.shards import Shard, key_of
 from digitnet.service.contract.errors import DigitnetError
@@ -32,6 +35,7 @@ from digitnet.service.contract.model import Model
 from digitnet.service.contract.results import ImageInput, Outcome, Prediction, answer_in_place
 from digitnet.service.inference.classifier import Classifier
 from digitnet.service.inference.processes import ignore_interrupts, terminate_with_parent
+from digitnet.service.inference.spans import TRACER
 
 
 def walk(roots: Sequence[Path], shard: Shard | None = None) -> Iterator[str | Row]:
@@ -207,8 +211,15 @@ class ServerBackend:
     def __post_init__(self) -> None:
         from digitnet.service.client.digit_client import DigitClient
 
+        # One trace for the run (when the OTEL_* variables turn tracing on): a span per chunk under this one, and
+        # the server's spans of each request under its chunk's.
+        self._run = TRACER.start_span(
+            "digitnet.score", kind=SpanKind.CLIENT, attributes={"server.address": self.address, "digitnet.model": self.model_name}
+        )
+        self._run_context = trace.set_span_in_context(self._run)
         self._clients = [DigitClient(self.address, timeout=60, model=self.model_name) for _ in range(self.workers)]
-        self._clients[0].model_info()  # fail fast: unreachable server, wrong address, a model it does not serve
+        with trace.use_span(self._run):
+            self._clients[0].model_info()  # fail fast: unreachable server, wrong address, a model it does not serve
         self._idle: Queue[DigitClient] = Queue()
         for client in self._clients:
             self._idle.put(client)
@@ -217,7 +228,8 @@ class ServerBackend:
     def _score(self, request: ScoreRequest, paths: list[str]) -> ScoredChunk:
         client = self._idle.get()  # one per thread at a time: as many as there are threads
         try:
-            return request.score(client.classify_batch, paths)
+            with TRACER.start_as_current_span("digitnet.score.chunk", context=self._run_context, attributes={"digitnet.images": len(paths)}):
+                return request.score(client.classify_batch, paths)
         finally:
             self._idle.put(client)
 
@@ -231,3 +243,4 @@ class ServerBackend:
         self._pool.shutdown(cancel_futures=True)
         for client in self._clients:
             client.close()
+        self._run.end()

@@ -192,6 +192,9 @@ def _score(args: argparse.Namespace) -> int:
 
         backend = ClusterBackend(args.cluster, model)
     elif args.server:
+        from digitnet.service.telemetry import tracing
+
+        tracing.configure()  # the OTEL_* variables: one trace for the run, a span per chunk, the server's spans beneath
         backend = ServerBackend(args.server, workers, model_name)
     else:
         backend = LocalBackend(model, workers)

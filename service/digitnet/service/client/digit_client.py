@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypeVar, cast, get_args
 
 import grpc
 import numpy as np
+from opentelemetry import propagate, trace
 
 from digitnet.service.api._generated import digitnet_pb2 as pb
 from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
@@ -274,7 +275,7 @@ class DigitClient:
             pb.ClassifyRequest(image=encode_image(i), min_confidence=min_confidence, id=str(n), model=self.model) for n, i in enumerate(images)
         )
         try:
-            for response in self._stub.ClassifyStream(requests, metadata=self._metadata):
+            for response in self._stub.ClassifyStream(requests, metadata=traced(self._metadata)):
                 yield decode_prediction(response.prediction)
         except grpc.RpcError as err:
             raise RemoteError(err.code().name, (err.details() or "") + connection_hint(err.details() or "", self._tls)) from err
@@ -297,7 +298,7 @@ class DigitClient:
         wait = RETRY_BACKOFF[0]
         while True:
             try:
-                return method(request, timeout=self.timeout, metadata=self._metadata)
+                return method(request, timeout=self.timeout, metadata=traced(self._metadata))
             except grpc.RpcError as err:
                 if err.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() + wait > give_up:
                     details = err.details() or ""
@@ -364,3 +365,13 @@ def health_status(address: str, service: str = "", timeout: float = 2.0, setting
             unreachable = err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
             return ("UNREACHABLE" if unreachable else err.code().name), details
     return ("SERVING", "") if ready.ready else ("NOT_SERVING", f"model {model!r} is not loaded")
+
+
+def traced(metadata: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The call's metadata with the W3C trace context (traceparent, tracestate) of the caller's current span, if
+    it has one, so that the server's spans join the caller's trace; as it was otherwise."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return metadata
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return (*metadata, *carrier.items())

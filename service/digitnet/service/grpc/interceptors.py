@@ -36,6 +36,7 @@ from digitnet.service.contract.errors import DigitnetError, InvalidInput, clip
 from digitnet.service.grpc.servicer import status_for
 from digitnet.service.inference.statistics import ANSWERING
 from digitnet.service.protocol.admission import Admission
+from digitnet.service.telemetry import tracing
 from digitnet.service.telemetry.observability import count_error
 
 log = logging.getLogger("digitnet.requests")
@@ -76,7 +77,7 @@ class Guard:
         is_open = method.startswith(OPEN_PREFIXES)
         is_stream = handler.request_streaming
 
-        def record(context: grpc.aio.ServicerContext, started: float, failed: bool, refused: grpc.StatusCode | None = None) -> None:
+        def record(context: grpc.aio.ServicerContext, started: float, failed: bool, refused: grpc.StatusCode | None = None) -> str:
             # A refusal is recorded before its abort sets the call's code: it says its own.
             code = refused or context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
             name = code.name if isinstance(code, grpc.StatusCode) else str(code)
@@ -95,23 +96,31 @@ class Guard:
                     f" by {model}" if model else "",
                     extra={"request_id": request_id, "peer": context.peer(), "model": model},
                 )
+            return name
 
         guard = self
 
+        service, _, short = method.lstrip("/").partition("/")
+        span_name, span_attributes = method.lstrip("/"), {"rpc.system": "grpc", "rpc.service": service, "rpc.method": short}
+
         class guarded:  # noqa: N801 - used as `async with guarded(context)`: a plain class costs less per call than a generator
-            __slots__ = ("context", "started", "admitted")
+            __slots__ = ("context", "started", "admitted", "span")
+            span: tuple[tracing.Span, object] | None  # the server span and its context token, while traced
 
             def __init__(self, context: grpc.aio.ServicerContext) -> None:
-                self.context, self.started, self.admitted = context, time.perf_counter(), False
+                self.context, self.started, self.admitted, self.span = context, time.perf_counter(), False, None
 
             async def __aenter__(self) -> None:
                 guard._admission.start(lambda: _metadata(self.context, "x-request-id"))
+                if tracing.enabled():  # off: no span, no metadata read
+                    carrier = {key: str(value) for key, value in self.context.invocation_metadata() or () if key in tracing.TRACE_HEADERS}
+                    self.span = tracing.server_span(span_name, carrier, span_attributes)
                 try:
                     if not is_open:
                         guard._admit(self.context, is_stream)
                         self.admitted = True
                 except DigitnetError as refused:
-                    record(self.context, self.started, True, status_for(refused))
+                    self._end(record(self.context, self.started, True, status_for(refused)))
                     await self.context.abort(status_for(refused), str(refused))
 
             async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> None:
@@ -125,7 +134,16 @@ class Guard:
                 finally:
                     if self.admitted:
                         guard._admission.release(is_stream)
-                    record(self.context, self.started, error is not None)
+                    self._end(record(self.context, self.started, error is not None))
+
+            def _end(self, status: str) -> None:
+                if self.span is not None:
+                    answering = ANSWERING.get()
+                    attributes = {"rpc.grpc.status_code": _CODES.get(status, 2), "digitnet.status": status}
+                    if answering is not None:
+                        attributes["digitnet.model"] = answering.model
+                    tracing.end_server_span(*self.span, attributes, status == "OK")
+                    self.span = None
 
         # A unary request is read only once the call is admitted (see the module docstring), and parsed
         # where a malformed one can be answered INVALID_ARGUMENT.
@@ -170,6 +188,10 @@ class Guard:
             (True, True): grpc.stream_stream_rpc_method_handler,
         }[(streams_in, handler.response_streaming)]
         return make(wrapped, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+
+
+#: grpc's status codes by name, as numbers (rpc.grpc.status_code in OpenTelemetry's conventions).
+_CODES = {code.name: code.value[0] for code in grpc.StatusCode}
 
 
 class _GuardedHandlers(grpc.GenericRpcHandler):

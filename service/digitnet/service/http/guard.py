@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import time
 
+from opentelemetry.util.types import AttributeValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digitnet.service.contract.errors import Cancelled, DigitnetError
 from digitnet.service.http.errors import HTTP_STATUS, error_response
+from digitnet.service.inference.statistics import ANSWERING
 from digitnet.service.protocol.admission import Admission
+from digitnet.service.telemetry import tracing
 
 #: Paths answered without a token: health, as gRPC health checks are (probes must work whatever the
 #: credentials), and the page and its assets, which hold no data (the page's own calls need the token).
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/", "/palette.css")
 OPEN_PREFIXES = ("/static/",)
+_TRACE_HEADERS = frozenset(name.encode() for name in tracing.TRACE_HEADERS)
 
 
 class Guard:
@@ -37,6 +41,12 @@ class Guard:
 
         admitted = False
         self.admission.start(lambda: _header(scope, b"x-request-id"))
+        span = None
+        if tracing.enabled():  # off: no span, no header scan
+            carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"] if name in _TRACE_HEADERS}
+            route = _route(path)
+            attributes = {"http.request.method": scope["method"], "http.route": route, "url.path": path}
+            span = tracing.server_span(f"{scope['method']} {route}", carrier, attributes)
         try:
             if not (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)):
                 try:
@@ -53,11 +63,24 @@ class Guard:
             # A client that left before its request arrived ran nothing: not an inference in the statistics.
             cancelled = status[0] == HTTP_STATUS[Cancelled.code]
             self.admission.finish(call, f"http {call}", str(status[0]), status[0] == 200, time.perf_counter() - started, cancelled)
+            if span is not None:
+                answering = ANSWERING.get()
+                done: dict[str, AttributeValue] = {"http.response.status_code": status[0], "digitnet.status": str(status[0])}
+                if answering is not None:
+                    done["digitnet.model"] = answering.model
+                tracing.end_server_span(*span, done, status[0] < 400)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
     """The first value of a request header, or None."""
     return next((value.decode("latin-1") for key, value in scope["headers"] if key == name), None)
+
+
+def _route(path: str) -> str:
+    """The route a path takes, as a span names it: the model's name left out, so that span names stay few."""
+    if path.startswith("/v2/models/"):
+        return "/v2/models/{model}/" + path.rsplit("/", 1)[-1] if path.count("/") > 3 else "/v2/models/{model}"
+    return path if path in _CALL_NAMES or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) else "other"
 
 
 def _call_name(path: str) -> str:

@@ -12,6 +12,7 @@ Usage:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,7 +52,9 @@ class MicroBatcher:
         """Run `pixels` [n, 784] through the model together with whatever else arrives in time."""
         if self._queue is None:
             self._queue = asyncio.Queue()
-            self._worker = asyncio.get_running_loop().create_task(self._drain(), name="digitnet-batcher")
+            # A context of its own: the worker outlives the request that started it, and must not put every later
+            # batch's spans (or any other context variable) under that one request.
+            self._worker = asyncio.get_running_loop().create_task(self._drain(), name="digitnet-batcher", context=contextvars.Context())
         done: asyncio.Future[ModelOutput] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(pixels, done))
         return await done

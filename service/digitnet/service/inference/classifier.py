@@ -51,6 +51,7 @@ from digitnet.service.inference.preprocess import (
     mnist_form_many,
     normalise,
 )
+from digitnet.service.inference.spans import child
 from digitnet.service.inference.statistics import InferenceStatistics
 
 _T = TypeVar("_T")
@@ -197,6 +198,11 @@ class Classifier:
         others are still answered."""
         min_confidence = self.threshold(min_confidence)
         self.check_count(len(images))
+        with child("digitnet.preprocess", {"digitnet.images": len(images)}):
+            pixels = self._prepare_many(images, deadline)
+        return self._run(pixels, min_confidence)
+
+    def _prepare_many(self, images: Sequence[ImageInput], deadline: Deadline) -> list[np.ndarray | None | DigitnetError]:
         pixels: list[np.ndarray | None | DigitnetError] = []
         decoded: dict[int, np.ndarray] = {}  # by position: encoded images, decoded but not yet normalised
         for position, image in enumerate(images):
@@ -214,12 +220,13 @@ class Classifier:
         for (position, grey), form in zip(decoded.items(), forms if isinstance(forms, list) else [None] * len(decoded)):
             pixels[position] = form if form is not None else _isolated(normalise, grey)
             deadline.check()
-        return self._run(pixels, min_confidence)
+        return pixels
 
     def forward(self, pixels: np.ndarray) -> ModelOutput:
         """Run the model on float32 pixels [N, 784] in [0, 1], counting the run in the served statistics."""
         started = time.perf_counter()
-        output = self.model.run(pixels)
+        with child("digitnet.model.run", {"digitnet.model": self.statistics.model, "digitnet.images": len(pixels)}):
+            output = self.model.run(pixels)
         self.statistics.record_execution(len(pixels), time.perf_counter() - started)
         return output
 
@@ -231,7 +238,8 @@ class Classifier:
     def classify_one(self, image: ImageInput, min_confidence: float | None = None, deadline: Deadline = NO_DEADLINE) -> Prediction:
         """Classify one image, raising DigitnetError for bad input."""
         min_confidence = self.threshold(min_confidence)
-        pixels = prepare(image, self.limits, deadline)
+        with child("digitnet.preprocess", {"digitnet.images": 1}):
+            pixels = prepare(image, self.limits, deadline)
         deadline.check()
         return self._run([pixels], min_confidence)[0]
 
@@ -256,7 +264,8 @@ class Classifier:
     def explain(self, image: ImageInput, min_confidence: float | None = None, deadline: Deadline = NO_DEADLINE) -> Explanation:
         """Classify one image and return the network's view of it."""
         min_confidence = self.threshold(min_confidence)
-        pixels = prepare(image, self.limits, deadline)
+        with child("digitnet.preprocess", {"digitnet.images": 1}):
+            pixels = prepare(image, self.limits, deadline)
         deadline.check()
         blank = pixels is None
         seen = np.zeros(N_PIXELS, dtype=np.float32) if pixels is None else pixels

@@ -28,6 +28,7 @@ from digitnet.service.contract.errors import DigitnetError, InternalError, Inval
 from digitnet.service.contract.model import ModelOutput
 from digitnet.service.contract.results import PackedPredictions
 from digitnet.service.inference.classifier import Deadline, decide_packed, offload
+from digitnet.service.inference.spans import annotate, child
 from digitnet.service.protocol.catalog import metadata_record, model_config, model_statistics, repository_index
 from digitnet.service.protocol.repository import ModelRepository, ServedModel
 from digitnet.service.protocol.tensors import INLINE_IMAGES, OutputTensor, output_tensors
@@ -166,13 +167,16 @@ class DataPlane:
         try:
             if not small:
                 return await self._offload(deadline, self._decode_and_answer, served, decode, encode, deadline)
-            request = decode()
+            request = self._decode(decode)
             note_inputs(request.pixels)
             if len(request.pixels) > INLINE_IMAGES:
                 return await self._offload(deadline, self._answer_now, served, request, encode, deadline)
             if served.batcher is None:
                 return self._answer_now(served, request, encode, deadline)
-            output = await served.batcher.run(request.pixels)  # the classifier's forward, merged with concurrent requests'
+            # The classifier's forward, merged with concurrent requests': its span is the run's, under whichever
+            # request's context started the batch; this one records the wait (and the run) for each request.
+            with child("digitnet.batch.wait", {"digitnet.model": served.name, "digitnet.images": len(request.pixels)}):
+                output = await served.batcher.run(request.pixels)
             answers = decide_packed(request.pixels, output.probabilities, served.classifier.threshold(request.min_confidence))
             return self._encode(served, request, output, answers, encode)
         except DigitnetError:
@@ -183,9 +187,16 @@ class DataPlane:
     def _decode_and_answer(
         self, served: ServedModel, decode: Callable[[], Request], encode: Callable[[Request, list[OutputTensor]], Answer], deadline: Deadline
     ) -> Answer:
-        request = decode()
+        request = self._decode(decode)
         note_inputs(request.pixels)
         return self._answer_now(served, request, encode, deadline)
+
+    @staticmethod
+    def _decode(decode: Callable[[], Request]) -> Request:
+        with child("digitnet.decode"):
+            request = decode()
+        annotate({"digitnet.images": len(request.pixels)})
+        return request
 
     def _answer_now(
         self, served: ServedModel, request: Request, encode: Callable[[Request, list[OutputTensor]], Answer], deadline: Deadline
@@ -204,7 +215,8 @@ class DataPlane:
     ) -> Answer:
         count_answers(answers, served.name)
         note_answers(answers)
-        return encode(request, output_tensors(output, answers, request.outputs))
+        with child("digitnet.encode"):
+            return encode(request, output_tensors(output, answers, request.outputs))
 
     async def _offload(self, deadline: Deadline, function: Callable[..., Answer], *args: Any) -> Answer:
         return await offload(self._executor, deadline, function, *args)

@@ -32,6 +32,7 @@ from digitnet.service.protocol.repository import ModelRepository
 from digitnet.service.server.reload import ModelReloader
 from digitnet.service.server.state import ServingState
 from digitnet.service.settings.server import ServerSettings
+from digitnet.service.telemetry import tracing
 from digitnet.service.telemetry.observability import configure_logging, start_metrics
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ async def _serve_one(settings: ServerSettings, worker: int = 0) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    tracing.configure(settings.otel)  # in each worker process: the exporter's thread does not survive a fork
     server = await Server.create(settings)
     if settings.metrics_port:
         start_metrics(settings.metrics_port + worker, settings.metrics_address)

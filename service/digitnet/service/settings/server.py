@@ -95,6 +95,8 @@ class ServerSettings(BaseSettings):
     """Address the metrics listener binds; empty = the same as host (no token guards /metrics)."""
     log_format: Literal["text", "json"] = "text"
     """Log lines as text or as one JSON object each."""
+    otel: bool = False
+    """Trace calls with OpenTelemetry (the otel extra), sent where OTEL_* says (OTLP, localhost:4317 by default); OTEL_TRACES_EXPORTER=otlp too."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """debug adds one line per request (method, status, time, request id; never the image)."""
     tls_cert: Path | None = None

@@ -23,7 +23,9 @@ from pythonjsonlogger.json import JsonFormatter
 
 from digitnet.service.contract.errors import ConfigurationError, DigitnetError
 from digitnet.service.contract.results import NO_LABEL, Outcome, PackedPredictions, Prediction
+from digitnet.service.inference.spans import annotate
 from digitnet.service.inference.statistics import observe_executions
+from digitnet.service.telemetry.tracing import TraceIds
 
 LogFormat = Literal["text", "json"]
 
@@ -86,6 +88,7 @@ def count_error(error: DigitnetError) -> None:
 def count_prediction(prediction: Prediction, model: str) -> None:
     """Count one image's answer by the model that gave it and its outcome, and its error if it has one."""
     _images_counter(model, prediction.outcome).inc()
+    annotate({"digitnet.outcome": prediction.outcome.name.lower()})
     if prediction.error is not None:
         count_error(prediction.error)
 
@@ -95,6 +98,7 @@ def count_answers(answers: PackedPredictions, model: str) -> None:
     unknown = int(np.count_nonzero(answers.labels == NO_LABEL))
     _images_counter(model, Outcome.DIGIT).inc(len(answers.labels) - unknown)
     _images_counter(model, Outcome.UNKNOWN).inc(unknown)
+    annotate({"digitnet.outcomes.digit": len(answers.labels) - unknown, "digitnet.outcomes.unknown": unknown})
 
 
 def start_metrics(port: int, host: str) -> None:
@@ -130,6 +134,7 @@ def configure_logging(level: int = logging.INFO, fmt: LogFormat = "text") -> Non
         handler.setFormatter(JsonFormatter(fields, rename_fields={"levelname": "level"}, reserved_attrs=reserved))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"))
+    handler.addFilter(TraceIds())  # the trace and span ids in each line written while a span is current
     root = logging.getLogger()
     root.handlers[:] = [handler]
     # debug is for digitnet's own lines: grpc, asyncio and the rest stay at info and above.

@@ -1,0 +1,63 @@
+"""Child spans of a traced call (OpenTelemetry), for the steps where the work happens: decode, preprocessing,
+the batcher's wait, the model run, encoding.
+
+Only the OpenTelemetry API is used here (a core dependency, a no-op without the SDK): which exporter, sampler and
+transport exist is the telemetry layer's business (telemetry/tracing.py). A child span is opened only when the
+call's own span is recording, so an untraced or unsampled call pays one context-variable read per step.
+
+Usage:
+    with child("digitnet.model.run", {"digitnet.images": len(pixels)}):
+        ...
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TypeVar
+
+from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
+
+#: The tracer of the server's own spans (the API's proxy: real once the telemetry layer installs the SDK).
+TRACER = trace.get_tracer("digitnet")
+
+_T = TypeVar("_T")
+
+
+def recording() -> bool:
+    """Whether the current call is traced and sampled."""
+    return trace.get_current_span().is_recording()
+
+
+@contextmanager
+def child(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Iterator[None]:
+    """A child span of the current one while the block runs; nothing at all when the call is not recorded."""
+    if not trace.get_current_span().is_recording():
+        yield
+        return
+    with TRACER.start_as_current_span(name, attributes=attributes):
+        yield
+
+
+def annotate(attributes: Mapping[str, AttributeValue]) -> None:
+    """Set attributes on the current span (a no-op on one that does not record)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(attributes)
+
+
+def carried(function: Callable[..., _T]) -> Callable[..., _T]:
+    """`function` run in the caller's context when the call is traced: a thread-pool hop keeps its spans' parent
+    (run_in_executor does not copy context variables by itself)."""
+    if not trace.get_current_span().is_recording():
+        return function
+    return _in_context(contextvars.copy_context(), function)
+
+
+def _in_context(context: contextvars.Context, function: Callable[..., _T]) -> Callable[..., _T]:
+    def run(*args: object) -> _T:
+        return context.run(function, *args)
+
+    return run

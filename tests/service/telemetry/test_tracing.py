@@ -1,0 +1,227 @@
+"""Tracing: a real OTLP/gRPC receiver (opentelemetry-proto's TraceService) gets the spans of a client call through
+the server, one trace from the client's span to the model run; a collector that is down changes no answer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from digitnet.service.client.digit_client import DigitClient, traced
+from digitnet.service.telemetry import tracing
+from digitnet.service.telemetry.observability import configure_logging
+
+from ...conftest import DEFAULT_MODEL, GOLDEN
+from ..helpers import free_port, serve
+
+
+class Receiver(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+    """An OTLP/gRPC trace receiver, as a collector's: keeps every span it is sent, with its service's name."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 - the service's method name
+        with self._lock:
+            for resource_spans in request.resource_spans:
+                service = next((a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name"), "")
+                for scope_spans in resource_spans.scope_spans:
+                    self.spans += [(service, span) for span in scope_spans.spans]
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    def wait_for(self, names: set[str], seconds: float = 30) -> dict[str, tuple[str, Any]]:
+        """The last span of each name, once all have arrived."""
+        give_up = time.monotonic() + seconds
+        while time.monotonic() < give_up:
+            with self._lock:
+                found = {span.name: (service, span) for service, span in self.spans}
+            if names <= found.keys():
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"spans never arrived: {sorted(names - found.keys())}; got {sorted(found)}")
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, int]]:
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    received = Receiver()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(received, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield received, port
+    server.stop(None)
+
+
+def _otel_env(endpoint: str, **more: str) -> dict[str, str]:
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_SERVICE_NAME": "digitnet-under-test",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms: the test need not wait the default 5 s
+        **more,
+    }
+
+
+def _stop(process: Any) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+
+
+@pytest.mark.slow
+def test_one_trace_from_the_client_to_the_model_run_on_both_transports(receiver: tuple[Receiver, int]) -> None:
+    received, port = receiver
+    http = free_port()
+    process, grpc_port = serve(DEFAULT_MODEL, "--http-port", str(http), env=_otel_env(f"http://127.0.0.1:{port}"))
+    # The client's own tracing, as an application that uses DigitClient has it (not the global provider: one test).
+    provider = TracerProvider(resource=Resource({"service.name": "the-client"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True)))
+    tracer = provider.get_tracer("test")
+    try:
+        with tracer.start_as_current_span("client call") as client_span, DigitClient(f"127.0.0.1:{grpc_port}", timeout=30) as client:
+            assert client.classify((GOLDEN / "7_scan.png").read_bytes()).label == 7
+        grpc_spans = received.wait_for({"client call", "digitnet.v1.DigitClassifier/Classify", "digitnet.preprocess", "digitnet.model.run"})
+        with tracer.start_as_current_span("page call") as page_span:
+            headers = dict(traced(()))  # the page's fetches send the same W3C header
+            request = urllib.request.Request(f"http://127.0.0.1:{http}/v1/classify", (GOLDEN / "4_scan.png").read_bytes(), headers=headers)
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                assert json.loads(answer.read())["label"] == 4
+        http_spans = received.wait_for({"page call", "POST /v1/classify"})
+        with tracer.start_as_current_span("oip call") as oip_span:  # the data plane's steps: decode, model run, encode
+            body = {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}]}
+            request = urllib.request.Request(f"http://127.0.0.1:{http}/v2/models/relu/infer", json.dumps(body).encode(), headers=dict(traced(())))
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                assert answer.status == 200
+        oip_spans = received.wait_for({"oip call", "POST /v2/models/{model}/infer", "digitnet.decode", "digitnet.encode"})
+    finally:
+        provider.shutdown()
+        _stop(process)
+
+    trace_id = client_span.get_span_context().trace_id.to_bytes(16, "big")
+    service, server = grpc_spans["digitnet.v1.DigitClassifier/Classify"]
+    assert service == "digitnet-under-test"
+    assert server.trace_id == trace_id
+    assert server.parent_span_id == client_span.get_span_context().span_id.to_bytes(8, "big")
+    assert server.kind == server.SPAN_KIND_SERVER
+    attributes = {a.key: a.value for a in server.attributes}
+    assert attributes["rpc.system"].string_value == "grpc"
+    assert attributes["rpc.grpc.status_code"].int_value == 0
+    assert attributes["digitnet.model"].string_value == "relu"
+    assert attributes["digitnet.outcome"].string_value == "digit"
+    for child in ("digitnet.preprocess", "digitnet.model.run"):
+        _, span = grpc_spans[child]
+        assert span.trace_id == trace_id and span.parent_span_id == server.span_id, child
+    run = {a.key: a.value for a in grpc_spans["digitnet.model.run"][1].attributes}
+    assert run["digitnet.images"].int_value == 1 and run["digitnet.model"].string_value == "relu"
+
+    _, rest = http_spans["POST /v1/classify"]
+    assert rest.trace_id == page_span.get_span_context().trace_id.to_bytes(16, "big")
+    assert rest.parent_span_id == page_span.get_span_context().span_id.to_bytes(8, "big")
+    assert {a.key: a.value.int_value for a in rest.attributes}["http.response.status_code"] == 200
+
+    _, infer = oip_spans["POST /v2/models/{model}/infer"]
+    assert infer.trace_id == oip_span.get_span_context().trace_id.to_bytes(16, "big")
+    assert {a.key: a.value.string_value for a in infer.attributes}["url.path"] == "/v2/models/relu/infer"
+    steps = [span for _, span in received.spans if span.trace_id == infer.trace_id and span.parent_span_id == infer.span_id]
+    assert {span.name for span in steps} >= {"digitnet.decode", "digitnet.model.run", "digitnet.encode"}
+
+
+@pytest.mark.slow
+def test_a_collector_that_is_down_changes_no_answer() -> None:
+    closed = free_port()  # nothing listens there
+    env = _otel_env(f"http://127.0.0.1:{closed}", OTEL_BSP_MAX_QUEUE_SIZE="64", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="16", OTEL_EXPORTER_OTLP_TIMEOUT="1")
+    process, grpc_port = serve(DEFAULT_MODEL, "--http-port", "0", env=env)
+    provider = TracerProvider()  # the client traces too (every call sampled), exporting nowhere
+    tracer = provider.get_tracer("test")
+    try:
+        image = (GOLDEN / "3_scan.png").read_bytes()
+        with DigitClient(f"127.0.0.1:{grpc_port}", timeout=30) as client:
+            labels = []
+            for _ in range(300):  # far more spans than the queue holds: the overflow is dropped, never waited for
+                with tracer.start_as_current_span("client call"):
+                    labels.append(client.classify(image).label)
+        assert labels == [3] * 300
+        assert process.poll() is None
+    finally:
+        _stop(process)
+
+
+def test_tracing_is_off_unless_asked_for() -> None:
+    assert not tracing.wanted(False, {})
+    assert not tracing.wanted(False, {"OTEL_TRACES_EXPORTER": "none"})
+    assert tracing.wanted(False, {"OTEL_TRACES_EXPORTER": "otlp"})
+    assert tracing.wanted(True, {})
+    assert not tracing.wanted(True, {"OTEL_SDK_DISABLED": "true"})
+    assert not tracing.enabled()  # this test process never asked
+    assert traced((("authorization", "Bearer x"),)) == (("authorization", "Bearer x"),)  # no span: no header
+
+
+def test_a_missing_sdk_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # as if the otel extra were not installed
+    with caplog.at_level(logging.WARNING, "digitnet.tracing"):
+        assert not tracing.configure(True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "tracing was asked for (--otel or OTEL_TRACES_EXPORTER) but the OpenTelemetry SDK is not installed: pip install 'digitnet[otel]'"
+    ]
+
+
+def test_json_log_lines_carry_the_trace_id(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(logging.INFO, "json")
+    try:
+        span = TracerProvider().get_tracer("test").start_span("call")
+        with trace.use_span(span, end_on_exit=True):
+            logging.getLogger("digitnet.test").info("inside")
+        logging.getLogger("digitnet.test").info("outside")
+        inside, outside = (json.loads(line) for line in capsys.readouterr().err.splitlines()[-2:])
+    finally:
+        logging.getLogger().handlers.clear()
+    assert inside["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    assert inside["span_id"] == format(span.get_span_context().span_id, "016x")
+    assert "trace_id" not in outside
+
+
+@pytest.mark.slow
+def test_a_score_run_is_one_trace_with_a_span_per_chunk(receiver: tuple[Receiver, int], tmp_path: Path) -> None:
+    received, port = receiver
+    env = _otel_env(f"http://127.0.0.1:{port}")
+    process, grpc_port = serve(DEFAULT_MODEL, "--http-port", "0", env=env)
+    try:
+        images = tmp_path / "images"
+        images.mkdir()
+        for label in range(5):
+            shutil.copy(GOLDEN / f"{label}_scan.png", images / f"{label}.png")
+        command = [sys.executable, "-m", "digitnet.service.cli", "score", str(images), "--server", f"127.0.0.1:{grpc_port}", "--batch-size", "2"]
+        command += ["--out", str(tmp_path / "rows.csv"), "--quiet"]
+        result = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        received.wait_for({"digitnet.score", "digitnet.score.chunk", "digitnet.v1.DigitClassifier/ClassifyBatch"})
+    finally:
+        _stop(process)
+    time.sleep(0.5)  # the server's last spans leave on its exit
+    [run] = [span for _, span in received.spans if span.name == "digitnet.score"]
+    chunks = [span for _, span in received.spans if span.name == "digitnet.score.chunk"]
+    batches = [span for _, span in received.spans if span.name == "digitnet.v1.DigitClassifier/ClassifyBatch"]
+    assert len(chunks) == 3 and all(chunk.trace_id == run.trace_id and chunk.parent_span_id == run.span_id for chunk in chunks)
+    assert sorted(batch.parent_span_id for batch in batches) == sorted(chunk.span_id for chunk in chunks)
