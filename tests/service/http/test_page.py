@@ -273,6 +273,10 @@ def test_an_answer_that_arrives_after_clear_is_dropped(page: Page, how: str) -> 
             break
         page.wait_for_timeout(20)
     assert sorted(_model_of(route.request.url) for route in held) == sorted(NETWORKS), "the page did not ask every network about the drawing"
+    # W3C trace context: one trace for the drawing, a parent of its own for each network's request.
+    parents = [re.fullmatch(r"00-([0-9a-f]{32})-([0-9a-f]{16})-01", route.request.headers.get("traceparent", "")) for route in held]
+    assert all(parents), [route.request.headers.get("traceparent") for route in held]
+    assert len({p.group(1) for p in parents if p}) == 1 and len({p.group(2) for p in parents if p}) == len(held)
     if how == "Clear":
         page.locator("#clear").click()
     else:

@@ -225,3 +225,17 @@ def test_a_score_run_is_one_trace_with_a_span_per_chunk(receiver: tuple[Receiver
     batches = [span for _, span in received.spans if span.name == "digitnet.v1.DigitClassifier/ClassifyBatch"]
     assert len(chunks) == 3 and all(chunk.trace_id == run.trace_id and chunk.parent_span_id == run.span_id for chunk in chunks)
     assert sorted(batch.parent_span_id for batch in batches) == sorted(chunk.span_id for chunk in chunks)
+
+
+@pytest.mark.parametrize(("protocol", "module"), [("grpc", "grpc"), ("http/protobuf", "http"), (None, "grpc")])
+def test_the_otlp_protocol_picks_the_exporter(monkeypatch: pytest.MonkeyPatch, protocol: str | None, module: str) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", raising=False)
+    if protocol is None:
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_PROTOCOL", raising=False)
+    else:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    exporter = tracing._otlp_exporter()
+    try:
+        assert type(exporter).__module__ == f"opentelemetry.exporter.otlp.proto.{module}.trace_exporter"
+    finally:
+        exporter.shutdown()

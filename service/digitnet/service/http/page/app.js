@@ -91,21 +91,31 @@ async function send(image, asked = generation) {
   if (inFlight) { pending = image; return; }
   inFlight = true;
   try {
-    await Promise.all(models.map((model) => ask(model, image, asked)));  // every network at once
+    const trace = randomHex(16);  // one trace per image sent: every network's answer to it, side by side
+    await Promise.all(models.map((model) => ask(model, image, asked, trace)));  // every network at once
   } finally {
     inFlight = false;
     if (pending) { const next = pending; pending = null; send(next); }
   }
 }
 
-async function ask(model, image, asked) {
+function randomHex(bytes) {
+  return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function traceparent(trace) {
+  // W3C trace context: the server's spans of this request join the image's trace (sampled: a person's pace).
+  return `00-${trace}-${randomHex(8)}-01`;
+}
+
+async function ask(model, image, asked, trace = randomHex(16)) {
   // One network's answer about the image: its row says it, and the picture shows it if it is the one drawn.
   const which = model.name ? `model=${encodeURIComponent(model.name)}&` : "";
   let result = null;
   let problem = "";
   try {
     const response = await fetch(`v1/explain?${which}min_confidence=${confidence.value}`,
-                                 { method: "POST", body: image, headers: { "Content-Type": image.type || "application/octet-stream" } });
+                                 { method: "POST", body: image, headers: { "Content-Type": image.type || "application/octet-stream", traceparent: traceparent(trace) } });
     const body = await response.json();
     if (!response.ok) problem = body.error || `the server answered ${response.status}`;
     if (response.ok || body.status === "error") result = body;  // an image it cannot read is an answer too
