@@ -140,6 +140,9 @@ def test_one_trace_from_the_client_to_the_model_run_on_both_transports(receiver:
     assert rest.trace_id == page_span.get_span_context().trace_id.to_bytes(16, "big")
     assert rest.parent_span_id == page_span.get_span_context().span_id.to_bytes(8, "big")
     assert {a.key: a.value.int_value for a in rest.attributes}["http.response.status_code"] == 200
+    # One server span per request, the guard's: FastAPI's own telemetry (a second server span, operation spans) is off.
+    in_trace = sorted(span.name for _, span in received.spans if span.trace_id == rest.trace_id)
+    assert in_trace == sorted(["page call", "POST /v1/classify", "digitnet.preprocess", "digitnet.model.run"]), in_trace
 
     _, infer = oip_spans["POST /v2/models/{model}/infer"]
     assert infer.trace_id == oip_span.get_span_context().trace_id.to_bytes(16, "big")

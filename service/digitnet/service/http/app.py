@@ -7,8 +7,10 @@ Usage:
 
 from __future__ import annotations
 
+import inspect
 from concurrent.futures import Executor
 from enum import Enum
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,12 +29,25 @@ from digitnet.service.protocol.dataplane import DataPlane
 from digitnet.service.settings.server import ServerSettings
 from digitnet.service.telemetry.observability import count_error
 
+#: FastAPI's own OpenTelemetry spans (its recent versions) start as soon as a tracer provider is set: a second server
+#: span per request beside the guard's, and operation spans; they cost REST 10 to 16 % of its throughput even with
+#: every trace unsampled (bench/tracing_bench.py). The guard's span is the call's, as on gRPC; an older FastAPI has
+#: no such parameter (nor spans).
+_NO_FASTAPI_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}} if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {}
+)
+
 
 def create_app(plane: DataPlane, executor: Executor, settings: ServerSettings) -> FastAPI:
     """Build the ASGI app over the data plane gRPC answers with too (a reload swaps its model for both)."""
     # No /docs or /redoc: their pages load Swagger UI and ReDoc from a CDN, and the server works offline.
     app = FastAPI(
-        title="digitnet", version=__version__, description="Handwritten digits with the 784-16-16-10 network.", docs_url=None, redoc_url=None
+        title="digitnet",
+        version=__version__,
+        description="Handwritten digits with the 784-16-16-10 network.",
+        docs_url=None,
+        redoc_url=None,
+        **_NO_FASTAPI_TELEMETRY,
     )
     app.add_middleware(Guard, admission=Admission.from_settings(settings, plane.readiness, plane.payloads))
     app.exception_handler(DigitnetError)(_digitnet_error)
