@@ -242,3 +242,27 @@ def test_the_otlp_protocol_picks_the_exporter(monkeypatch: pytest.MonkeyPatch, p
         assert type(exporter).__module__ == f"opentelemetry.exporter.otlp.proto.{module}.trace_exporter"
     finally:
         exporter.shutdown()
+
+
+@pytest.mark.slow
+def test_with_adaptive_batching_a_request_records_its_wait(receiver: tuple[Receiver, int]) -> None:
+    received, port = receiver
+    http = free_port()
+    process, _ = serve(DEFAULT_MODEL, "--http-port", str(http), "--max-batch-delay-ms", "1", env=_otel_env(f"http://127.0.0.1:{port}"))
+    provider = TracerProvider()
+    try:
+        with provider.get_tracer("test").start_as_current_span("oip call") as client_span:
+            body = {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}]}
+            request = urllib.request.Request(f"http://127.0.0.1:{http}/v2/models/relu/infer", json.dumps(body).encode(), headers=dict(traced(())))
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                assert answer.status == 200
+        received.wait_for({"POST /v2/models/{model}/infer", "digitnet.batch.wait", "digitnet.encode"})
+    finally:
+        _stop(process)
+    trace_id = client_span.get_span_context().trace_id.to_bytes(16, "big")
+    in_trace = {span.name: span for _, span in received.spans if span.trace_id == trace_id}
+    server = in_trace["POST /v2/models/{model}/infer"]
+    children = {name for name, span in in_trace.items() if span.parent_span_id == server.span_id}
+    assert children == {"digitnet.decode", "digitnet.batch.wait", "digitnet.encode"}
+    # The merged run serves many traces and belongs to none: the batcher's worker has a context of its own.
+    assert "digitnet.model.run" not in in_trace
