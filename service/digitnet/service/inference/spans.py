@@ -12,8 +12,7 @@ Usage:
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -46,18 +45,3 @@ def annotate(attributes: Mapping[str, AttributeValue]) -> None:
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attributes(attributes)
-
-
-def carried(function: Callable[..., _T]) -> Callable[..., _T]:
-    """`function` run in the caller's context when the call is traced: a thread-pool hop keeps its spans' parent
-    (run_in_executor does not copy context variables by itself)."""
-    if not trace.get_current_span().is_recording():
-        return function
-    return _in_context(contextvars.copy_context(), function)
-
-
-def _in_context(context: contextvars.Context, function: Callable[..., _T]) -> Callable[..., _T]:
-    def run(*args: object) -> _T:
-        return context.run(function, *args)
-
-    return run
