@@ -34,7 +34,7 @@ from google.protobuf.message import DecodeError
 
 from digitnet.service.contract.errors import DigitnetError, InvalidInput, clip
 from digitnet.service.grpc.servicer import status_for
-from digitnet.service.inference.statistics import ANSWERING
+from digitnet.service.inference.statistics import answering_model
 from digitnet.service.protocol.admission import Admission
 from digitnet.service.telemetry import tracing
 from digitnet.service.telemetry.observability import count_error
@@ -84,10 +84,8 @@ class Guard:
             elapsed = time.perf_counter() - started
             self._admission.finish(rpc, rpc, name, name == "OK", elapsed, cancelled=name == "CANCELLED")
             if log.isEnabledFor(logging.DEBUG):
-                metadata = dict(context.invocation_metadata() or ())
-                request_id = metadata.get("x-request-id") or uuid.uuid4().hex[:16]
-                answering = ANSWERING.get()  # the model that answered, as the metrics count it
-                model = answering.model if answering is not None else ""
+                request_id = _metadata(context, "x-request-id") or uuid.uuid4().hex[:16]
+                model = answering_model()  # the model that answered, as the metrics count it
                 log.debug(
                     "rpc %s %s in %.2f ms%s",
                     rpc,
@@ -138,10 +136,9 @@ class Guard:
 
             def _end(self, status: str) -> None:
                 if self.span is not None:
-                    answering = ANSWERING.get()
                     attributes = {"rpc.grpc.status_code": _CODES.get(status, 2), "digitnet.status": status}
-                    if answering is not None:
-                        attributes["digitnet.model"] = answering.model
+                    if model := answering_model():
+                        attributes["digitnet.model"] = model
                     tracing.end_server_span(*self.span, attributes, status == "OK")
                     self.span = None
 

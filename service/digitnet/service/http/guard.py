@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digitnet.service.contract.errors import Cancelled, DigitnetError
 from digitnet.service.http.errors import HTTP_STATUS, error_response
-from digitnet.service.inference.statistics import ANSWERING
+from digitnet.service.inference.statistics import answering_model
 from digitnet.service.protocol.admission import Admission
 from digitnet.service.telemetry import tracing
 
@@ -64,10 +64,9 @@ class Guard:
             cancelled = status[0] == HTTP_STATUS[Cancelled.code]
             self.admission.finish(call, f"http {call}", str(status[0]), status[0] == 200, time.perf_counter() - started, cancelled)
             if span is not None:
-                answering = ANSWERING.get()
                 done: dict[str, AttributeValue] = {"http.response.status_code": status[0], "digitnet.status": str(status[0])}
-                if answering is not None:
-                    done["digitnet.model"] = answering.model
+                if model := answering_model():
+                    done["digitnet.model"] = model
                 tracing.end_server_span(*span, done, status[0] < 400)
 
 

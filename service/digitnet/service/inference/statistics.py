@@ -108,3 +108,9 @@ class InferenceStatistics:
 #: yet). Set where a call's model is resolved (protocol/repository.py); each call runs in its own asyncio task,
 #: and so has its own value.
 ANSWERING: ContextVar[InferenceStatistics | None] = ContextVar("digitnet_answering", default=None)
+
+
+def answering_model() -> str:
+    """The name of the model answering the current call, "" when none does (yet)."""
+    answering = ANSWERING.get()
+    return answering.model if answering is not None else ""

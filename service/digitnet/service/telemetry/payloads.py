@@ -44,7 +44,7 @@ from digitnet.service.contract.constants import N_PIXELS
 from digitnet.service.contract.limits import Limits
 from digitnet.service.contract.results import ImageInput, PackedPredictions, Prediction
 from digitnet.service.inference.classifier import prepare
-from digitnet.service.inference.statistics import ANSWERING
+from digitnet.service.inference.statistics import answering_model
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,7 @@ class PayloadLog:
         CAPTURE.set(None)
         if capture is None or (ok and not capture.sampled):
             return
-        answering = ANSWERING.get()
-        finished = _Finished(capture, call, transport, answering.model if answering is not None else "", status, ok, elapsed)
+        finished = _Finished(capture, call, transport, answering_model(), status, ok, elapsed)
         try:
             self._queue.put_nowait(finished)
         except queue.Full:
