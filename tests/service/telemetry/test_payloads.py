@@ -29,7 +29,7 @@ from digitnet.service.contract.constants import MODEL_NAME
 from digitnet.service.contract.results import Outcome, Prediction
 from digitnet.service.telemetry.payloads import REQUEST_EVENT, RESPONSE_EVENT, PayloadLog, RotatingLines, note_answers, note_inputs
 
-from ...conftest import GOLDEN, RELU
+from ...conftest import DEFAULT_MODEL, GOLDEN, LOGISTIC_MODEL, RELU, SIGMOID
 from ..conftest import ServerThread, running_server
 from ..helpers import free_port
 
@@ -133,6 +133,33 @@ def test_records_match_what_grpc_and_rest_clients_got_errors_included(tmp_path: 
     # Never a header, the token or TLS material.
     text = log.read_text()
     assert "s3cret-token" not in text and "authorization" not in text.lower() and "Bearer" not in text
+
+
+def test_each_item_of_a_stream_is_a_record_of_its_own(tmp_path: Path) -> None:
+    log = tmp_path / "payloads.jsonl"
+    with running_server(model=[DEFAULT_MODEL, LOGISTIC_MODEL], payload_log=log, payload_log_sample=1.0) as server:
+        items = [
+            pb.ClassifyRequest(image=pb.Image(encoded=SEVEN), id="a"),
+            pb.ClassifyRequest(image=pb.Image(encoded=b"not an image"), id="b"),
+            pb.ClassifyRequest(image=pb.Image(mnist_uint8=SEVEN_PIXELS.tobytes()), model="nope", id="c"),
+            pb.ClassifyRequest(image=pb.Image(mnist_uint8=SEVEN_PIXELS.tobytes()), model=SIGMOID),  # no id: its place
+        ]
+        with grpc.insecure_channel(server.address) as channel:
+            stream = pb_grpc.DigitClassifierStub(channel).ClassifyStream(iter(items), metadata=(("x-request-id", "s1"),), timeout=10)
+            answers = list(stream)
+        logged = {record["id"]: record for record in settled(server, 4)}
+
+    assert sorted(logged) == ["s1/3", "s1/a", "s1/b", "s1/c"]  # the stream itself is no record: its items are
+    assert all((r["call"], r["transport"]) == ("ClassifyStream", "grpc") for r in logged.values())
+    good = logged["s1/a"]
+    assert (good["status"], good["ok"], good["model"]) == ("OK", True, RELU)
+    assert good["answers"][0]["label"] == answers[0].prediction.label == 7
+    assert good["answers"][0]["probabilities"] == pytest.approx(list(answers[0].prediction.probabilities), abs=1e-5)
+    # A bad item and an unknown model are the items' own failures: the stream went on, each says why.
+    assert (logged["s1/b"]["status"], logged["s1/b"]["ok"], logged["s1/b"]["inputs"][0]["pixels"]) == ("INVALID_ARGUMENT", False, None)
+    assert (logged["s1/c"]["status"], logged["s1/c"]["model"], logged["s1/c"]["inputs"]) == ("NOT_FOUND", "", [])
+    assert (logged["s1/3"]["model"], logged["s1/3"]["answers"][0]["label"]) == (SIGMOID, answers[3].prediction.label)
+    assert (pixels_of(logged["s1/3"]["inputs"][0]) == SEVEN_PIXELS).all()
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:

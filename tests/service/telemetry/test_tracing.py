@@ -20,18 +20,22 @@ from typing import Any
 
 import grpc
 import pytest
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
-from digitnet.service.client.digit_client import DigitClient, traced
+from digitnet.service.client import digit_client
+from digitnet.service.client.digit_client import DigitClient, client_span
 from digitnet.service.telemetry import tracing
 from digitnet.service.telemetry.observability import configure_logging
 
 from ...conftest import DEFAULT_MODEL, GOLDEN
+from ..conftest import running_server
 from ..helpers import free_port, serve
 
 
@@ -85,6 +89,13 @@ def _otel_env(endpoint: str, **more: str) -> dict[str, str]:
     }
 
 
+def _trace_headers() -> dict[str, str]:
+    """The W3C trace context of the current span, as headers."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return headers
+
+
 def _stop(process: Any) -> None:
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
@@ -104,14 +115,14 @@ def test_one_trace_from_the_client_to_the_model_run_on_both_transports(receiver:
             assert client.classify((GOLDEN / "7_scan.png").read_bytes()).label == 7
         grpc_spans = received.wait_for({"client call", "digitnet.v1.DigitClassifier/Classify", "digitnet.preprocess", "digitnet.model.run"})
         with tracer.start_as_current_span("page call") as page_span:
-            headers = dict(traced(()))  # the page's fetches send the same W3C header
+            headers = _trace_headers()  # the page's fetches send the same W3C header
             request = urllib.request.Request(f"http://127.0.0.1:{http}/v1/classify", (GOLDEN / "4_scan.png").read_bytes(), headers=headers)
             with urllib.request.urlopen(request, timeout=30) as answer:
                 assert json.loads(answer.read())["label"] == 4
         http_spans = received.wait_for({"page call", "POST /v1/classify"})
         with tracer.start_as_current_span("oip call") as oip_span:  # the data plane's steps: decode, model run, encode
             body = {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}]}
-            request = urllib.request.Request(f"http://127.0.0.1:{http}/v2/models/relu/infer", json.dumps(body).encode(), headers=dict(traced(())))
+            request = urllib.request.Request(f"http://127.0.0.1:{http}/v2/models/relu/infer", json.dumps(body).encode(), headers=_trace_headers())
             with urllib.request.urlopen(request, timeout=30) as answer:
                 assert answer.status == 200
         oip_spans = received.wait_for({"oip call", "POST /v2/models/{model}/infer", "digitnet.decode", "digitnet.encode"})
@@ -151,6 +162,25 @@ def test_one_trace_from_the_client_to_the_model_run_on_both_transports(receiver:
     assert {span.name for span in steps} >= {"digitnet.decode", "digitnet.model.run", "digitnet.encode"}
 
 
+def test_digit_client_opens_a_client_span_per_call_marked_with_its_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    monkeypatch.setattr(digit_client, "_TRACER", provider.get_tracer("digitnet.client"))  # as a process with the SDK set up has it
+    seven = (GOLDEN / "7_scan.png").read_bytes()
+    with running_server() as server, DigitClient(server.address) as client:
+        assert client.classify(seven).label == 7
+        assert [p.label for p in client.classify_stream([seven, seven])] == [7, 7]
+        with pytest.raises(digit_client.RemoteError):
+            DigitClient(server.address, model="nope").classify(seven)
+    spans = exported.get_finished_spans()
+    assert [span.name.rsplit("/", 1)[1] for span in spans] == ["Classify", "ClassifyStream", "Classify"]
+    assert all(span.kind == SpanKind.CLIENT and span.attributes["rpc.system"] == "grpc" for span in spans)
+    assert [span.status.status_code for span in spans] == [StatusCode.UNSET, StatusCode.UNSET, StatusCode.ERROR]
+    assert spans[2].attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert len({span.context.trace_id for span in spans}) == 3  # no caller's span: each call a trace of its own
+
+
 @pytest.mark.slow
 def test_a_collector_that_is_down_changes_no_answer() -> None:
     closed = free_port()  # nothing listens there
@@ -178,7 +208,8 @@ def test_tracing_is_off_unless_asked_for() -> None:
     assert tracing.wanted(True, {})
     assert not tracing.wanted(True, {"OTEL_SDK_DISABLED": "true"})
     assert not tracing.enabled()  # this test process never asked
-    assert traced((("authorization", "Bearer x"),)) == (("authorization", "Bearer x"),)  # no span: no header
+    with client_span("Classify") as (span, metadata):  # no SDK in this process: no span recorded, no header sent
+        assert not span.is_recording() and metadata == ()
 
 
 def test_a_missing_sdk_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
@@ -227,7 +258,12 @@ def test_a_score_run_is_one_trace_with_a_span_per_chunk(receiver: tuple[Receiver
     chunks = [span for _, span in received.spans if span.name == "digitnet.score.chunk"]
     batches = [span for _, span in received.spans if span.name == "digitnet.v1.DigitClassifier/ClassifyBatch"]
     assert len(chunks) == 3 and all(chunk.trace_id == run.trace_id and chunk.parent_span_id == run.span_id for chunk in chunks)
-    assert sorted(batch.parent_span_id for batch in batches) == sorted(chunk.span_id for chunk in chunks)
+    # Each chunk's request: DigitClient's client span under the chunk, the server's span under that.
+    calls = [span for span in batches if span.kind == span.SPAN_KIND_CLIENT]
+    served = [span for span in batches if span.kind == span.SPAN_KIND_SERVER]
+    assert sorted(call.parent_span_id for call in calls) == sorted(chunk.span_id for chunk in chunks)
+    assert sorted(span.parent_span_id for span in served) == sorted(call.span_id for call in calls)
+    assert all(span.trace_id == run.trace_id for span in batches)
 
 
 @pytest.mark.parametrize(("protocol", "module"), [("grpc", "grpc"), ("http/protobuf", "http"), (None, "grpc")])
@@ -253,7 +289,7 @@ def test_with_adaptive_batching_a_request_records_its_wait(receiver: tuple[Recei
     try:
         with provider.get_tracer("test").start_as_current_span("oip call") as client_span:
             body = {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}]}
-            request = urllib.request.Request(f"http://127.0.0.1:{http}/v2/models/relu/infer", json.dumps(body).encode(), headers=dict(traced(())))
+            request = urllib.request.Request(f"http://127.0.0.1:{http}/v2/models/relu/infer", json.dumps(body).encode(), headers=_trace_headers())
             with urllib.request.urlopen(request, timeout=30) as answer:
                 assert answer.status == 200
         received.wait_for({"POST /v2/models/{model}/infer", "digitnet.batch.wait", "digitnet.encode"})

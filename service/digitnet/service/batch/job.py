@@ -26,7 +26,6 @@ from queue import Queue
 from typing import Protocol
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
 from digitnet.service.batch.rows import Format, Row, ScoredChunk, to_row
 from digitnet.service.batch.shards import Shard, key_of
@@ -212,10 +211,8 @@ class ServerBackend:
         from digitnet.service.client.digit_client import DigitClient
 
         # One trace for the run (when the OTEL_* variables turn tracing on): a span per chunk under this one, and
-        # the server's spans of each request under its chunk's.
-        self._run = TRACER.start_span(
-            "digitnet.score", kind=SpanKind.CLIENT, attributes={"server.address": self.address, "digitnet.model": self.model_name}
-        )
+        # under each chunk DigitClient's client span of each request, with the server's spans under it.
+        self._run = TRACER.start_span("digitnet.score", attributes={"server.address": self.address, "digitnet.model": self.model_name})
         self._run_context = trace.set_span_in_context(self._run)
         self._clients = [DigitClient(self.address, timeout=60, model=self.model_name) for _ in range(self.workers)]
         with trace.use_span(self._run):

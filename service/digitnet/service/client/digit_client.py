@@ -16,11 +16,14 @@ import random
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar, cast, get_args
 
 import grpc
 import numpy as np
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from digitnet.service.api._generated import digitnet_pb2 as pb
 from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
@@ -53,6 +56,8 @@ CLIENT_MESSAGE_BYTES = 64 * 1024 * 1024
 RETRY_BACKOFF = (0.1, 2.0)
 #: Bytes an Image costs in a ClassifyBatchRequest beyond its payload (tags, lengths), rounded up.
 _IMAGE_OVERHEAD_BYTES = 16
+#: The tracer of the client's spans: the OpenTelemetry API's, recording only where the caller set up an SDK.
+_TRACER = trace.get_tracer("digitnet.client")
 
 
 class RemoteError(DigitnetError):
@@ -209,14 +214,14 @@ class DigitClient:
     def classify(self, image: ImageInput, min_confidence: float | None = None) -> Prediction:
         """Classify one image (min_confidence None: the server's default threshold, as in every method)."""
         request = pb.ClassifyRequest(image=encode_image(image), min_confidence=min_confidence, model=self.model)
-        return decode_prediction(self._call(self._stub.Classify, request).prediction)
+        return decode_prediction(self._call("Classify", self._stub.Classify, request).prediction)
 
     def classify_batch(self, images: Sequence[ImageInput], min_confidence: float | None = None) -> list[Prediction]:
         """Classify many images, in as many requests as the server's limits need. Bad images and images too
         big to send come back in place as ERROR predictions."""
         answers: list[Prediction | None] = [None] * len(images)
         for positions, request in self._batch_requests(images, answers, min_confidence):
-            for position, message in zip(positions, self._call(self._stub.ClassifyBatch, request).predictions):
+            for position, message in zip(positions, self._call("ClassifyBatch", self._stub.ClassifyBatch, request).predictions):
                 answers[position] = decode_prediction(message)
         return answers  # type: ignore[return-value]  # every None was answered
 
@@ -262,7 +267,7 @@ class DigitClient:
         """Classify MNIST-form uint8 images [N, 784] (or [N, 28, 28]) through the packed fast path."""
         images = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(-1, N_PIXELS)
         request = pb.ClassifyBatchRequest(mnist_uint8=images.tobytes(), min_confidence=min_confidence, model=self.model)
-        packed = self._call(self._stub.ClassifyBatch, request).packed
+        packed = self._call("ClassifyBatch", self._stub.ClassifyBatch, request).packed
         return PackedPredictions(
             labels=np.array(packed.labels, dtype=np.int32),
             confidences=np.array(packed.confidences, dtype=np.float32),
@@ -274,39 +279,45 @@ class DigitClient:
         requests = (
             pb.ClassifyRequest(image=encode_image(i), min_confidence=min_confidence, id=str(n), model=self.model) for n, i in enumerate(images)
         )
-        try:
-            for response in self._stub.ClassifyStream(requests, metadata=traced(self._metadata)):
-                yield decode_prediction(response.prediction)
-        except grpc.RpcError as err:
-            raise RemoteError(err.code().name, (err.details() or "") + connection_hint(err.details() or "", self._tls)) from err
+        with client_span("ClassifyStream", current=False) as (span, metadata):
+            try:
+                for response in self._stub.ClassifyStream(requests, metadata=(*self._metadata, *metadata)):
+                    yield decode_prediction(response.prediction)
+            except grpc.RpcError as err:
+                failed(span, err.code())
+                raise RemoteError(err.code().name, (err.details() or "") + connection_hint(err.details() or "", self._tls)) from err
 
     def explain(self, image: ImageInput, min_confidence: float | None = None) -> Explanation:
         """Classify one image and return what the network saw."""
         request = pb.ClassifyRequest(image=encode_image(image), min_confidence=min_confidence, model=self.model)
-        reply = self._call(self._stub.Explain, request)
+        reply = self._call("Explain", self._stub.Explain, request)
         layers = (np.array(values, dtype=np.float32) for values in (reply.input, reply.hidden1, reply.hidden2))
         return Explanation(decode_prediction(reply.prediction), *layers)
 
     def model_info(self, include_model: bool = False) -> pb.ModelInfo:
         """Describe the model this client asks (its name, card, sha256, the server's limits); with include_model,
         also fetch the ONNX file itself."""
-        return self._call(self._stub.GetModelInfo, pb.GetModelInfoRequest(include_model=include_model, model=self.model))
+        return self._call("GetModelInfo", self._stub.GetModelInfo, pb.GetModelInfoRequest(include_model=include_model, model=self.model))
 
-    def _call(self, method: Callable[..., Reply], request: object) -> Reply:
-        # gRPC's retry policy moves a call off a draining replica at once; this loop outlasts a restart.
-        give_up = time.monotonic() + self.retry_seconds
-        wait = RETRY_BACKOFF[0]
-        while True:
-            try:
-                return method(request, timeout=self.timeout, metadata=traced(self._metadata))
-            except grpc.RpcError as err:
-                if err.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() + wait > give_up:
-                    details = err.details() or ""
-                    if err.code() == grpc.StatusCode.UNAVAILABLE:
-                        details += f" (retried for {self.retry_seconds:g} s){connection_hint(details, self._tls)}"
-                    raise RemoteError(err.code().name, details) from err
-            time.sleep(wait * random.uniform(0.5, 1.0))  # jitter: restarted servers are not hit by every client at once
-            wait = min(2 * wait, RETRY_BACKOFF[1])
+    def _call(self, name: str, method: Callable[..., Reply], request: object) -> Reply:
+        """Call `method` (the RPC `name`) in a client span, retrying an unavailable server for retry_seconds."""
+        with client_span(name) as (span, metadata):
+            # gRPC's retry policy moves a call off a draining replica at once; this loop outlasts a restart.
+            give_up = time.monotonic() + self.retry_seconds
+            wait = RETRY_BACKOFF[0]
+            while True:
+                try:
+                    return method(request, timeout=self.timeout, metadata=(*self._metadata, *metadata))
+                except grpc.RpcError as err:
+                    if err.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() + wait > give_up:
+                        details = err.details() or ""
+                        if err.code() == grpc.StatusCode.UNAVAILABLE:
+                            details += f" (retried for {self.retry_seconds:g} s){connection_hint(details, self._tls)}"
+                        failed(span, err.code())
+                        raise RemoteError(err.code().name, details) from err
+                    span.add_event("retry", {"rpc.grpc.status_code": err.code().value[0], "digitnet.wait_seconds": wait})
+                time.sleep(wait * random.uniform(0.5, 1.0))  # jitter: restarted servers are not hit by every client at once
+                wait = min(2 * wait, RETRY_BACKOFF[1])
 
     def close(self) -> None:
         """Close the channel."""
@@ -367,11 +378,33 @@ def health_status(address: str, service: str = "", timeout: float = 2.0, setting
     return ("SERVING", "") if ready.ready else ("NOT_SERVING", f"model {model!r} is not loaded")
 
 
-def traced(metadata: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    """The call's metadata with the W3C trace context (traceparent, tracestate) of the caller's current span, if
-    it has one, so that the server's spans join the caller's trace; as it was otherwise."""
-    if not trace.get_current_span().get_span_context().is_valid:
-        return metadata
+@contextmanager
+def client_span(method: str, current: bool = True) -> Iterator[tuple[trace.Span, tuple[tuple[str, str], ...]]]:
+    """A client span for one call of digitnet.v1's `method` while the block runs, and the W3C trace context
+    (traceparent, tracestate) to send with it, so that the server's spans join the caller's trace. Without an
+    OpenTelemetry SDK set up the span records nothing, and the context is the caller's current span's, if any.
+    A generator passes current=False: the span is never made current (a context attached in one step of a
+    generator cannot be detached in another)."""
+    span = _TRACER.start_span(f"{SERVICE_NAME}/{method}", kind=SpanKind.CLIENT, attributes=_span_attributes(method))
+    context = trace.set_span_in_context(span)
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return (*metadata, *carrier.items())
+    if span.get_span_context().is_valid:
+        propagate.inject(carrier, context=context)
+    token = otel_context.attach(context) if current else None
+    try:
+        yield span, tuple(carrier.items())
+    finally:
+        if token is not None:
+            otel_context.detach(token)
+        span.end()
+
+
+def _span_attributes(method: str) -> dict[str, str]:
+    return {"rpc.system": "grpc", "rpc.service": SERVICE_NAME, "rpc.method": method}
+
+
+def failed(span: trace.Span, code: grpc.StatusCode) -> None:
+    """Mark a client span with the status its call failed with."""
+    if span.is_recording():
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        span.set_status(Status(StatusCode.ERROR, code.name))

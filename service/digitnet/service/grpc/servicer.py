@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TypeVar
@@ -213,14 +214,26 @@ class DigitClassifierServicer(pb_grpc.DigitClassifierServicer):
     ) -> AsyncIterator[pb.ClassifyResponse]:
         # A bad item becomes an ERROR response; the stream goes on. Each item gets the server's time limit anew,
         # and may name its own model.
+        # With the payload log on, each item is recorded as a call of its own (its id: the stream's and the item's).
+        payloads = self.plane.payloads
+        number = 0
         async for request in requests:
             name = ""  # no model answered an item whose model is not served
+            status = "OK"
+            started = time.perf_counter()
+            stream = payloads.begin_item(request.id or str(number)) if payloads is not None else None
             try:
                 served = self.plane.model(request.model)
                 name = served.name
                 prediction = await self._classify_one(served.classifier, request, deadline_of(context, self._request_seconds))
+                note_answers([prediction])
             except Exception as err:
+                status = err.code if isinstance(err, DigitnetError) else InternalError.code  # also when it ends the stream
                 prediction = Prediction.failed(stream_item_error(err, "ClassifyStream"))
+            finally:
+                if payloads is not None:
+                    payloads.finish_item(stream, status, status == "OK", time.perf_counter() - started, name)
+            number += 1
             yield pb.ClassifyResponse(prediction=encode_prediction(prediction, name), id=request.id, model=name)
 
     @grpc_errors

@@ -14,6 +14,7 @@ Usage:
     log.begin(lambda: request_id_header)   # in the guard, per call
     note_inputs(pixels); note_answers(packed)   # in the handlers
     log.finish("Classify", "grpc", "OK", True, elapsed)
+    stream = log.begin_item(item_id); ...; log.finish_item(stream, "OK", True, elapsed, model)   # each item of a stream
     log.close()
 """
 
@@ -143,17 +144,31 @@ class PayloadLog:
         given = request_id()
         CAPTURE.set(Capture(given[:128] if given else uuid.uuid4().hex, self._random.random() < self.sample, time.time()))
 
-    def finish(self, call: str, transport: str, status: str, ok: bool, elapsed: float) -> None:
-        """Close the current call's capture: queue its record if the call was sampled or failed (never waiting)."""
+    def finish(self, call: str, transport: str, status: str, ok: bool, elapsed: float, model: str | None = None) -> None:
+        """Close the current call's capture: queue its record if the call was sampled or failed (never waiting).
+        `model` names the model that answered when the call's own (answering_model()) is not the one."""
         capture = CAPTURE.get()
         CAPTURE.set(None)
         if capture is None or (ok and not capture.sampled):
             return
-        finished = _Finished(capture, call, transport, answering_model(), status, ok, elapsed)
+        finished = _Finished(capture, call, transport, answering_model() if model is None else model, status, ok, elapsed)
         try:
             self._queue.put_nowait(finished)
         except queue.Full:
             DROPPED.labels("queue_full").inc()
+
+    def begin_item(self, item_id: str) -> Capture | None:
+        """Open the capture of one item of a stream, recorded (and sampled) as a call of its own under the id
+        "<the stream's request id>/<the item's id>"; returns the stream's capture, for finish_item to put back."""
+        stream = CAPTURE.get()
+        parent = stream.request_id if stream is not None else uuid.uuid4().hex
+        CAPTURE.set(Capture(f"{parent}/{item_id[:64]}", self._random.random() < self.sample, time.time()))
+        return stream
+
+    def finish_item(self, stream: Capture | None, status: str, ok: bool, elapsed: float, model: str) -> None:
+        """Close a stream item's capture (see begin_item) and make the stream's capture current again."""
+        self.finish("ClassifyStream", "grpc", status, ok, elapsed, model)
+        CAPTURE.set(stream)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued record is written (and handed to the sink, and sent); False if time ran out."""
