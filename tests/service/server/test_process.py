@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import subprocess
@@ -117,8 +118,8 @@ def test_an_open_health_watch_does_not_hold_up_the_stop() -> None:
 
 
 @pytest.mark.slow
-def test_workers_share_one_port() -> None:
-    process, port = _start("--workers", "2", ready_lines=2)
+def test_workers_share_one_port_and_each_writes_a_payload_log_of_its_own(tmp_path: Path) -> None:
+    process, port = _start("--workers", "2", "--payload-log", str(tmp_path / "payloads.jsonl"), "--payload-log-sample", "1", ready_lines=2)
     try:
         children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
         assert len(children) >= 2
@@ -129,6 +130,10 @@ def test_workers_share_one_port() -> None:
         assert process.wait(timeout=30) == 0
     finally:
         process.kill()
+    # Worker i writes payloads.i.jsonl (two writers of one file would rotate each other's away); every call is in one.
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["payloads.0.jsonl", "payloads.1.jsonl"]
+    logged = [json.loads(line) for path in tmp_path.iterdir() for line in path.read_text().splitlines()]
+    assert [(record["call"], record["answers"][0]["label"]) for record in logged] == [("Classify", 5)] * 6
 
 
 def test_cuda_missing_is_a_clear_startup_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
