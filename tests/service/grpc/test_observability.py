@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -46,8 +47,9 @@ def test_metrics_count_requests_errors_batches_and_describe_the_model(server: Se
 
 
 @pytest.mark.slow
-def test_json_logs_show_startup_and_requests_without_payloads(tmp_path: object) -> None:
+def test_json_logs_show_startup_and_requests_without_payloads(tmp_path: Path) -> None:
     port = free_port()
+    payloads = tmp_path / "payloads.jsonl"  # on: its record of the call and the call's log line share one id
     process = subprocess.Popen(
         [
             sys.executable,
@@ -62,6 +64,10 @@ def test_json_logs_show_startup_and_requests_without_payloads(tmp_path: object) 
             "json",
             "--log-level",
             "debug",
+            "--payload-log",
+            str(payloads),
+            "--payload-log-sample",
+            "1",
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -86,7 +92,9 @@ def test_json_logs_show_startup_and_requests_without_payloads(tmp_path: object) 
     assert str(startup["message"]).startswith(f"model {RELU} (the default") and "CPUExecutionProvider" in str(startup["message"])
     assert any("worker threads" in str(line["message"]) for line in lines)
     request = next(line for line in lines if str(line["message"]).startswith("rpc Classify OK"))
-    assert request["level"] == "DEBUG" and len(str(request["request_id"])) == 16 and request["model"] == RELU
+    assert request["level"] == "DEBUG" and request["model"] == RELU
+    [record] = [json.loads(line) for line in payloads.read_text().splitlines()]
+    assert request["request_id"] == record["id"], "the log line and the payload record of one call name it alike"
     assert not any("PNG" in json.dumps(line) or "encoded" in json.dumps(line) for line in lines), "an image reached the log"
 
 

@@ -38,6 +38,7 @@ from digitnet.service.inference.statistics import answering_model
 from digitnet.service.protocol.admission import Admission
 from digitnet.service.telemetry import tracing
 from digitnet.service.telemetry.observability import count_error
+from digitnet.service.telemetry.payloads import captured_id
 
 log = logging.getLogger("digitnet.requests")
 
@@ -82,9 +83,11 @@ class Guard:
             code = refused or context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
             name = code.name if isinstance(code, grpc.StatusCode) else str(code)
             elapsed = time.perf_counter() - started
+            # The payload record's id, when the call was captured: the log line and the record then join.
+            request_id = captured_id() if log.isEnabledFor(logging.DEBUG) else None
             self._admission.finish(rpc, rpc, name, name == "OK", elapsed, cancelled=name == "CANCELLED")
             if log.isEnabledFor(logging.DEBUG):
-                request_id = _metadata(context, "x-request-id") or uuid.uuid4().hex[:16]
+                request_id = request_id or _metadata(context, "x-request-id") or uuid.uuid4().hex[:16]
                 model = answering_model()  # the model that answered, as the metrics count it
                 log.debug(
                     "rpc %s %s in %.2f ms%s",

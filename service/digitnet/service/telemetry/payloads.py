@@ -87,6 +87,12 @@ def capturing() -> bool:
     return CAPTURE.get() is not None
 
 
+def captured_id() -> str | None:
+    """The request id of the call being captured (the client's x-request-id, or the one made for it), if any."""
+    capture = CAPTURE.get()
+    return capture.request_id if capture is not None else None
+
+
 def note_inputs(inputs: np.ndarray | Sequence[ImageInput]) -> None:
     """Note the current call's input: MNIST-form pixels [N, 784], or one input per image (encoded bytes or pixels)."""
     capture = CAPTURE.get()
