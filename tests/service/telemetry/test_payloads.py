@@ -19,6 +19,8 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from cloudevents.core.bindings.http import HTTPMessage, from_binary
+from cloudevents.core.formats.json import JSONFormat
 from PIL import Image
 from prometheus_client import REGISTRY
 
@@ -244,6 +246,13 @@ def test_the_cloudevents_sink_receives_a_request_and_a_response_event_per_record
         assert json.loads(body)["id"] == "ce-1"
     request, response = (json.loads(body) for _, body in _Sink.received)
     assert len(base64.b64decode(request["inputs"][0]["pixels"])) == 784 and "answers" not in request
+    # The CloudEvents SDK (a receiver's library) reads both as events of spec 1.0, their data as the body's JSON.
+    events = [from_binary(HTTPMessage(headers, body), JSONFormat()) for headers, body in _Sink.received]
+    assert [(e.get_specversion(), e.get_type(), e.get_id(), e.get_extension("inferenceservicename")) for e in events] == [
+        ("1.0", REQUEST_EVENT, "ce-1", RELU),
+        ("1.0", RESPONSE_EVENT, "ce-1", RELU),
+    ]
+    assert [e.get_data() for e in events] == [request, response] and all(e.get_time() is not None for e in events)
     assert response["answers"][0]["label"] == 7 and response["status"] == "OK" and "inputs" not in response
 
 
