@@ -8,6 +8,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -140,3 +141,9 @@ def serve(model: Path, *flags: str, env: dict[str, str] | None = None, log: list
             threading.Thread(target=process.stderr.read, daemon=True).start()
             return process, int(found.group(1))
     raise AssertionError(f"server exited with {process.wait()}")
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Stop a `digitnet serve` as an orchestrator does (SIGTERM), and check that it drained and exited 0."""
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0

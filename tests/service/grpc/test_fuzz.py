@@ -7,6 +7,11 @@ INTERNAL or UNKNOWN (and every batch or stream item likewise), the server must s
 image must still be read right afterwards. `pytest --fuzz-cases 30000` runs a longer campaign;
 `--fuzz-seed` picks another sequence. The status table is printed at the end.
 
+The server runs with the payload log and tracing on (every call sampled, exported to an OTLP receiver), and
+a share of the calls carry hostile W3C trace context (valid, mutated, repeated, huge `traceparent` and
+`tracestate` metadata): each is answered as it is without them, and the receiver's spans must be well formed
+and continue exactly the valid sampled traceparents sent (telemetry/otlp.py says what each header must do).
+
 Model names: every call that names a model (ModelInfer, ModelMetadata, ModelReady, ModelConfig,
 ModelStatistics, RepositoryModelLoad and RepositoryModelUnload) gets names no server of two models serves,
 hostile ones and hypothesis's; each must be NOT_FOUND (INVALID_ARGUMENT where the message cannot be read),
@@ -38,7 +43,8 @@ from digitnet.service.contract.constants import MODEL_NAME
 
 from ...conftest import CORPUS, DEFAULT_MODEL, GOLDEN, RELU, SIGMOID
 from ..conftest import ServerThread, running_server
-from ..helpers import free_port, serve, two_models
+from ..helpers import free_port, serve, stop, two_models
+from ..telemetry.otlp import EVERY_SPAN, Expected, Receiver, hostile_context, malformed, otel_env
 
 SEEDS = [p.read_bytes() for p in sorted((CORPUS).iterdir()) if p.is_file() and p.suffix != ".py"]
 SEEDS += [p.read_bytes() for p in sorted(GOLDEN.glob("*_*.*")) if p.suffix != ".py"]
@@ -115,8 +121,21 @@ def _oip_request(rng: random.Random) -> oip.ModelInferRequest:
     return request
 
 
+#: The share of calls that carry trace headers (telemetry/otlp.py's hostile_context), and their bytes at most:
+#: gRPC refuses a call whose metadata is over 8 KiB (RESOURCE_EXHAUSTED, at random between 8 and 16 KiB).
+TRACED, TRACE_BYTES = 0.3, 5000
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+def _ok(_: object) -> list[str]:
+    """The codes of a unary call that answered."""
+    return ["OK"]
+
+
 class _Campaign:
-    """Runs fuzz cases against one server and tallies the status codes."""
+    """Runs fuzz cases against one server and tallies the status codes. A case that carries trace headers is
+    sent again without them: it must be answered the same (every code of it, items included)."""
 
     def __init__(self, channel: grpc.Channel, seed: int) -> None:
         self.stub = pb_grpc.DigitClassifierStub(channel)
@@ -124,68 +143,91 @@ class _Campaign:
         self.seed = seed
         self.codes: Counter[str] = Counter()
         self.failures: list[str] = []
+        self.expected = Expected()
+        self.traced = 0
         self._lock = threading.Lock()
 
-    def record(self, case: int, kind: str, code: str) -> None:
+    def record(self, case: int, kind: str, codes: list[str]) -> None:
         with self._lock:
-            self.codes[f"{kind} {code}"] += 1
-            if code in FORBIDDEN:
-                self.failures.append(f"case {case} (seed {self.seed}): {kind} answered {code}")
+            for name, code in zip([kind] + [f"{kind} item"] * (len(codes) - 1), codes, strict=True):
+                self.codes[f"{name} {code}"] += 1
+                if code in FORBIDDEN:
+                    self.failures.append(f"case {case} (seed {self.seed}): {name} answered {code}")
 
     def run(self, case: int) -> None:
         rng = random.Random(f"{self.seed}:{case}")
         kind = rng.choices(["Classify", "ClassifyBatch", "ClassifyStream", "Explain", "ModelInfer", "raw"], [5, 2, 1, 1, 2, 1])[0]
-        try:
-            self._send(kind, rng, case)
-        except grpc.RpcError as err:
-            self.record(case, kind, err.code().name)
+        call = self._prepare(kind, rng)
+        traces = random.Random(f"{self.seed}:{case}:trace")  # apart: the requests are those of a campaign without
+        context = hostile_context(traces, http=False, budget=TRACE_BYTES) if traces.random() < TRACED else None
+        codes = self._codes(call, context.headers if context else ())
+        self.expected.call(context)
+        self.record(case, kind, codes)
+        if context is not None:
+            bare = self._codes(call, ())
+            self.expected.call(None)
+            with self._lock:
+                self.traced += 1
+                if bare != codes:
+                    self.failures.append(f"case {case} (seed {self.seed}): {kind} answered {codes} with {context.headers!r:.300} but {bare} without")
 
-    def _send(self, kind: str, rng: random.Random, case: int) -> None:
+    @staticmethod
+    def _codes(call: Callable[[Metadata], list[str]], metadata: Metadata) -> list[str]:
+        """The call's status and its items' (a batch's or a stream's), by name."""
+        try:
+            return call(metadata)
+        except grpc.RpcError as err:
+            return [err.code().name]
+
+    def _prepare(self, kind: str, rng: random.Random) -> Callable[[Metadata], list[str]]:
+        """One call of `kind` with mutated contents, to be sent (as many times as wanted) with some metadata."""
         image = lambda: pb.Image(encoded=mutate(rng.choice(SEEDS), rng))  # noqa: E731
         if kind in ("Classify", "Explain"):
             method: Callable[..., object] = getattr(self.stub, kind)
-            method(pb.ClassifyRequest(image=image(), min_confidence=rng.choice((0.0, 0.5))), timeout=30)
-            self.record(case, kind, "OK")
-        elif kind == "ClassifyBatch":
+            single = pb.ClassifyRequest(image=image(), min_confidence=rng.choice((0.0, 0.5)))
+            return lambda metadata: _ok(method(single, timeout=30, metadata=metadata))
+        if kind == "ClassifyBatch":
             images = [image() for _ in range(rng.randint(1, 8))]
             if rng.random() < 0.3:
                 images.append(pb.Image(mnist_uint8=rng.randbytes(rng.choice((784, 783, 0, 1568)))))
-            reply = self.stub.ClassifyBatch(pb.ClassifyBatchRequest(images=images), timeout=30)
-            self._items(case, kind, [p.error.code for p in reply.predictions])
-        elif kind == "ClassifyStream":
-            requests: Iterator[pb.ClassifyRequest] = iter([pb.ClassifyRequest(image=image(), id=str(i)) for i in range(rng.randint(1, 6))])
-            self._items(case, kind, [r.prediction.error.code for r in self.stub.ClassifyStream(requests, timeout=30)])
-        elif kind == "ModelInfer":
-            infer = self.channel.unary_unary(OIP_METHOD, oip.ModelInferRequest.SerializeToString, oip.ModelInferResponse.FromString)
-            infer(_oip_request(rng), timeout=30)
-            self.record(case, kind, "OK")
-        else:  # bytes that may not even parse as the request message, on any method
-            method_name = rng.choice(
-                [
-                    "/digitnet.v1.DigitClassifier/Classify",
-                    "/digitnet.v1.DigitClassifier/ClassifyBatch",
-                    "/digitnet.v1.DigitClassifier/Explain",
-                    "/digitnet.v1.DigitClassifier/GetModelInfo",
-                    OIP_METHOD,
-                ]
+            batch = pb.ClassifyBatchRequest(images=images)
+            return lambda metadata: ["OK"] + [p.error.code or "OK" for p in self.stub.ClassifyBatch(batch, timeout=30, metadata=metadata).predictions]
+        if kind == "ClassifyStream":
+            stream = [pb.ClassifyRequest(image=image(), id=str(i)) for i in range(rng.randint(1, 6))]
+            return lambda metadata: (
+                ["OK"] + [r.prediction.error.code or "OK" for r in self.stub.ClassifyStream(iter(stream), timeout=30, metadata=metadata)]
             )
-            payload = mutate(pb.ClassifyRequest(image=pb.Image(encoded=rng.choice(SEEDS)[:2000])).SerializeToString(), rng)
-            self.channel.unary_unary(method_name)(payload, timeout=30)
-            self.record(case, kind, "OK")
-
-    def _items(self, case: int, kind: str, item_codes: list[str]) -> None:
-        self.record(case, kind, "OK")
-        for code in item_codes:
-            self.record(case, f"{kind} item", code or "OK")
+        if kind == "ModelInfer":
+            infer = self.channel.unary_unary(OIP_METHOD, oip.ModelInferRequest.SerializeToString, oip.ModelInferResponse.FromString)
+            request = _oip_request(rng)
+            return lambda metadata: _ok(infer(request, timeout=30, metadata=metadata))
+        # bytes that may not even parse as the request message, on any method
+        method_name = rng.choice(
+            [
+                "/digitnet.v1.DigitClassifier/Classify",
+                "/digitnet.v1.DigitClassifier/ClassifyBatch",
+                "/digitnet.v1.DigitClassifier/Explain",
+                "/digitnet.v1.DigitClassifier/GetModelInfo",
+                OIP_METHOD,
+            ]
+        )
+        payload = mutate(pb.ClassifyRequest(image=pb.Image(encoded=rng.choice(SEEDS)[:2000])).SerializeToString(), rng)
+        raw = self.channel.unary_unary(method_name)
+        return lambda metadata: _ok(raw(payload, timeout=30, metadata=metadata))
 
 
 @pytest.mark.slow
-def test_fuzzed_requests_never_break_the_server(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_fuzzed_requests_never_break_the_server(
+    request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str], tmp_path: Path, receiver: tuple[Receiver, int]
+) -> None:
     cases, seed = request.config.getoption("fuzz_cases"), request.config.getoption("fuzz_seed")
-    # The payload log on, every call recorded and posted to a sink that is down: hostile input goes through it too.
+    # Both of the telemetry features on: the payload log, every call recorded and posted to a sink that is down,
+    # and tracing, every call sampled and its spans exported to a receiver. Hostile input goes through both.
     payloads = tmp_path / "payloads.jsonl"
     sink = f"http://127.0.0.1:{free_port()}/"
-    process, port = serve(DEFAULT_MODEL, "--payload-log", str(payloads), "--payload-log-sample", "1", "--payload-log-url", sink)
+    received, otlp = receiver
+    flags = ("--payload-log", str(payloads), "--payload-log-sample", "1", "--payload-log-url", sink)
+    process, port = serve(DEFAULT_MODEL, *flags, env=otel_env(f"http://127.0.0.1:{otlp}", **EVERY_SPAN))
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             campaign = _Campaign(channel, seed)
@@ -195,18 +237,25 @@ def test_fuzzed_requests_never_break_the_server(request: pytest.FixtureRequest, 
             health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert health.status == health_pb2.HealthCheckResponse.SERVING
             reply = campaign.stub.Classify(pb.ClassifyRequest(image=pb.Image(encoded=GOOD)), timeout=10)
+            campaign.expected.call(None)
             assert reply.prediction.label == 9, "a good image is no longer read right after the campaign"
         assert process.poll() is None, "the server died"
+        stop(process)  # its last spans leave as it exits, and the payload log is closed whole
     finally:
         process.kill()
         process.wait()
-    whole = payloads.read_bytes().rsplit(b"\n", 1)[0].splitlines()  # killed: a last line may be cut short
-    assert whole and all(json.loads(line)["call"] in {"Classify", "ClassifyBatch", "Explain", "ModelInfer"} for line in whole)
+    lines = payloads.read_bytes().splitlines()
+    assert lines and all(json.loads(line)["call"] in {"Classify", "ClassifyBatch", "Explain", "ModelInfer"} for line in lines)
     with capsys.disabled():
-        print(f"\nfuzz: {cases} cases (seed {seed}), {sum(campaign.codes.values())} calls and items:")
+        print(f"\nfuzz: {cases} cases (seed {seed}), {sum(campaign.codes.values())} calls and items, {campaign.traced} with trace headers:")
         for key, count in sorted(campaign.codes.items()):
             print(f"  {key:<38} {count:>7}")
+        print(f"  {len(received.spans)} spans, {len(lines)} payload records")
     assert campaign.failures == [], "\n".join(campaign.failures[:20])
+    spans = [(service, span) for service, span in received.spans if not span.name.startswith("grpc.health.")]
+    assert malformed(spans) == []
+    problems = campaign.expected.problems(spans)
+    assert problems == [], "\n".join(problems[:30])
 
 
 def test_the_mutator_is_repeatable_and_changes_its_input() -> None:

@@ -1,5 +1,9 @@
 """Hostile REST requests: mutated OIP infer bodies (wrong types, shapes, sizes, cut short, bad binary headers)
-must each be answered 200 or with the protocol's JSON error, never a 5xx, and the server must keep serving.
+must each be answered 200 or with the protocol's JSON error, never a 5xx, and the server must keep serving. The
+server runs with the payload log and tracing on (every call sampled, exported to an OTLP receiver), and a share
+of the requests carry hostile W3C trace context (valid, mutated, repeated, huge, non-ASCII `traceparent` and
+`tracestate` headers): each is answered as it is without them, and the spans must be well formed and continue
+exactly the valid sampled traceparents sent (telemetry/otlp.py says what each header must do).
 Model names no server of two models serves, in every route's path and in /v1's ?model=, must be 404 (400
 where malformed; 431 where the request line is over the header limit), and both models must still serve."""
 
@@ -9,10 +13,9 @@ import copy
 import http.client
 import json
 import random
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from digitnet.service.contract.constants import MODEL_NAME
 from digitnet.service.settings.server import ServerSettings
 
-from ...conftest import GOLDEN, RELU, SIGMOID
+from ...conftest import DEFAULT_MODEL, GOLDEN, RELU, SIGMOID
 from ..conftest import ServerThread, running_server
 from ..grpc.test_fuzz import HOSTILE_NAMES, NAMES
-from ..helpers import two_models
+from ..helpers import free_port, serve, stop, two_models
+from ..telemetry.otlp import EVERY_SPAN, Expected, Receiver, hostile_context, malformed, otel_env
 
 BASE: dict[str, Any] = {
     "id": "x",
@@ -56,41 +60,88 @@ def _mutate(rng: random.Random, value: Any) -> None:
             value[index] = rng.choice(VALUES)
 
 
+#: The share of requests that carry trace headers (telemetry/otlp.py's hostile_context), and their bytes at most
+#: (under the server's header bound: over it, a request is answered 431 before any route or span).
+TRACED, TRACE_BYTES = 0.4, 40_000
+
+
+def _post(port: int, path: str, body: bytes, headers: list[tuple[str, str]]) -> tuple[int, bytes]:
+    """One POST on a connection of its own; headers in order, a name may repeat, non-latin-1 text sent as UTF-8."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.putrequest("POST", path)
+        for name, value in [*headers, ("Content-Length", str(len(body)))]:
+            connection.putheader(name, value.encode() if not value.isascii() else value)
+        connection.endheaders(body)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
 @pytest.mark.slow
-def test_mutated_infer_requests_never_get_a_5xx(tmp_path: Path) -> None:
-    rng = random.Random(0)
+def test_mutated_infer_requests_never_get_a_5xx(tmp_path: Path, receiver: tuple[Receiver, int], capsys: pytest.CaptureFixture[str]) -> None:
+    rng, traces = random.Random(0), random.Random("trace")  # apart: the bodies are those of a campaign without
     failures: list[str] = []
     statuses: list[str] = []
-    # With the payload log on (every call): each answer, hostile or not, is recorded with the status the client got.
-    with running_server(http=True, payload_log=tmp_path / "payloads.jsonl", payload_log_sample=1.0) as server:
-        url = f"{server.http_url}/v2/models/digitnet/infer"
+    expected = Expected()
+    # Both of the telemetry features on: the payload log, every call recorded (with the status the client got) and
+    # posted to a sink that is down, and tracing, every call sampled and its spans exported to a receiver.
+    received, otlp = receiver
+    log, port = tmp_path / "payloads.jsonl", free_port()
+    flags = (
+        "--http-port",
+        str(port),
+        "--payload-log",
+        str(log),
+        "--payload-log-sample",
+        "1",
+        "--payload-log-url",
+        f"http://127.0.0.1:{free_port()}/",
+    )
+    process, _ = serve(DEFAULT_MODEL, *flags, env=otel_env(f"http://127.0.0.1:{otlp}", **EVERY_SPAN))
+    try:
         for _ in range(600):
             body = copy.deepcopy(BASE)
             for _ in range(rng.randint(1, 3)):
                 _mutate(rng, body)
             raw = json.dumps(body).encode()
-            headers = {}
+            headers = []
             if rng.random() < 0.15:
                 raw = raw[: rng.randrange(len(raw) + 1)]  # cut short
             if rng.random() < 0.15:
-                headers["Inference-Header-Content-Length"] = str(rng.choice([-1, 0, len(raw), len(raw) + 5, "abc"]))
+                headers.append(("Inference-Header-Content-Length", str(rng.choice([-1, 0, len(raw), len(raw) + 5, "abc"]))))
                 raw += bytes(rng.choice([0, 784, 3136]))
-            try:
-                with urllib.request.urlopen(urllib.request.Request(url, raw, headers), timeout=30) as answer:
-                    status, text = answer.status, answer.read()
-            except urllib.error.HTTPError as error:
-                status, text = error.code, error.read()
+            context = hostile_context(traces, http=True, budget=TRACE_BYTES) if traces.random() < TRACED else None
+            status, text = _post(port, "/v2/models/digitnet/infer", raw, headers + list(context.headers if context else ()))
             statuses.append(str(status))
+            expected.call(context)
             if status >= 500 or (status != 200 and set(json.loads(text)) != {"error"}):
                 failures.append(f"{status} {text[:200]!r} for {raw[:200]!r}")
-        with urllib.request.urlopen(f"{server.http_url}/v2/health/ready", timeout=10) as ready:
+            if context is not None:  # answered as it is without them
+                bare = _post(port, "/v2/models/digitnet/infer", raw, headers)
+                statuses.append(str(bare[0]))
+                expected.call(None)
+                if bare != (status, text):
+                    failures.append(f"{status} {text[:200]!r} with {context.headers!r:.300}, but {bare[0]} {bare[1][:200]!r} without")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=10) as ready:
             assert ready.status == 200
-        log, deadline = tmp_path / "payloads.jsonl", time.monotonic() + 10
-        while len(log.read_text().splitlines()) < len(statuses) and time.monotonic() < deadline:  # the last is recorded as it is answered
-            time.sleep(0.02)
-        assert server.running.plane.payloads is not None and server.running.plane.payloads.flush()
-    assert failures == []
+        expected.call(None)
+        assert process.poll() is None, "the server died"
+        stop(process)  # its last spans leave as it exits, and the payload log is closed whole
+    finally:
+        process.kill()
+        process.wait()
+    with capsys.disabled():
+        traced = len(statuses) - 600
+        print(f"\nrest fuzz: 600 cases, {len(statuses)} requests ({traced} with trace headers, each sent again without), {len(received.spans)} spans")
+        for status, count in sorted(Counter(statuses).items()):
+            print(f"  {status:<6} {count:>7}")
+    assert failures == [], "\n".join(failures[:20])
     assert [json.loads(line)["status"] for line in log.read_text().splitlines()] == statuses
+    assert malformed(received.spans) == []
+    problems = expected.problems(received.spans)
+    assert problems == [], "\n".join(problems[:30])
 
 
 IMAGE = (GOLDEN / "4_mnist.png").read_bytes()

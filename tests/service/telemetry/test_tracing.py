@@ -3,26 +3,21 @@ the server, one trace from the client's span to the model run; a collector that 
 
 from __future__ import annotations
 
+import http.client as http_client
 import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -36,57 +31,8 @@ from digitnet.service.telemetry.observability import configure_logging
 
 from ...conftest import DEFAULT_MODEL, GOLDEN
 from ..conftest import running_server
-from ..helpers import free_port, serve
-
-
-class Receiver(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
-    """An OTLP/gRPC trace receiver, as a collector's: keeps every span it is sent, with its service's name."""
-
-    def __init__(self) -> None:
-        self.spans: list[tuple[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 - the service's method name
-        with self._lock:
-            for resource_spans in request.resource_spans:
-                service = next((a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name"), "")
-                for scope_spans in resource_spans.scope_spans:
-                    self.spans += [(service, span) for span in scope_spans.spans]
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-    def wait_for(self, names: set[str], seconds: float = 30) -> dict[str, tuple[str, Any]]:
-        """The last span of each name, once all have arrived."""
-        give_up = time.monotonic() + seconds
-        while time.monotonic() < give_up:
-            with self._lock:
-                found = {span.name: (service, span) for service, span in self.spans}
-            if names <= found.keys():
-                return found
-            time.sleep(0.05)
-        raise AssertionError(f"spans never arrived: {sorted(names - found.keys())}; got {sorted(found)}")
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[Receiver, int]]:
-    server = grpc.server(futures.ThreadPoolExecutor(2))
-    received = Receiver()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(received, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield received, port
-    server.stop(None)
-
-
-def _otel_env(endpoint: str, **more: str) -> dict[str, str]:
-    return {
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_EXPORTER_OTLP_INSECURE": "true",
-        "OTEL_SERVICE_NAME": "digitnet-under-test",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms: the test need not wait the default 5 s
-        **more,
-    }
+from ..helpers import free_port, serve, stop
+from .otlp import Receiver, otel_env
 
 
 def _trace_headers() -> dict[str, str]:
@@ -96,16 +42,11 @@ def _trace_headers() -> dict[str, str]:
     return headers
 
 
-def _stop(process: Any) -> None:
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 0
-
-
 @pytest.mark.slow
 def test_one_trace_from_the_client_to_the_model_run_on_both_transports(receiver: tuple[Receiver, int]) -> None:
     received, port = receiver
     http = free_port()
-    process, grpc_port = serve(DEFAULT_MODEL, "--http-port", str(http), env=_otel_env(f"http://127.0.0.1:{port}"))
+    process, grpc_port = serve(DEFAULT_MODEL, "--http-port", str(http), env=otel_env(f"http://127.0.0.1:{port}"))
     # The client's own tracing, as an application that uses DigitClient has it (not the global provider: one test).
     provider = TracerProvider(resource=Resource({"service.name": "the-client"}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True)))
@@ -128,7 +69,7 @@ def test_one_trace_from_the_client_to_the_model_run_on_both_transports(receiver:
         oip_spans = received.wait_for({"oip call", "POST /v2/models/{model}/infer", "digitnet.decode", "digitnet.encode"})
     finally:
         provider.shutdown()
-        _stop(process)
+        stop(process)
 
     trace_id = client_span.get_span_context().trace_id.to_bytes(16, "big")
     service, server = grpc_spans["digitnet.v1.DigitClassifier/Classify"]
@@ -182,9 +123,45 @@ def test_digit_client_opens_a_client_span_per_call_marked_with_its_failure(monke
 
 
 @pytest.mark.slow
+def test_repeated_trace_headers_are_read_as_the_w3c_recommendation_says(receiver: tuple[Receiver, int]) -> None:
+    """Repeated tracestate lines are one list, in order; repeated traceparent lines are no traceparent over HTTP
+    (a new trace), and the last one over gRPC (whose core keeps one traceparent a call)."""
+    received, port = receiver
+    http = free_port()
+    process, grpc_port = serve(DEFAULT_MODEL, "--http-port", str(http), env=otel_env(f"http://127.0.0.1:{port}"))
+    first, second = (f"00-{n:032x}-{n:016x}-01" for n in (0xA1, 0xB2))
+    states = [("tracestate", "a=1,b=2"), ("tracestate", "c=3")]
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            info = channel.unary_unary("/digitnet.v1.DigitClassifier/GetModelInfo")
+            info(b"", metadata=[("traceparent", first), *states], timeout=10)
+            info(b"", metadata=[("traceparent", first), ("traceparent", second)], timeout=10)
+        for headers in ([("traceparent", second), *states], [("traceparent", first), ("traceparent", second), *states]):
+            connection = http_client.HTTPConnection("127.0.0.1", http, timeout=10)
+            connection.putrequest("GET", "/v2/health/ready")
+            for name, value in headers:
+                connection.putheader(name, value)
+            connection.endheaders()
+            assert connection.getresponse().status == 200
+            connection.close()
+    finally:
+        stop(process)
+    server = [span for _, span in received.spans if span.kind == span.SPAN_KIND_SERVER]
+    grpc_spans = [span for span in server if span.name == "digitnet.v1.DigitClassifier/GetModelInfo"]
+    http_spans = [span for span in server if span.name == "GET /v2/health/ready"]
+    assert [(span.trace_id.hex()[-2:], span.parent_span_id.hex()[-2:], span.trace_state) for span in grpc_spans] == [
+        ("a1", "a1", "a=1,b=2,c=3"),
+        ("b2", "b2", ""),
+    ]
+    assert [span.parent_span_id.hex()[-2:] for span in http_spans] == ["b2", ""]
+    assert http_spans[0].trace_state == "a=1,b=2,c=3"
+    assert http_spans[1].trace_id.hex()[-2:] not in ("a1", "b2")
+
+
+@pytest.mark.slow
 def test_a_collector_that_is_down_changes_no_answer() -> None:
     closed = free_port()  # nothing listens there
-    env = _otel_env(f"http://127.0.0.1:{closed}", OTEL_BSP_MAX_QUEUE_SIZE="64", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="16", OTEL_EXPORTER_OTLP_TIMEOUT="1")
+    env = otel_env(f"http://127.0.0.1:{closed}", OTEL_BSP_MAX_QUEUE_SIZE="64", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="16", OTEL_EXPORTER_OTLP_TIMEOUT="1")
     process, grpc_port = serve(DEFAULT_MODEL, "--http-port", "0", env=env)
     provider = TracerProvider()  # the client traces too (every call sampled), exporting nowhere
     tracer = provider.get_tracer("test")
@@ -198,7 +175,7 @@ def test_a_collector_that_is_down_changes_no_answer() -> None:
         assert labels == [3] * 300
         assert process.poll() is None
     finally:
-        _stop(process)
+        stop(process)
 
 
 def test_tracing_is_off_unless_asked_for() -> None:
@@ -239,7 +216,7 @@ def test_json_log_lines_carry_the_trace_id(capsys: pytest.CaptureFixture[str]) -
 @pytest.mark.slow
 def test_a_score_run_is_one_trace_with_a_span_per_chunk(receiver: tuple[Receiver, int], tmp_path: Path) -> None:
     received, port = receiver
-    env = _otel_env(f"http://127.0.0.1:{port}")
+    env = otel_env(f"http://127.0.0.1:{port}")
     process, grpc_port = serve(DEFAULT_MODEL, "--http-port", "0", env=env)
     try:
         images = tmp_path / "images"
@@ -252,7 +229,7 @@ def test_a_score_run_is_one_trace_with_a_span_per_chunk(receiver: tuple[Receiver
         assert result.returncode == 0, result.stderr
         received.wait_for({"digitnet.score", "digitnet.score.chunk", "digitnet.v1.DigitClassifier/ClassifyBatch"})
     finally:
-        _stop(process)
+        stop(process)
     time.sleep(0.5)  # the server's last spans leave on its exit
     [run] = [span for _, span in received.spans if span.name == "digitnet.score"]
     chunks = [span for _, span in received.spans if span.name == "digitnet.score.chunk"]
@@ -284,7 +261,7 @@ def test_the_otlp_protocol_picks_the_exporter(monkeypatch: pytest.MonkeyPatch, p
 def test_with_adaptive_batching_a_request_records_its_wait(receiver: tuple[Receiver, int]) -> None:
     received, port = receiver
     http = free_port()
-    process, _ = serve(DEFAULT_MODEL, "--http-port", str(http), "--max-batch-delay-ms", "1", env=_otel_env(f"http://127.0.0.1:{port}"))
+    process, _ = serve(DEFAULT_MODEL, "--http-port", str(http), "--max-batch-delay-ms", "1", env=otel_env(f"http://127.0.0.1:{port}"))
     provider = TracerProvider()
     try:
         with provider.get_tracer("test").start_as_current_span("oip call") as client_span:
@@ -294,7 +271,7 @@ def test_with_adaptive_batching_a_request_records_its_wait(receiver: tuple[Recei
                 assert answer.status == 200
         received.wait_for({"POST /v2/models/{model}/infer", "digitnet.batch.wait", "digitnet.encode"})
     finally:
-        _stop(process)
+        stop(process)
     trace_id = client_span.get_span_context().trace_id.to_bytes(16, "big")
     in_trace = {span.name: span for _, span in received.spans if span.trace_id == trace_id}
     server = in_trace["POST /v2/models/{model}/infer"]

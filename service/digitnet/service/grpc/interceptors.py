@@ -114,7 +114,7 @@ class Guard:
             async def __aenter__(self) -> None:
                 guard._admission.start(lambda: _metadata(self.context, "x-request-id"))
                 if tracing.enabled():  # off: no span, no metadata read
-                    carrier = {key: str(value) for key, value in self.context.invocation_metadata() or () if key in tracing.TRACE_HEADERS}
+                    carrier = tracing.trace_carrier((key, str(value)) for key, value in self.context.invocation_metadata() or ())
                     self.span = tracing.server_span(span_name, carrier, span_attributes)
                 try:
                     if not is_open:

@@ -43,7 +43,8 @@ class Guard:
         self.admission.start(lambda: _header(scope, b"x-request-id"))
         span = None
         if tracing.enabled():  # off: no span, no header scan
-            carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"] if name in _TRACE_HEADERS}
+            fields = ((name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"] if name in _TRACE_HEADERS)
+            carrier = tracing.trace_carrier(fields)
             route = _route(path)
             attributes = {"http.request.method": scope["method"], "http.route": route, "url.path": path}
             span = tracing.server_span(f"{scope['method']} {route}", carrier, attributes)

@@ -9,14 +9,14 @@ The child spans (decode, preprocessing, the batcher's wait, the model run, encod
 
 Usage:
     configure(enabled=settings.otel)          # once per process, before serving
-    span = server_span("digitnet.v1.Digitnet/Classify", carrier, {"rpc.system": "grpc"})
+    span = server_span("digitnet.v1.Digitnet/Classify", trace_carrier(metadata), {"rpc.system": "grpc"})
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -28,7 +28,7 @@ from digitnet.service.inference.spans import TRACER
 
 log = logging.getLogger("digitnet.tracing")
 
-__all__ = ["Span", "TRACE_HEADERS", "TraceIds", "configure", "enabled", "end_server_span", "server_span", "shutdown", "wanted"]
+__all__ = ["Span", "TRACE_HEADERS", "TraceIds", "configure", "enabled", "end_server_span", "server_span", "shutdown", "trace_carrier", "wanted"]
 
 #: The W3C trace context headers (metadata keys) a call may carry: only these are read into the extractor.
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -104,9 +104,26 @@ def shutdown() -> None:
         stop()
 
 
+def trace_carrier(fields: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The W3C trace context among a call's header fields (name, value; names lowercase, a name may repeat), as
+    server_span reads it. Repeated tracestate lines are one list, in order (RFC 9110: joined by ','); repeated
+    traceparent lines are no traceparent at all, whatever they hold (the field is one value: a new trace starts,
+    as the W3C test suite's duplicated traceparent asks)."""
+    parents: list[str] = []
+    states: list[str] = []
+    for name, value in fields:
+        if name == "traceparent":
+            parents.append(value)
+        elif name == "tracestate":
+            states.append(value)
+    if len(parents) != 1:
+        return {}
+    return {"traceparent": parents[0], "tracestate": ",".join(states)} if states else {"traceparent": parents[0]}
+
+
 def server_span(name: str, carrier: Mapping[str, str], attributes: Mapping[str, AttributeValue]) -> tuple[Span, object]:
-    """Open a call's server span, the child of the trace context its headers carry (if any), and make it current:
-    the span and the token that end_server_span() detaches."""
+    """Open a call's server span, the child of the trace context its headers carry (if any: trace_carrier's), and
+    make it current: the span and the token that end_server_span() detaches."""
     parent = propagate.extract(carrier) if carrier else None
     span = TRACER.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
     return span, otel_context.attach(trace.set_span_in_context(span))
