@@ -124,7 +124,8 @@ def grpcurl(address: str, method: str, data: str = "{}") -> dict[str, object]:
 
 
 def serve(model: Path, *flags: str, env: dict[str, str] | None = None, log: list[str] | None = None) -> tuple[subprocess.Popen[str], int]:
-    """Start `digitnet serve` on a free gRPC port; return it once it says so. `log` collects its start-up lines."""
+    """Start `digitnet serve` on a free gRPC port; return it once it says so. `log` collects the lines it logs: its
+    start-up lines before this returns, the rest as they come."""
     process = subprocess.Popen(
         [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(model), "--port", "0", *flags],
         stderr=subprocess.PIPE,
@@ -138,7 +139,7 @@ def serve(model: Path, *flags: str, env: dict[str, str] | None = None, log: list
             log.append(line)
         found = re.search(r"serving on port (\d+)", line)
         if found:
-            threading.Thread(target=process.stderr.read, daemon=True).start()
+            threading.Thread(target=(process.stderr.read if log is None else lambda: log.extend(process.stderr)), daemon=True).start()  # type: ignore[union-attr]
             return process, int(found.group(1))
     raise AssertionError(f"server exited with {process.wait()}")
 

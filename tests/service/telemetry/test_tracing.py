@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -156,6 +157,27 @@ def test_repeated_trace_headers_are_read_as_the_w3c_recommendation_says(receiver
     assert [span.parent_span_id.hex()[-2:] for span in http_spans] == ["b2", ""]
     assert http_spans[0].trace_state == "a=1,b=2,c=3"
     assert http_spans[1].trace_id.hex()[-2:] not in ("a1", "b2")
+
+
+@pytest.mark.slow
+def test_a_malformed_trace_header_is_not_written_into_the_log(receiver: tuple[Receiver, int]) -> None:
+    """A client's bad tracestate starts a new trace; it is not echoed into the server's log (8 KiB a call, before
+    the token is checked) as the SDK warns by default."""
+    received, port = receiver
+    http, log = free_port(), list[str]()
+    process, _ = serve(DEFAULT_MODEL, "--http-port", str(http), env=otel_env(f"http://127.0.0.1:{port}", DIGITNET_TOKEN="secret"), log=log)
+    parent = f"00-{0xA1:032x}-{0xA1:016x}-01"
+    try:
+        for state in ("Bad=" + "x" * 8000, ",".join(f"k{n}=1" for n in range(40)), "x" * 9000):
+            headers = {"traceparent": parent, "tracestate": state}
+            request = urllib.request.Request(f"http://127.0.0.1:{http}/v1/classify", b"", headers=headers)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code == 401
+        received.wait_for({"POST /v1/classify"})
+    finally:
+        stop(process)
+    assert not [line for line in log if "xxxxxxxx" in line or "WARNING" in line], [line[:200] for line in log]
 
 
 @pytest.mark.slow

@@ -33,6 +33,11 @@ __all__ = ["Span", "TRACE_HEADERS", "TraceIds", "configure", "enabled", "end_ser
 #: The W3C trace context headers (metadata keys) a call may carry: only these are read into the extractor.
 TRACE_HEADERS = ("traceparent", "tracestate")
 
+#: The SDK's loggers that warn about what a call's trace headers hold: a malformed tracestate (echoed, up to
+#: 8 KiB of it), an overlong traceparent. The caller's mistake, which then starts a new trace; at WARNING any
+#: client could write 8 KiB into the log with every call, before its token is even checked. Errors only.
+HEADER_LOGGERS = ("opentelemetry.trace.span", "opentelemetry.trace.propagation.tracecontext")
+
 #: Whether this process traces: read by the guards on every call, so that off costs one attribute read.
 state = {"enabled": False}
 
@@ -78,6 +83,8 @@ def configure(flag: bool = False, default_service: str = "digitnet") -> bool:
     provider = TracerProvider(resource=resource)  # the sampler from OTEL_TRACES_SAMPLER(_ARG); parent-based always-on by default
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    for name in HEADER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     state["enabled"] = True
     log.info("tracing on: %s exporter, sampler %s", kind, os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on"))
     return True
