@@ -245,7 +245,7 @@ def test_fuzzed_requests_never_break_the_server(
         process.kill()
         process.wait()
     lines = payloads.read_bytes().splitlines()
-    assert lines and all(json.loads(line)["call"] in {"Classify", "ClassifyBatch", "Explain", "ModelInfer"} for line in lines)
+    assert lines and all(json.loads(line)["call"] in {"Classify", "ClassifyBatch", "ClassifyStream", "Explain", "ModelInfer"} for line in lines)
     with capsys.disabled():
         print(f"\nfuzz: {cases} cases (seed {seed}), {sum(campaign.codes.values())} calls and items, {campaign.traced} with trace headers:")
         for key, count in sorted(campaign.codes.items()):
