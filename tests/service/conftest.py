@@ -6,7 +6,6 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent import futures
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -14,7 +13,6 @@ from typing import TypeVar
 import grpc
 import numpy as np
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from digitnet.service.api._generated import digitnet_pb2_grpc as pb_grpc
 from digitnet.service.client.digit_client import DigitClient
@@ -22,7 +20,7 @@ from digitnet.service.server.process import Server
 from digitnet.service.settings.server import ServerSettings
 
 from ..conftest import CORPUS, DEFAULT_MODEL
-from .telemetry.otlp import Receiver
+from .telemetry.otlp import Receiver, receiving
 
 T = TypeVar("T")
 
@@ -98,13 +96,8 @@ def client(server: ServerThread) -> Iterator[DigitClient]:
 @pytest.fixture
 def receiver() -> Iterator[tuple[Receiver, int]]:
     """An OTLP/gRPC trace receiver on a free loopback port (telemetry/otlp.py): it, and the port."""
-    server = grpc.server(futures.ThreadPoolExecutor(2), options=[("grpc.max_receive_message_length", 64 << 20)])
-    received = Receiver()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(received, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield received, port
-    server.stop(None)
+    with receiving() as (received, port):
+        yield received, port
 
 
 def write_model_that_fails_to_run(path: Path) -> Path:

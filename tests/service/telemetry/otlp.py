@@ -20,7 +20,9 @@ import string
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +59,21 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[mis
 
 #: The service name otel_env gives the server under test.
 SERVICE = "digitnet-under-test"
+
+
+@contextmanager
+def receiving(host: str = "127.0.0.1") -> Iterator[tuple[Receiver, int]]:
+    """An OTLP/gRPC trace receiver listening on a free port of `host` (a container reaches the bridge's host
+    address) while the block runs: it, and the port."""
+    server = grpc.server(futures.ThreadPoolExecutor(2), options=[("grpc.max_receive_message_length", 64 << 20)])
+    received = Receiver()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(received, server)
+    port = server.add_insecure_port(f"{host}:0")
+    server.start()
+    try:
+        yield received, port
+    finally:
+        server.stop(None)
 
 
 def otel_env(endpoint: str, **more: str) -> dict[str, str]:
