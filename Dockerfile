@@ -17,14 +17,15 @@ COPY deploy/install-venv.sh pyproject.toml constraints.txt README.md ./
 COPY service ./service
 COPY training ./training
 COPY models ./models
-RUN --mount=type=secret,id=pip-ca,required=false sh install-venv.sh
+# The otel extra (OpenTelemetry's SDK and OTLP exporters) in every image: tracing stays off until OTEL_* turns it on.
+RUN --mount=type=secret,id=pip-ca,required=false sh install-venv.sh otel
 
 # matplotlib, and the fonts and solvers it pulls in, draw the explain, weights and report pictures: a server needs none.
 FROM build AS build-viz
-RUN --mount=type=secret,id=pip-ca,required=false sh install-venv.sh viz
+RUN --mount=type=secret,id=pip-ca,required=false sh install-venv.sh otel,viz
 
 FROM build-viz AS build-train
-RUN --mount=type=secret,id=pip-ca,required=false sh install-venv.sh viz,train
+RUN --mount=type=secret,id=pip-ca,required=false sh install-venv.sh otel,viz,train
 
 FROM python:3.11-slim AS base
 RUN groupadd --gid 10001 digitnet && useradd --create-home --uid 10001 --gid 10001 digitnet

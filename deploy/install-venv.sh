@@ -1,7 +1,8 @@
 #!/bin/sh
-# The Dockerfile's build stages run this: install digitnet with the extras given ("", "viz", "viz,train") and the
-# pinned versions into /opt/venv. pip runs from /opt/pip, so the venv the images get holds no installer; the
-# packages' own test suites (and onnx's backend test data), which nothing here imports, are left out.
+# The Dockerfile's build stages run this: install digitnet with the extras given ("otel", "otel,viz",
+# "otel,viz,train") and the pinned versions into /opt/venv. pip runs from /opt/pip, so the venv the images get
+# holds no installer; the packages' own test suites (and onnx's backend test data), which nothing here imports,
+# are left out.
 set -eu
 # Behind a TLS-intercepting proxy pip needs the proxy's CA: the pip-ca build secret, never written to a layer.
 if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi

@@ -60,9 +60,11 @@ def test_pip_trusts_a_proxys_ca_only_through_a_build_secret() -> None:
 
 def test_the_server_image_gets_neither_matplotlib_nor_the_training_stack() -> None:
     # matplotlib and its fonts were a seventh of the server's venv; `explain` in the server image names the viz image.
+    # Tracing's SDK (the otel extra) is in every image: the OTEL_* variables alone turn it on in a container.
     stages = _stages()
     assert "COPY --from=build /opt/venv /opt/venv" in stages["runtime"]
-    assert "install-venv.sh\n" in stages["build"] and "install-venv.sh viz\n" in stages["build-viz"]
+    assert "install-venv.sh otel\n" in stages["build"] and "install-venv.sh otel,viz\n" in stages["build-viz"]
+    assert "install-venv.sh otel,viz,train\n" in stages["build-train"]
     assert "COPY --from=build-viz /opt/venv /opt/venv" in stages["viz"]
     assert "COPY --from=build-train /opt/venv /opt/venv" in stages["train"]
 

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
 from digitnet.service.client.digit_client import DigitClient
 from digitnet.service.contract.card import read_card
@@ -27,6 +32,7 @@ from digitnet.service.contract.card import read_card
 from .conftest import GOLDEN
 from .docker_daemon import Docker, build
 from .docker_daemon import run as _run
+from .otlp_receiver import receiving
 from .service.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,3 +147,83 @@ def test_pictures_are_the_viz_images_and_the_server_image_says_so(docker: Docker
     refused = docker("run", "--rm", *golden, f"digitnet:{images}", "explain", "/golden/7_scan.png", "-o", "/tmp/7.png", check=False)
     assert refused.returncode == 2 and refused.stderr.strip().endswith("or the digitnet-viz image"), refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+@contextmanager
+def _serving(docker: Docker, image: str, *options: str) -> Iterator[tuple[str, int, int]]:
+    """The server image serving on free loopback ports (options: more of `docker run`'s), until it answers ready;
+    yields the container's name, its gRPC and its HTTP port. Removed after."""
+    name, grpc_port, http = f"digitnet-test-{uuid.uuid4().hex[:8]}", free_port(), free_port()
+    try:
+        docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{grpc_port}:50051", "-p", f"127.0.0.1:{http}:8080", *options, image)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            running = docker("inspect", "--format", "{{.State.Running}}", name).stdout.strip()
+            assert running == "true" and time.monotonic() < deadline, f"not ready: {docker('logs', name).stderr[-2000:]}"
+            time.sleep(0.5)
+        yield name, grpc_port, http
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def _console_spans(output: str) -> list[dict[str, Any]]:
+    """The spans OpenTelemetry's console exporter printed: indented JSON objects, one after another."""
+    decoder, spans, at = json.JSONDecoder(), [], 0
+    while (at := output.find("{", at)) >= 0:
+        try:
+            value, at = decoder.raw_decode(output, at)
+        except json.JSONDecodeError:
+            at += 1
+            continue
+        if isinstance(value, dict) and "context" in value:
+            spans.append(value)
+    return spans
+
+
+@pytest.mark.slow
+def test_the_server_image_traces_a_call_to_the_console(docker: Docker, server_image: str) -> None:
+    # The image carries the otel extra: the standard variables alone turn tracing on, with no install step.
+    trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
+    otel = ["-e", "OTEL_TRACES_EXPORTER=console", "-e", "OTEL_TRACES_SAMPLER=always_on", "-e", "OTEL_BSP_SCHEDULE_DELAY=100"]
+    with _serving(docker, server_image, *otel) as (name, _, http):
+        image, headers = (GOLDEN / "9_scan.jpg").read_bytes(), {"traceparent": f"00-{trace_id}-{parent_id}-01"}
+        with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{http}/v1/classify", image, headers=headers), timeout=30) as answer:
+            assert json.loads(answer.read())["label"] == 9
+        deadline = time.monotonic() + 30  # the export queue is sent every 100 ms here
+        while not {"POST /v1/classify", "digitnet.model.run"} <= {span["name"] for span in _console_spans(docker("logs", name).stdout)}:
+            assert time.monotonic() < deadline, f"no spans printed: {docker('logs', name).stdout[-2000:]}"
+            time.sleep(0.5)
+        logs = docker("logs", name)
+    assert "tracing on: console exporter" in logs.stderr and "not installed" not in logs.stderr, logs.stderr[-2000:]
+    spans = {span["name"]: span for span in _console_spans(logs.stdout)}
+    server = spans["POST /v1/classify"]
+    assert server["context"]["trace_id"] == f"0x{trace_id}" and server["parent_id"] == f"0x{parent_id}"  # the caller's trace
+    assert server["kind"] == "SpanKind.SERVER" and server["resource"]["attributes"]["service.name"] == "digitnet"
+    assert spans["digitnet.model.run"]["context"]["trace_id"] == f"0x{trace_id}"
+
+
+@pytest.mark.slow
+def test_the_server_image_sends_a_trace_to_a_collector_over_otlp(docker: Docker, server_image: str) -> None:
+    # The collector stands on the host, and the container reaches it as host.docker.internal, as Docker Desktop names
+    # the host (elsewhere --add-host's host-gateway: the bridge's address on the host). It listens on that address only.
+    host = "--add-host=host.docker.internal:host-gateway"
+    gateway = docker("run", "--rm", host, "--entrypoint", "getent", server_image, "hosts", "host.docker.internal").stdout.split()[0]
+    otel = [host, "-e", "OTEL_TRACES_EXPORTER=otlp", "-e", "OTEL_SERVICE_NAME=digitnet-in-docker", "-e", "OTEL_BSP_SCHEDULE_DELAY=100"]
+    caller = TracerProvider().get_tracer("test")  # the calling application's tracing: DigitClient sends its span's context
+    with receiving(gateway) as (received, port):
+        with _serving(docker, server_image, *otel, "-e", f"OTEL_EXPORTER_OTLP_ENDPOINT=http://host.docker.internal:{port}") as (_, grpc_port, _):
+            with caller.start_as_current_span("client call") as client_span, DigitClient(f"127.0.0.1:{grpc_port}", timeout=30) as client:
+                assert client.classify((GOLDEN / "7_scan.png").read_bytes()).label == 7
+            spans = received.wait_for({"digitnet.v1.DigitClassifier/Classify", "digitnet.preprocess", "digitnet.model.run"})
+    service, server = spans["digitnet.v1.DigitClassifier/Classify"]
+    assert service == "digitnet-in-docker"
+    assert server.trace_id == client_span.get_span_context().trace_id.to_bytes(16, "big")
+    assert server.parent_span_id == client_span.get_span_context().span_id.to_bytes(8, "big")
+    for child in ("digitnet.preprocess", "digitnet.model.run"):
+        assert spans[child][1].trace_id == server.trace_id and spans[child][1].parent_span_id == server.span_id, child

@@ -15,6 +15,8 @@ import json
 from typing import Any
 
 import kubernetes_validate
+import opentelemetry.environment_variables
+import opentelemetry.sdk.environment_variables
 import pytest
 import yaml
 from helm_python import HelmRenderError, HelmValuesError, lint
@@ -34,6 +36,13 @@ OLDEST = CHART_META["kubeVersion"].removeprefix(">=").removesuffix("-0")
 CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 #: Every setting of `digitnet serve`, as its environment variable.
 SERVER_VARIABLES = {f"DIGITNET_{name.upper()}" for name in ServerSettings.model_fields}
+#: The OTEL_* variables OpenTelemetry's API and SDK read (config may set them: tracing).
+OTEL_VARIABLES = {
+    value
+    for module in (opentelemetry.environment_variables, opentelemetry.sdk.environment_variables)
+    for name, value in vars(module).items()
+    if name.startswith("OTEL_") and isinstance(value, str)
+}
 
 #: The request rate each pod should average: 500 calls a second (a custom-metrics adapter's rule makes the metric).
 REQUEST_RATE = {"type": "AverageValue", "averageValue": "500"}
@@ -55,7 +64,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "request-rate-and-serving-peers": {
         "autoscaling": {"metrics": [{"type": "Pods", "pods": {"metric": {"name": "digitnet_requests_per_second"}, "target": REQUEST_RATE}}]},
         "networkPolicy": {"servingFrom": [{"podSelector": {"matchLabels": {"role": "client"}}}]},
-        "config": {"DIGITNET_MAX_BATCH_DELAY_MS": "2", "DIGITNET_MIN_CONFIDENCE": 0.6},
+        "config": {"DIGITNET_MAX_BATCH_DELAY_MS": "2", "DIGITNET_MIN_CONFIDENCE": 0.6, "OTEL_TRACES_EXPORTER": "otlp"},
     },
 }
 
@@ -157,6 +166,7 @@ def test_helm_lint_finds_nothing(variant: str) -> None:
         ({"config": {"DIGITNET_TOKEN": "s3cret"}}, "DIGITNET_TOKEN"),  # a secret in a ConfigMap
         ({"config": {"DIGITNET_THREADS": "8"}}, "DIGITNET_THREADS"),  # the chart's own, sized with the memory limit
         ({"config": {"LOG_LEVEL": "debug"}}, "LOG_LEVEL"),
+        ({"config": {"OTEL": "on"}}, "OTEL"),  # DIGITNET_* and OTEL_* names only
         ({"resources": {"requests": {"gpu": 1}, "limits": {}}}, "gpu"),
         ({"batch": {"shards": 0}}, "/batch/shards"),
         ({"autoscaling": {"metrics": [{"type": "Requests"}]}}, "/autoscaling/metrics/0/type"),
@@ -238,7 +248,7 @@ def test_the_server_serves_every_model_of_the_image_on_every_interface() -> None
 def test_every_setting_the_chart_gives_is_a_real_server_setting(variant: str) -> None:
     # A misspelt DIGITNET_* variable is ignored by the server (extra="ignore"): the chart would set nothing.
     objects = render(variant)
-    assert set(settings(objects)) - {"HOME", "PYTHONDONTWRITEBYTECODE"} <= SERVER_VARIABLES
+    assert set(settings(objects)) - {"HOME", "PYTHONDONTWRITEBYTECODE"} <= SERVER_VARIABLES | OTEL_VARIABLES
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert set(schema["properties"]["config"]["propertyNames"]["not"]["enum"]) <= SERVER_VARIABLES
 
@@ -448,6 +458,7 @@ def test_the_batch_job_trusts_a_tls_server_and_presents_a_client_certificate() -
 def test_other_settings_reach_the_configmap_as_strings() -> None:
     config = one(render("request-rate-and-serving-peers"), "ConfigMap")["data"]
     assert config["DIGITNET_MAX_BATCH_DELAY_MS"] == "2" and config["DIGITNET_MIN_CONFIDENCE"] == "0.6"
+    assert config["OTEL_TRACES_EXPORTER"] == "otlp"  # tracing's standard variables, beside the server's own
 
 
 def test_a_settings_change_rolls_the_pods() -> None:
