@@ -32,8 +32,8 @@ from digitnet.service.contract.card import read_card
 from .conftest import GOLDEN
 from .docker_daemon import Docker, build
 from .docker_daemon import run as _run
-from .otlp_receiver import receiving
 from .service.helpers import free_port
+from .service.telemetry.otlp import receiving
 
 REPO = Path(__file__).resolve().parents[1]
 
