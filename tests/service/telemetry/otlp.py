@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
@@ -74,6 +75,37 @@ def receiving(host: str = "127.0.0.1") -> Iterator[tuple[Receiver, int]]:
         yield received, port
     finally:
         server.stop(None)
+
+
+@contextmanager
+def receiving_http(host: str = "127.0.0.1") -> Iterator[tuple[Receiver, int]]:
+    """An OTLP/HTTP trace receiver (protobuf POSTs to /v1/traces, as a collector's port 4318 takes them) on a free
+    port of `host` while the block runs: it, and the port."""
+    received = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            ok = self.path == "/v1/traces" and self.headers["Content-Type"] == "application/x-protobuf"
+            if ok:
+                received.Export(trace_service_pb2.ExportTraceServiceRequest.FromString(body), None)
+            answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer((host, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield received, server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def otel_env(endpoint: str, **more: str) -> dict[str, str]:

@@ -33,7 +33,7 @@ from digitnet.service.telemetry.observability import configure_logging
 from ...conftest import DEFAULT_MODEL, GOLDEN
 from ..conftest import running_server
 from ..helpers import free_port, serve, stop
-from .otlp import Receiver, otel_env
+from .otlp import Receiver, otel_env, receiving_http
 
 
 def _trace_headers() -> dict[str, str]:
@@ -263,6 +263,21 @@ def test_a_score_run_is_one_trace_with_a_span_per_chunk(receiver: tuple[Receiver
     assert sorted(call.parent_span_id for call in calls) == sorted(chunk.span_id for chunk in chunks)
     assert sorted(span.parent_span_id for span in served) == sorted(call.span_id for call in calls)
     assert all(span.trace_id == run.trace_id for span in batches)
+
+
+@pytest.mark.slow
+def test_spans_reach_a_collector_over_otlp_http() -> None:
+    with receiving_http() as (received, port):
+        env = otel_env(f"http://127.0.0.1:{port}", OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
+        process, grpc_port = serve(DEFAULT_MODEL, env=env)
+        try:
+            with DigitClient(f"127.0.0.1:{grpc_port}", timeout=30) as client:
+                assert client.classify((GOLDEN / "2_scan.png").read_bytes()).label == 2
+            spans = received.wait_for({"digitnet.v1.DigitClassifier/Classify", "digitnet.model.run"})
+        finally:
+            stop(process)
+    service, server = spans["digitnet.v1.DigitClassifier/Classify"]
+    assert service == "digitnet-under-test" and spans["digitnet.model.run"][1].parent_span_id == server.span_id
 
 
 @pytest.mark.parametrize(("protocol", "module"), [("grpc", "grpc"), ("http/protobuf", "http"), (None, "grpc")])
