@@ -1,14 +1,15 @@
 """What tracing and the payload log cost: servers with each turned off and on, serving at once and measured in turns.
 
-The servers: both features off; tracing sampling 1 % and 100 % of traces (and 100 % into a collector that is
-down); the payload log keeping 1 % (its default) and every call; both at 1 %; and, with --baseline, another
-checkout's digitnet (e.g. the commit before the features existed), which says what "off" costs. Every traced
-server exports over OTLP/gRPC to a receiver in a process of its own (opentelemetry-proto's TraceService, counting
-the spans it gets) on this machine; "collector down" exports to a closed port. The payload logs are written to a
-temporary folder. Each round measures the servers in a rotated order, so that none gains from going first. One
-FP32 image per OIP ModelInfer request, over gRPC (tritonclient) and REST (JSON), from `concurrency` tasks; the
-clients send no trace context, so the server's sampler decides (parentbased_traceidratio). Prints requests/s per
-run, the median, the median against both off, and server CPU µs per request.
+The servers: both features off, twice (two identical processes: how far they differ is the noise floor); tracing
+sampling 1 % and 100 % of traces (and 100 % into a collector that is down); the payload log keeping 1 % (its
+default) and every call; both at 1 %; and, with --baseline, another checkout's digitnet (e.g. the commit before the
+features existed), which says what "off" costs. Every traced server exports over OTLP/gRPC to a receiver in a
+process of its own (opentelemetry-proto's TraceService, counting the spans it gets) on this machine; "collector
+down" exports to a closed port. The payload logs are written to a temporary folder. Each round measures the
+servers in a rotated order, so that none gains from going first. One FP32 image per OIP ModelInfer request, over
+gRPC (tritonclient) and REST (JSON), from `concurrency` tasks; the clients send no trace context, so the server's
+sampler decides (parentbased_traceidratio). Prints requests/s per run, the median, the median against both off,
+and server CPU µs per request.
 
 Usage:
     git worktree add /tmp/before b88939e    # main before issue 28
@@ -58,6 +59,8 @@ class Config:
 
 CONFIGS: dict[str, Config] = {
     OFF: Config(),
+    # The same server twice: how far two identical processes differ is the table's noise floor.
+    "both off, a second process": Config(),
     "tracing, 1% sampled": Config(otel=TRACE_1),
     "tracing, 100% sampled": Config(otel=TRACE_ALL),
     "tracing, 100%, collector down": Config(otel=TRACE_ALL, collector_down=True),

@@ -12,9 +12,8 @@ Usage:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import TypeVar
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
@@ -22,22 +21,21 @@ from opentelemetry.util.types import AttributeValue
 #: The tracer of the server's own spans (the API's proxy: real once the telemetry layer installs the SDK).
 TRACER = trace.get_tracer("digitnet")
 
-_T = TypeVar("_T")
-
 
 def recording() -> bool:
     """Whether the current call is traced and sampled."""
     return trace.get_current_span().is_recording()
 
 
-@contextmanager
-def child(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Iterator[None]:
+#: What child() returns in a call that is not recorded: one shared context manager that does nothing.
+_NOTHING = nullcontext()
+
+
+def child(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> AbstractContextManager[object]:
     """A child span of the current one while the block runs; nothing at all when the call is not recorded."""
     if not trace.get_current_span().is_recording():
-        yield
-        return
-    with TRACER.start_as_current_span(name, attributes=attributes):
-        yield
+        return _NOTHING
+    return TRACER.start_as_current_span(name, attributes=attributes)
 
 
 def annotate(attributes: Mapping[str, AttributeValue]) -> None:
