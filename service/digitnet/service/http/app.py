@@ -30,9 +30,8 @@ from digitnet.service.settings.server import ServerSettings
 from digitnet.service.telemetry.observability import count_error
 
 #: FastAPI's own OpenTelemetry spans (its recent versions) start as soon as a tracer provider is set: a second server
-#: span per request beside the guard's, and operation spans, costing REST a share of its throughput even with every
-#: trace unsampled (docs/benchmarks.md, Tracing). The guard's span is the call's, as on gRPC; an older FastAPI has
-#: no such parameter (nor spans).
+#: span per request beside the guard's, and operation spans, costing REST throughput even with every trace
+#: unsampled. The guard's span is the call's, as on gRPC; an older FastAPI has no such parameter (nor spans).
 _NO_FASTAPI_TELEMETRY: dict[str, Any] = (
     {"telemetry": {"tracing": False, "metrics": False, "logs": False}} if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {}
 )
