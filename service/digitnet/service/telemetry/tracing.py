@@ -40,6 +40,8 @@ HEADER_LOGGERS = ("opentelemetry.trace.span", "opentelemetry.trace.propagation.t
 
 #: Whether this process traces: read by the guards on every call, so that off costs one attribute read.
 state = {"enabled": False}
+#: The tracer of the server spans: the API's proxy until configure() installs the SDK.
+tracers: dict[str, trace.Tracer] = {"server": TRACER}
 
 
 def enabled() -> bool:
@@ -85,6 +87,8 @@ def configure(flag: bool = False, default_service: str = "digitnet") -> bool:
     trace.set_tracer_provider(provider)
     for name in HEADER_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    # The server spans come from the SDK's tracer itself, not through the API's proxy (a hop per call, sampled or not).
+    tracers["server"] = provider.get_tracer("digitnet")
     state["enabled"] = True
     log.info("tracing on: %s exporter, sampler %s", kind, os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on"))
     return True
@@ -132,7 +136,7 @@ def server_span(name: str, carrier: Mapping[str, str], attributes: Mapping[str, 
     """Open a call's server span, the child of the trace context its headers carry (if any: trace_carrier's), and
     make it current: the span and the token that end_server_span() detaches."""
     parent = propagate.extract(carrier) if carrier else None
-    span = TRACER.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+    span = tracers["server"].start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
     return span, otel_context.attach(trace.set_span_in_context(span))
 
 
