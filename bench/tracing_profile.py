@@ -1,5 +1,5 @@
-"""Where tracing's cost goes: a server traced at a sampling ratio and one untraced, each loaded in turn while py-spy
-samples its stacks; prints each one's busy time per request, the share of the traced one's spent in digitnet's
+"""Where tracing's cost goes: a server traced at a sampling ratio and one untraced, each loaded twice in turn while
+py-spy samples its stacks; prints each one's busy time per request, the share of the traced one's spent in digitnet's
 tracing code (and the OpenTelemetry SDK under it), and the functions whose time per request differs most.
 
 A throughput table (bench/telemetry_bench.py) compares whole processes, whose own differences are a few percent;
@@ -90,8 +90,13 @@ def main() -> None:
         raise SystemExit("py-spy is not installed: pip install py-spy, or give --py-spy PATH")
     otel = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"}  # a collector that is down
     otel |= {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(args.sample)}
-    traced_rate, traced = profile(otel, args.transport, args.concurrency, args.seconds, args.py_spy)
-    off_rate, off = profile(None, args.transport, args.concurrency, args.seconds, args.py_spy)
+    # In the order traced, untraced, untraced, traced: neither gains from the machine's drift over the run.
+    runs = {name: [profile(env, args.transport, args.concurrency, args.seconds, args.py_spy)] for name, env in (("traced", otel), ("untraced", None))}
+    runs["untraced"].append(profile(None, args.transport, args.concurrency, args.seconds, args.py_spy))
+    runs["traced"].append(profile(otel, args.transport, args.concurrency, args.seconds, args.py_spy))
+    traced_rate, traced = sum(rate for rate, _ in runs["traced"]) / 2, [stack for _, stacks in runs["traced"] for stack in stacks]
+    off_rate, off = sum(rate for rate, _ in runs["untraced"]) / 2, [stack for _, stacks in runs["untraced"] for stack in stacks]
+    seconds = 2 * args.seconds
     total = sum(count for _, count in traced)
     shares = Counter[str]()
     for frames, count in traced:
@@ -99,8 +104,8 @@ def main() -> None:
         name = next((name for name, frame in TRACING_FRAMES.items() if frame in stack), None)  # a sample counts once
         if name is not None:
             shares[name] += count
-    traced_us, off_us = per_request(traced, traced_rate * args.seconds), per_request(off, off_rate * args.seconds)
-    print(f"{cpu_name()}; {args.transport}, concurrency {args.concurrency}, {args.seconds:g} s each")
+    traced_us, off_us = per_request(traced, traced_rate * seconds), per_request(off, off_rate * seconds)
+    print(f"{cpu_name()}; {args.transport}, concurrency {args.concurrency}, twice {args.seconds:g} s each (traced, untraced, untraced, traced)")
     print(f"py-spy: {RATE} samples a second of the server's busy threads\n")
     print("| server | requests/s | busy µs per request |\n|---|---:|---:|")
     print(f"| traced, {args.sample:g} sampled | {traced_rate:,.0f} | {sum(traced_us.values()):,.0f} |")
@@ -108,7 +113,7 @@ def main() -> None:
     print("| tracing work in the traced server | samples | share of its busy time | µs per request |\n|---|---:|---:|---:|")
     for name in [*TRACING_FRAMES, "all of it"]:
         count = sum(shares.values()) if name == "all of it" else shares[name]
-        print(f"| {name} | {count:,} | {count / total:.1%} | {count / RATE / (traced_rate * args.seconds) * 1e6:.1f} |")
+        print(f"| {name} | {count:,} | {count / total:.1%} | {count / RATE / (traced_rate * seconds) * 1e6:.1f} |")
     print("\nThe functions whose own busy µs per request differ most (traced minus untraced):\n")
     print("| function | traced | untraced | difference |\n|---|---:|---:|---:|")
     differences = {name: traced_us[name] - off_us[name] for name in traced_us.keys() | off_us.keys()}
