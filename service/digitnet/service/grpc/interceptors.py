@@ -83,11 +83,9 @@ class Guard:
             code = refused or context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
             name = code.name if isinstance(code, grpc.StatusCode) else str(code)
             elapsed = time.perf_counter() - started
-            # The payload record's id, when the call was captured: the log line and the record then join.
-            request_id = captured_id() if log.isEnabledFor(logging.DEBUG) else None
-            self._admission.finish(rpc, rpc, name, name == "OK", elapsed, cancelled=name == "CANCELLED")
-            if log.isEnabledFor(logging.DEBUG):
-                request_id = request_id or _metadata(context, "x-request-id") or uuid.uuid4().hex[:16]
+            if log.isEnabledFor(logging.DEBUG):  # before finish() closes the payload capture, whose id it names
+                # The payload record's id when the call is captured, so that the log line and the record join.
+                request_id = captured_id() or _metadata(context, "x-request-id") or uuid.uuid4().hex[:16]
                 model = answering_model()  # the model that answered, as the metrics count it
                 log.debug(
                     "rpc %s %s in %.2f ms%s",
@@ -97,6 +95,7 @@ class Guard:
                     f" by {model}" if model else "",
                     extra={"request_id": request_id, "peer": context.peer(), "model": model},
                 )
+            self._admission.finish(rpc, rpc, name, name == "OK", elapsed, cancelled=name == "CANCELLED")
             return name
 
         guard = self
