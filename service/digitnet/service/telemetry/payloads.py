@@ -36,7 +36,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from prometheus_client import Counter
@@ -50,6 +50,7 @@ from digitnet.service.inference.statistics import answering_model
 log = logging.getLogger(__name__)
 
 InputForm = Literal["pixels", "original"]
+_T = TypeVar("_T")
 #: The CloudEvents types KServe's inference logger sends: one event for the request, one for the response.
 REQUEST_EVENT = "org.kubeflow.serving.inference.request"
 RESPONSE_EVENT = "org.kubeflow.serving.inference.response"
@@ -197,26 +198,23 @@ class PayloadLog:
         self._file.close()
 
     def _write_all(self) -> None:
-        while True:
-            finished = self._queue.get()
+        _consume(self._queue, self._write)
+
+    def _write(self, finished: _Finished) -> None:
+        try:
+            record = self.record(finished)
             try:
-                if finished is None:
-                    return
-                record = self.record(finished)
-                try:
-                    self._file.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
-                    if self._queue.empty():
-                        self._file.flush()  # readers see every record once the writer has caught up
-                    WRITTEN.labels("file").inc()
-                except OSError as err:
-                    DROPPED.labels("write_failed").inc()
-                    log.warning("payload log: cannot write %s: %s", self.path, err)
-                if self.sink is not None:
-                    self.sink.submit(record)
-            except Exception:  # a bug must not stop the writer: the server would drop every record after it
-                log.exception("payload log: cannot record a call")
-            finally:
-                self._queue.task_done()
+                self._file.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+                if self._queue.empty():
+                    self._file.flush()  # readers see every record once the writer has caught up
+                WRITTEN.labels("file").inc()
+            except OSError as err:
+                DROPPED.labels("write_failed").inc()
+                log.warning("payload log: cannot write %s: %s", self.path, err)
+            if self.sink is not None:
+                self.sink.submit(record)
+        except Exception:  # a bug must not stop the writer: the server would drop every record after it
+            log.exception("payload log: cannot record a call")
 
     def record(self, finished: _Finished) -> dict[str, Any]:
         """The JSON record of a finished call."""
@@ -372,17 +370,27 @@ class CloudEventsSink:
         return headers
 
     def _send_all(self) -> None:
-        while True:
-            record = self._queue.get()
-            try:
-                if record is None:
-                    return
-                for headers, body in self.events(record):
-                    with self._opener.open(urllib.request.Request(self.url, body, headers, method="POST"), timeout=self.timeout) as answer:
-                        answer.read()
-                WRITTEN.labels("sink").inc()
-            except Exception as err:  # refused, timed out, answered 4xx/5xx: dropped, counted, the server goes on
-                DROPPED.labels("sink_failed").inc()
-                log.debug("payload sink %s: %s", self.url, err)
-            finally:
-                self._queue.task_done()
+        _consume(self._queue, self._send)
+
+    def _send(self, record: dict[str, Any]) -> None:
+        try:
+            for headers, body in self.events(record):
+                with self._opener.open(urllib.request.Request(self.url, body, headers, method="POST"), timeout=self.timeout) as answer:
+                    answer.read()
+            WRITTEN.labels("sink").inc()
+        except Exception as err:  # refused, timed out, answered 4xx/5xx: dropped, counted, the server goes on
+            DROPPED.labels("sink_failed").inc()
+            log.debug("payload sink %s: %s", self.url, err)
+
+
+def _consume(items: queue.Queue[_T | None], handle: Callable[[_T], None]) -> None:
+    """A worker thread's loop: handle each queued item until the None that stops it, marking each one done (what
+    flush() and the sink's `pending` wait on)."""
+    while True:
+        item = items.get()
+        try:
+            if item is None:
+                return
+            handle(item)
+        finally:
+            items.task_done()
