@@ -18,8 +18,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +26,8 @@ from typing import Any
 import oip_bench
 import rest_bench
 from machine import cpu_name
-from oip_bench import MODEL, REPO, baseline_name, code_of, free_port
+from oip_bench import baseline_name, free_port, server_environment
+from telemetry_bench import TRACE_1
 
 #: Times each collection and writes the totals on SIGUSR2 (installed in the server by Python's site module).
 SITECUSTOMIZE = """
@@ -68,15 +67,13 @@ def snapshot(pid: int, folder: Path) -> dict[str, Any]:
 def measure(checkout: Path | None, traced: bool, folder: Path, concurrency: int, seconds: float) -> dict[str, float]:
     """One server under load: requests/s, collections per 1,000 requests by generation, collector µs per request,
     the longest collection (ms) and the objects the collector tracks at the end."""
-    port, http = free_port(), free_port()
-    env = {k: v for k, v in (code_of(checkout) or os.environ).items() if not k.startswith("OTEL_")}
+    http = free_port()
+    env = server_environment(checkout)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder), env.get("PYTHONPATH", "")]))
     env["DIGITNET_GC_BENCH"] = str(folder)
     if traced:
-        env |= {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
-        env |= {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"}
-    command = [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(MODEL), "--port", str(port), "--http-port", str(http)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=env)
+        env |= {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}", **TRACE_1}
+    server, port = oip_bench.start_digitnet("--http-port", str(http), env=env)
     try:
         asyncio.run(oip_bench.wait_ready(port))
         rest_bench.wait_ready(http)

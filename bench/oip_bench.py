@@ -126,11 +126,19 @@ def start_mlserver(folder: Path, parallel_workers: int, http_port: int | None = 
     return process, grpc_port
 
 
-def start_digitnet(*flags: str, checkout: Path | None = None) -> tuple[subprocess.Popen[bytes], int]:
-    """Serve the committed model with `digitnet serve`: this checkout's code, or another's (`checkout`)."""
+def start_digitnet(*flags: str, checkout: Path | None = None, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """Serve the committed model with `digitnet serve`: this checkout's code, or another's (`checkout`); `env`, when
+    given, is the whole environment it runs in (server_environment's, say)."""
     port = free_port()
     command = [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(MODEL), "--port", str(port), *flags]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=code_of(checkout)), port
+    environment = code_of(checkout) if env is None else env
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=environment), port
+
+
+def server_environment(checkout: Path | None = None) -> dict[str, str]:
+    """The environment of a server whose tracing or settings a bench sets itself: this one's (or one that runs
+    `checkout`), without the caller's OTEL_* and DIGITNET_* variables."""
+    return {k: v for k, v in (code_of(checkout) or os.environ).items() if not k.startswith(("OTEL_", "DIGITNET_"))}
 
 
 def code_of(checkout: Path | None) -> dict[str, str] | None:

@@ -25,7 +25,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from typing import Any
 import oip_bench
 import rest_bench
 from machine import cpu_name
-from oip_bench import MODEL, REPO, baseline_name, code_of, cpu_seconds, free_port
+from oip_bench import baseline_name, cpu_seconds, free_port, server_environment
 
 OFF = "both off"
 TRACE_1 = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"}
@@ -90,14 +89,14 @@ def _receive(port: int, count: Any) -> None:
 
 def start(config: Config, endpoint: str, payload_log: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     """One `digitnet serve` (gRPC and HTTP) as `config` says; its process, gRPC and HTTP ports."""
-    port, http = free_port(), free_port()
-    env = {k: v for k, v in (code_of(config.checkout) or os.environ).items() if not k.startswith(("OTEL_", "DIGITNET_"))}
+    http = free_port()
+    env = server_environment(config.checkout)
     if config.otel is not None:
         env |= {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_INSECURE": "true", **config.otel}
-    command = [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(MODEL), "--port", str(port), "--http-port", str(http)]
+    flags = ["--http-port", str(http)]
     if config.payload_sample is not None:
-        command += ["--payload-log", str(payload_log), "--payload-log-sample", str(config.payload_sample)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=env)
+        flags += ["--payload-log", str(payload_log), "--payload-log-sample", str(config.payload_sample)]
+    process, port = oip_bench.start_digitnet(*flags, env=env)
     asyncio.run(oip_bench.wait_ready(port))
     rest_bench.wait_ready(http)
     return process, port, http

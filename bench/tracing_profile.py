@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -24,7 +22,7 @@ from pathlib import Path
 import oip_bench
 import rest_bench
 from machine import cpu_name
-from oip_bench import MODEL, REPO, free_port
+from oip_bench import free_port, server_environment
 
 #: A sample is tracing's when its stack passes through one of these (the SDK's frames are under them).
 TRACING_FRAMES = {
@@ -39,10 +37,8 @@ RATE = 500
 
 def profile(otel: dict[str, str] | None, transport: str, concurrency: int, seconds: float, py_spy: str) -> tuple[float, list[tuple[list[str], int]]]:
     """Serve (traced as `otel` says, or not), load and sample: requests/s, and each sampled stack with its count."""
-    port, http = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | (otel or {})
-    command = [sys.executable, "-m", "digitnet.service.cli", "serve", "--model", str(MODEL), "--port", str(port), "--http-port", str(http)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=env)
+    http = free_port()
+    server, port = oip_bench.start_digitnet("--http-port", str(http), env=server_environment() | (otel or {}))
     folder = Path(tempfile.mkdtemp(prefix="digitnet-spy-"))
     try:
         asyncio.run(oip_bench.wait_ready(port))
